@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Install what flaskstack needs on a Debian 12 machine; safe to run again (it skips what is there).
+#   scripts/install.sh run    nginx, a .venv with flaskstack + the notes site, browser assets
+#   scripts/install.sh test   the above + test tools, database servers, Chromium, podman
+set -euo pipefail
+mode=${1:-run}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+say() { printf 'install: %s\n' "$*" >&2; }
+
+apt_missing() {  # print the packages of "$@" that dpkg does not have installed
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+    done
+}
+
+apt_install() {
+    local missing
+    missing=$(apt_missing "$@")
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "missing Debian packages: $missing (run as root, or install them)"; exit 1
+    fi
+    say "apt-get install $missing"
+    if [ ! -f /var/lib/apt/periodic/flaskstack-updated ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
+        apt-get update -qq
+        mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/flaskstack-updated
+    fi
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+run_pkgs=(nginx-light ca-certificates)
+command -v npm >/dev/null || run_pkgs+=(npm)
+python3 -c 'import ensurepip, venv' 2>/dev/null || run_pkgs+=(python3-venv)
+test_pkgs=(wrk hyperfine mariadb-server redis-server postgresql chromium fonts-dejavu-core
+           podman buildah runc debootstrap netavark aardvark-dns catatonit uidmap procps psmisc)
+
+case "$mode" in
+    run) apt_install "${run_pkgs[@]}" ;;
+    test) apt_install "${run_pkgs[@]}" "${test_pkgs[@]}" ;;
+    *) say "usage: scripts/install.sh run|test"; exit 2 ;;
+esac
+
+# Services installed by apt must not hold ports or run in the background: tests start their own.
+if [ "$mode" = test ] && [ "$(id -u)" = 0 ]; then
+    for svc in nginx mariadb redis-server postgresql; do
+        systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+    done
+fi
+
+# Python: one .venv; pip runs only when pyproject.toml (or the mode) changed.
+if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    python3 -m venv .venv
+fi
+extras=""
+[ "$mode" = test ] && extras="[test]"
+stamp=".venv/.flaskstack-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    say "pip install -e .$extras"
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e ".$extras"
+    rm -f .venv/.flaskstack-"$mode"-*
+    touch "$stamp"
+fi
+
+# Browser assets (CKEditor 4.22.1, Swagger UI) from npm, into the notes package.
+bash scripts/assets.sh

@@ -1,0 +1,105 @@
+"""Note operations shared by the web pages, the admin, the API and the Excel import.
+
+Every write of note HTML goes through :func:`clean_html`, and every title gets a unique slug.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import nh3
+from sqlalchemy import select
+
+from .extensions import db
+from .models import Note, User, utcnow
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del",
+    "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+    "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "small", "span",
+    "strike", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr",
+    "u", "ul",
+}
+ALLOWED_ATTRIBUTES = {
+    "*": {"class", "title", "lang", "dir"},
+    "a": {"href", "name", "target"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "table": {"border", "cellpadding", "cellspacing", "summary"},
+    "col": {"span"},
+    "colgroup": {"span"},
+    "ol": {"start", "type"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+TITLE_MAX = 200
+SLUG_MAX = 200
+
+
+def clean_html(html: str) -> str:
+    """Keep formatting, lists, tables, links and images; drop scripts, handlers, bad URLs."""
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+
+
+def slugify(text: str) -> str:
+    """``"Hello, World!"`` -> ``"hello-world"``; never empty."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return text[:SLUG_MAX].strip("-") or "note"
+
+
+def unique_slug(title: str, exclude_id: int | None = None) -> str:
+    """A slug for ``title`` not used by any other note (``-2``, ``-3``… on collision)."""
+    base = slugify(title)
+    stmt = select(Note.id, Note.slug).where(Note.slug.like(f"{base}%"))
+    taken = {slug for note_id, slug in db.session.execute(stmt) if note_id != exclude_id}
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def create_note(author: User, title: str, body: str, published: bool = False) -> Note:
+    """Add a note to the session (the caller commits)."""
+    note = Note(
+        author=author,
+        title=title.strip(),
+        slug=unique_slug(title),
+        body=clean_html(body),
+        published=published,
+        published_at=utcnow() if published else None,
+    )
+    db.session.add(note)
+    db.session.flush()
+    return note
+
+
+def update_note(
+    note: Note,
+    *,
+    title: str | None = None,
+    body: str | None = None,
+    published: bool | None = None,
+) -> Note:
+    """Change the given fields (the caller commits). The slug follows the title."""
+    if title is not None and title.strip() != note.title:
+        note.title = title.strip()
+        note.slug = unique_slug(note.title, exclude_id=note.id)
+    if body is not None:
+        note.body = clean_html(body)
+    if published is not None and published != note.published:
+        note.published = published
+        note.published_at = utcnow() if published else None
+    db.session.flush()
+    return note
