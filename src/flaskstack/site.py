@@ -1,0 +1,91 @@
+"""What a site declares for the kit in a ``flaskstack.toml`` beside its code.
+
+The kit never imports the site: it finds the top-level module with
+:func:`importlib.util.find_spec` (which does not execute it) and reads the file next to it::
+
+    prestart = "flask --app notes db upgrade"
+    writable = ["${NOTES_DATA_DIR:-/web/data}"]
+    [static]
+    "/static/" = "static"
+    "/media/" = "${NOTES_DATA_DIR:-/web/data}/uploads"
+
+``${VAR:-default}`` and ``${VAR}`` are expanded from the environment; relative directories are
+relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .settings import SettingError, static_mapping
+
+FILENAME = "flaskstack.toml"
+_VAR = re.compile(r"\$\{([A-Za-z_]\w*)(?::-([^}]*))?\}")
+
+
+@dataclass
+class SiteDeclaration:
+    path: Path | None = None
+    prestart: str = ""
+    writable: list[str] = field(default_factory=list)
+    static: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+def find(app: str, app_dir: str) -> Path | None:
+    """The ``flaskstack.toml`` beside the app's top-level module, if there is one."""
+    top = app.split(":", 1)[0].split(".", 1)[0]
+    sys.path.insert(0, app_dir)
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    finally:
+        sys.path.remove(app_dir)
+    if spec is None or not spec.origin or spec.origin in {"built-in", "frozen"}:
+        return None
+    origin = Path(spec.origin)
+    candidate = origin.parent / FILENAME
+    return candidate if candidate.is_file() else None
+
+
+def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDeclaration:
+    """Read the site's declaration; an absent file is an empty declaration."""
+    env = os.environ if env is None else env
+    path = find(app, app_dir)
+    if path is None:
+        return SiteDeclaration()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SettingError(f"{path}: {e}") from None
+    base = path.parent
+    decl = SiteDeclaration(path=path)
+    prestart = data.get("prestart", "")
+    writable = data.get("writable", [])
+    static = data.get("static", {})
+    if not isinstance(prestart, str) or not isinstance(writable, list) or not isinstance(
+        static, dict
+    ):
+        raise SettingError(
+            f"{path}: prestart must be a string, writable a list, [static] a table"
+        )
+    decl.prestart = expand(prestart, env)
+    decl.writable = [str(base / expand(str(d), env)) for d in writable]
+    for prefix, directory in static.items():
+        try:
+            mapping = static_mapping(f"{prefix}={base / expand(str(directory), env)}")
+        except ValueError:
+            raise SettingError(f"{path}: bad static mapping {prefix!r}") from None
+        decl.static.append(mapping)
+    return decl

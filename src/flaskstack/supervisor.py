@@ -1,0 +1,359 @@
+"""``flaskstack serve``: run uWSGI and Nginx in order, as a correct PID 1.
+
+The supervisor is small on purpose: uWSGI's master respawns workers and chain-reloads them,
+Nginx's master handles its own workers and graceful reload. The supervisor only does what
+neither can: start them in order (app loaded before the port accepts), stop them in order
+(Nginx drains before uWSGI goes), forward reloads, reap orphans, and exit with a clear code.
+See docs/design.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import render, site
+from .settings import SettingError, Settings
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_SETTINGS = 2
+EXIT_START = 3  # the app, the prestart command or a server failed to start
+EXIT_DIED = 4  # Nginx or the uWSGI master died while serving
+EXIT_FORCED = 5  # the stop had to kill something after the grace period
+
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
+STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+def log(message: str) -> None:
+    print(f"flaskstack: {message}", file=sys.stderr, flush=True)
+
+
+def binary(name: str) -> str:
+    """``uwsgi`` from this Python's environment first; ``nginx`` from PATH or /usr/sbin."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+    if not found:
+        raise SettingError(f"{name} is not installed (not on PATH, not in /usr/sbin)")
+    return found
+
+
+def _unblock() -> None:  # runs in the child between fork and exec
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+class Child:
+    """A process the supervisor started; reaped by the supervisor's own waitpid loop."""
+
+    def __init__(self, name: str, argv: list[str], **kwargs: object) -> None:
+        self.name = name
+        self.status: int | None = None
+        self.proc = subprocess.Popen(
+            argv, start_new_session=True, preexec_fn=_unblock, **kwargs  # type: ignore[call-overload]
+        )
+        self.pid = self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.status is None
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def describe(self) -> str:
+        code = self.status if self.status is not None else 0
+        if os.WIFSIGNALED(code):
+            return f"killed by {signal.Signals(os.WTERMSIG(code)).name}"
+        return f"exit status {os.WEXITSTATUS(code)}"
+
+    def exit_code(self) -> int:
+        code = self.status or 0
+        return os.WEXITSTATUS(code) if os.WIFEXITED(code) else 128 + os.WTERMSIG(code)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, decl: site.SiteDeclaration) -> None:
+        self.s = settings
+        self.decl = decl
+        self.run = Path(settings.run_dir)
+        self.children: dict[int, Child] = {}
+        self.uwsgi: Child | None = None
+        self.nginx: Child | None = None
+        self.root = os.geteuid() == 0
+        self.uid, self.gid = -1, -1
+        if self.root:
+            self.uid, self.gid, _ = render.user_group(settings.user)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], **kwargs: object) -> Child:
+        child = Child(name, argv, **kwargs)
+        self.children[child.pid] = child
+        return child
+
+    def reap(self) -> None:
+        """Collect every exited child, ours or orphans handed to PID 1."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.get(pid)
+            if child is not None:
+                child.status = status
+                child.proc.returncode = child.exit_code()  # keep Popen from polling again
+
+    def wait_signal(self, timeout: float) -> int | None:
+        info = signal.sigtimedwait(HANDLED, timeout)
+        if info is None:
+            return None
+        if info.si_signo == signal.SIGCHLD:
+            self.reap()
+        return info.si_signo
+
+    def wait_until(self, done: Callable[[], bool], timeout: float | None) -> int | None:
+        """Wait for ``done()``; return a stop signal if one arrives first, else ``None``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done():
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                return None
+            sig = self.wait_signal(left)
+            if sig in STOP:
+                return sig
+            self.reap()
+        return None
+
+    # -- start -----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Make the run dir (and the site's writable dirs), render and write the configs."""
+        self.run.mkdir(parents=True, exist_ok=True)
+        for stale in ("uwsgi.ready", "uwsgi.sock", "uwsgi.fifo", "nginx.pid"):
+            (self.run / stale).unlink(missing_ok=True)
+        rendered = render.render(self.s, self.decl)
+        for note in rendered.notes:
+            log(note)
+        render.write(rendered, str(self.run))
+        if self.s.role != "proxy":
+            app_dir = Path(self.s.app_dir)
+            if not app_dir.is_dir():
+                try:
+                    app_dir.mkdir(parents=True)
+                except OSError as e:
+                    raise SettingError(f"setting app_dir: cannot create {app_dir}: {e}") from None
+        if self.root:
+            for path in [self.run, *self.run.rglob("*")]:
+                os.chown(path, self.uid, self.gid)
+        for directory in self.decl.writable if self.s.role != "proxy" else []:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            if self.root:
+                os.chown(directory, self.uid, self.gid)
+        (self.run / "flaskstack.pid").write_text(f"{os.getpid()}\n")
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+        if self.root:
+            import pwd
+
+            entry = pwd.getpwuid(self.uid)
+            env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+        return env
+
+    def as_user(self) -> dict[str, object]:
+        """Popen arguments that run a command as the unprivileged user (when root)."""
+        if not self.root:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def prestart(self) -> int | None:
+        command = self.s.prestart or self.decl.prestart
+        if not command or command.strip().lower() == "none":
+            return None
+        log(f"prestart: {command}")
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:
+            raise SettingError(f"setting prestart: {e}") from None
+        cwd = self.s.app_dir
+        try:
+            child = self.spawn("prestart", argv, cwd=cwd, env=self.child_env(), **self.as_user())
+        except OSError as e:
+            log(f"prestart failed to run: {e}")
+            return EXIT_START
+        sig = self.wait_until(lambda: not child.running, None)
+        if sig is not None:
+            child.signal(signal.SIGTERM)
+            self.wait_until(lambda: not child.running, self.s.grace)
+            child.signal(signal.SIGKILL)
+            return EXIT_OK
+        if child.exit_code() != 0:
+            log(f"prestart failed ({child.describe()}): {command}")
+            return EXIT_START
+        return None
+
+    def start_uwsgi(self) -> int | None:
+        self.uwsgi = self.spawn(
+            "uwsgi", [binary("uwsgi"), "--ini", str(self.run / "uwsgi.ini")],
+            cwd=self.s.app_dir, env=self.child_env(), stdout=sys.stderr,
+        )
+        ready = self.run / "uwsgi.ready"
+        uwsgi = self.uwsgi
+        sig = self.wait_until(lambda: ready.exists() or not uwsgi.running, None)
+        if sig is not None:
+            return self.stop()
+        if not uwsgi.running:
+            log(
+                f"the app failed to start (uWSGI {uwsgi.describe()}): see uWSGI's messages above"
+            )
+            return EXIT_START
+        return None
+
+    def start_nginx(self) -> int | None:
+        nginx = self.nginx = self.spawn(
+            "nginx",
+            [binary("nginx"), "-p", str(self.run), "-c", str(self.run / "nginx.conf"),
+             "-e", "stderr", "-g", "daemon off; master_process on;"],
+        )
+        address = "127.0.0.1" if self.s.host in {"0.0.0.0", "*"} else self.s.host
+        if address == "::":
+            address = "::1"
+        sig = self.wait_until(lambda: not nginx.running or accepts(address, self.s.port), None)
+        if sig is not None:
+            return self.stop()
+        if not nginx.running:
+            log(f"nginx failed to start ({nginx.describe()}): see its messages above")
+            self.stop()
+            return EXIT_START
+        return None
+
+    def ready_url(self) -> str:
+        if self.s.role == "app":
+            return f"uwsgi://{self.s.app_listen}"
+        scheme = "https" if self.s.tls_cert else "http"
+        return f"{scheme}://{self.s.host}:{self.s.port}"
+
+    # -- running ---------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        self.prepare()
+        try:
+            if self.s.role != "proxy":
+                for step in (self.prestart, self.start_uwsgi):
+                    code = step()
+                    if code is not None:
+                        self.stop()
+                        return code
+            if self.s.role != "app":
+                code = self.start_nginx()
+                if code is not None:
+                    return code
+            print(f"ready: {self.ready_url()}", flush=True)
+            return self.loop()
+        finally:
+            self.kill_all()
+            (self.run / "flaskstack.pid").unlink(missing_ok=True)
+
+    def loop(self) -> int:
+        while True:
+            sig = self.wait_signal(1.0)
+            self.reap()
+            if sig in STOP:
+                log(f"{signal.Signals(sig).name} received: stopping gracefully")  # type: ignore[arg-type]
+                return self.stop()
+            if sig == signal.SIGHUP:
+                self.reload()
+            for child in (self.nginx, self.uwsgi):
+                if child is not None and not child.running:
+                    log(f"{child.name} died ({child.describe()}): stopping the stack")
+                    self.stop()
+                    return EXIT_DIED
+
+    def reload(self) -> None:
+        """Re-render the configs, then reload Nginx and chain-reload the uWSGI workers."""
+        log("reload: nginx configuration and app workers (one at a time)")
+        render.write(render.render(self.s, self.decl), str(self.run))
+        if self.nginx is not None:
+            self.nginx.signal(signal.SIGHUP)
+        if self.uwsgi is not None:
+            self.fifo(b"c")
+
+    def fifo(self, command: bytes) -> bool:
+        try:
+            fd = os.open(self.run / "uwsgi.fifo", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            os.write(fd, command)
+        finally:
+            os.close(fd)
+        return True
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def stop(self) -> int:
+        """Nginx first (it stops accepting and finishes what it is serving), then uWSGI."""
+        forced = False
+        if self.nginx is not None and self.nginx.running:
+            self.nginx.signal(signal.SIGQUIT)
+            forced |= self.finish(self.nginx, signal.SIGTERM)
+        if self.uwsgi is not None and self.uwsgi.running:
+            if not self.fifo(b"q"):
+                self.uwsgi.signal(signal.SIGTERM)
+            forced |= self.finish(self.uwsgi, signal.SIGINT)
+        return EXIT_FORCED if forced else EXIT_OK
+
+    def finish(self, child: Child, harder: int) -> bool:
+        """Wait out the grace period for ``child``, then insist; True if it had to be forced."""
+        self.wait_until(lambda: not child.running, self.s.grace + 1)
+        if not child.running:
+            return False
+        log(f"{child.name} still running after {self.s.grace}s: forcing")
+        child.signal(harder)
+        self.wait_until(lambda: not child.running, 2)
+        if child.running:
+            os.killpg(child.pid, signal.SIGKILL)
+            self.wait_until(lambda: not child.running, 2)
+        return True
+
+    def kill_all(self) -> None:
+        """Last resort: nothing the supervisor started outlives it."""
+        for child in self.children.values():
+            if child.running:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 3
+        while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.reap()
+
+
+def accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def serve(settings: Settings) -> int:
+    return Supervisor(settings, site.load(settings.app, settings.app_dir)).serve()
