@@ -221,7 +221,8 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="/run/flaskstack as root, else $XDG_RUNTIME_DIR/flaskstack "
             "or /tmp/flaskstack-UID"),
     Setting("user", "server", text, "www-data",
-            "Unprivileged user Nginx and uWSGI workers run as when started as root.", "a user name"),
+            "Unprivileged user Nginx and uWSGI workers run as when started as root.",
+            "a user name"),
     Setting("grace", "server", seconds(1, 3600), 8,
             "Seconds a stop waits for in-flight requests before forcing.", "1-3600 seconds"),
     Setting("backlog", "server", integer(16, 65535), 4096,

@@ -1,4 +1,4 @@
-"""``flaskstack status``: uWSGI workers from the stats socket, Nginx connections from stub_status."""
+"""`flaskstack status`: uWSGI workers from its stats socket, Nginx from stub_status."""
 
 from __future__ import annotations
 

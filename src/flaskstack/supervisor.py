@@ -278,7 +278,7 @@ class Supervisor:
             sig = self.wait_signal(1.0)
             self.reap()
             if sig in STOP:
-                log(f"{signal.Signals(sig).name} received: stopping gracefully")  # type: ignore[arg-type]
+                log(f"{signal.Signals(sig).name} received: stopping gracefully")
                 return self.stop()
             if sig == signal.SIGHUP:
                 self.reload()
