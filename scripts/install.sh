@@ -31,9 +31,11 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-run_pkgs=(nginx-light ca-certificates)
+# Debian's own Python: world-readable, so the unprivileged workers (www-data) can load it.
+python=/usr/bin/python3
+run_pkgs=(nginx-light ca-certificates python3)
 command -v npm >/dev/null || run_pkgs+=(npm)
-python3 -c 'import ensurepip, venv' 2>/dev/null || run_pkgs+=(python3-venv)
+[ -x "$python" ] && "$python" -c 'import ensurepip, venv' 2>/dev/null || run_pkgs+=(python3-venv)
 test_pkgs=(wrk hyperfine mariadb-server redis-server postgresql chromium fonts-dejavu-core
            podman buildah runc debootstrap netavark aardvark-dns catatonit uidmap procps psmisc)
 
@@ -51,9 +53,10 @@ if [ "$mode" = test ] && [ "$(id -u)" = 0 ]; then
 fi
 
 # Python: one .venv; pip runs only when pyproject.toml (or the mode) changed.
-if [ ! -x .venv/bin/python ]; then
-    say "creating .venv"
-    python3 -m venv .venv
+if [ ! -x .venv/bin/python ] || [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$python")" ]; then
+    say "creating .venv with $python"
+    rm -rf .venv
+    "$python" -m venv .venv
 fi
 extras=""
 [ "$mode" = test ] && extras="[test]"

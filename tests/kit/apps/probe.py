@@ -1,0 +1,30 @@
+"""A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers."""
+
+import json
+import os
+import time
+
+SEEN = os.environ.get("PROBE_SEEN", "")
+VERSION = "v1"
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if SEEN:
+        with open(SEEN, "a") as f:
+            f.write(path + "\n")
+    if path == "/slow":
+        time.sleep(float(environ.get("QUERY_STRING") or 2))
+    if path == "/headers":
+        body = json.dumps({k: v for k, v in environ.items() if k.startswith("HTTP_")})
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body.encode()]
+    if path == "/pid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
+    if path == "/upload":
+        size = len(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(size).encode()]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{VERSION} {path}".encode()]

@@ -1,0 +1,59 @@
+"""`flaskstack config`: effective settings, rendered files, nginx -t, site declarations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+FLASKSTACK = [sys.executable, "-m", "flaskstack"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FLASKSTACK, *args], capture_output=True, text=True, check=False, env=env, timeout=60
+    )
+
+
+def test_config_check_passes_nginx_t(tmp_path: Path) -> None:
+    result = run("config", "--check", "--port", "8123", "--app-dir", str(tmp_path),
+                 "--run-dir", str(tmp_path / "run"), "--app", "probe:application")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "port                   8123" in out and "(flag --port)" in out
+    assert "# ---- nginx.conf ----" in out and "# ---- uwsgi.ini ----" in out
+    assert "server_tokens off;" in out
+    assert "harakiri = 60" in out and "uwsgi_read_timeout 65s;" in out
+    assert "nginx -t: configuration ok" in out
+
+
+def test_config_check_reports_nginx_rejection_in_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    result = run("config", "--check", "--app-dir", str(tmp_path), "--run-dir", str(tmp_path),
+                 "--tls-cert", str(missing), "--tls-key", str(missing))
+    assert result.returncode == 2
+    assert result.stderr.startswith("flaskstack: error: nginx -t rejected the configuration")
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_site_declaration_is_read_without_importing_the_site(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    package = site / "mysite"
+    (package / "assets").mkdir(parents=True)
+    # importing this package would fail: the kit must only find it, never import it
+    (package / "__init__.py").write_text("raise RuntimeError('imported!')\n")
+    (package / "flaskstack.toml").write_text(
+        'prestart = "echo migrate"\n'
+        'writable = ["${MYSITE_DATA:-/tmp/mysite-data}"]\n'
+        '[static]\n"/assets/" = "assets"\n"/media/" = "${MYSITE_DATA:-/tmp/mysite-data}/up"\n'
+    )
+    env = {"PATH": "/usr/bin:/bin", "MYSITE_DATA": str(tmp_path / "data")}
+    result = run("config", "--app", "mysite:create_app()", "--app-dir", str(site),
+                 "--run-dir", str(tmp_path / "run"), "--static", f"/extra/={tmp_path}", env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"location ^~ /assets/ {{\n            alias {package}/assets/;" in out
+    assert f"alias {tmp_path}/data/up/;" in out
+    assert f"alias {tmp_path}/;" in out
+    assert "prestart (from" in out and "echo migrate" in out
+    assert "imported!" not in result.stderr

@@ -1,0 +1,204 @@
+"""`flaskstack serve` with real nginx and uWSGI: what a client and an operator see."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from .conftest import leftovers
+
+
+def test_static_files_are_served_by_nginx_never_by_the_app(make_stack) -> None:
+    stack = make_stack()
+    assets = stack.root / "assets"
+    assets.mkdir()
+    payload = os.urandom(200_000)
+    (assets / "blob.bin").write_bytes(payload)
+    (assets / "blob.bin").chmod(0o644)
+    assets.chmod(0o755)
+    stack.args += ["--static", f"/assets/={assets}", "--app", "probe:application"]
+    stack.start()
+    r = requests.get(f"{stack.url}/assets/blob.bin", timeout=10)
+    assert r.status_code == 200
+    assert r.content == payload
+    assert "max-age=" in r.headers["Cache-Control"] and "public" in r.headers["Cache-Control"]
+    assert requests.get(f"{stack.url}/assets/missing.txt", timeout=10).status_code == 404
+    assert requests.get(f"{stack.url}/dynamic", timeout=10).text == "v1 /dynamic"
+    assert stack.seen() == ["/dynamic"]  # the app never saw /assets/...
+    assert r.headers["Server"] == "nginx"  # server_tokens off: no version
+
+
+def test_hidden_files_are_refused(make_stack) -> None:
+    stack = make_stack("--app", "probe:application").start()
+    for path in ("/.git/config", "/.env", "/static/.htpasswd", "/a/.hidden"):
+        assert requests.get(stack.url + path, timeout=10).status_code == 404, path
+    assert stack.seen() == []
+
+
+def test_upload_over_the_limit_gets_a_413_page(make_stack) -> None:
+    stack = make_stack("--app", "probe:application", "--max-upload", "100k").start()
+    small = requests.post(f"{stack.url}/upload", data=b"x" * 50_000, timeout=10)
+    assert small.status_code == 200 and small.text == "50000"
+    big = requests.post(f"{stack.url}/upload", data=b"x" * 200_000, timeout=10)
+    assert big.status_code == 413
+    assert "Upload too large" in big.text and "<html" in big.text
+    as_json = requests.post(f"{stack.url}/upload", data=b"x" * 200_000, timeout=10,
+                            headers={"Accept": "application/json"})
+    assert as_json.status_code == 413
+    assert as_json.json()["status"] == 413
+
+
+def test_forwarded_headers_and_gzip(make_stack) -> None:
+    stack = make_stack("--app", "probe:application").start()
+    r = requests.get(f"{stack.url}/headers", timeout=10,
+                     headers={"Accept-Encoding": "gzip", "X-Forwarded-For": "10.9.9.9"})
+    seen = r.json()
+    assert seen["HTTP_X_REAL_IP"] == "127.0.0.1"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "10.9.9.9, 127.0.0.1"
+    assert seen["HTTP_X_FORWARDED_PROTO"] == "http"
+    big = requests.get(f"{stack.url}/" + "x" * 2000, timeout=10,
+                       headers={"Accept-Encoding": "gzip"}, stream=True)
+    assert big.headers.get("Content-Encoding") == "gzip"
+    assert gzip.decompress(big.raw.read()).startswith(b"v1 /xxx")
+
+
+def test_app_factory_string(make_stack) -> None:
+    stack = make_stack("--app", "factory:create_app()").start()
+    assert requests.get(stack.url, timeout=10).text == "from a factory"
+
+
+def test_broken_app_exits_non_zero_with_the_error_and_leaves_nothing(make_stack) -> None:
+    stack = make_stack("--app", "broken:application").start(wait=False)
+    code = stack.proc.wait(30)
+    assert code == 3
+    out = stack.output()
+    assert "No module named 'this_module_does_not_exist_anywhere'" in out
+    assert "the app failed to start" in out
+    assert "ready:" not in out
+    assert leftovers(str(stack.run_dir)) == []
+
+
+def test_failing_prestart_stops_before_serving(make_stack) -> None:
+    stack = make_stack("--app", "probe:application", "--prestart", "sh -c 'exit 7'")
+    stack.start(wait=False)
+    assert stack.proc.wait(30) == 3
+    assert "prestart failed (exit status 7)" in stack.output()
+    assert leftovers(str(stack.run_dir)) == []
+
+
+def test_prestart_runs_before_the_app_as_the_stack_user(make_stack) -> None:
+    stack = make_stack("--app", "probe:application")
+    marker = stack.root / "prestart.txt"
+    stack.root.chmod(0o777)
+    stack.args += ["--prestart", f"sh -c 'id -u > {marker}'"]
+    stack.start()
+    expected = "33" if os.geteuid() == 0 else str(os.geteuid())  # www-data when root
+    assert marker.read_text().strip() == expected
+
+
+def test_sigterm_lets_an_in_flight_request_finish(make_stack) -> None:
+    stack = make_stack("--app", "probe:application").start()
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        r = requests.get(f"{stack.url}/slow", params="2", timeout=30)
+        result["status"], result["text"] = r.status_code, r.text
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    while "/slow" not in stack.seen():
+        time.sleep(0.05)
+    assert stack.stop(signal.SIGTERM) == 0
+    thread.join(30)
+    assert result == {"status": 200, "text": "v1 /slow"}
+    assert leftovers(str(stack.run_dir)) == []
+
+
+def test_sigint_stops_cleanly_too(make_stack) -> None:
+    stack = make_stack("--app", "probe:application").start()
+    assert stack.stop(signal.SIGINT) == 0
+    assert leftovers(str(stack.run_dir)) == []
+
+
+def worker_pids(stack) -> list[int]:
+    from flaskstack.status import uwsgi_stats
+
+    return [w["pid"] for w in uwsgi_stats(Path(stack.run_dir))["workers"]]
+
+
+def test_a_killed_worker_is_respawned(make_stack) -> None:
+    stack = make_stack("--app", "probe:application", "--workers", "2").start()
+    before = worker_pids(stack)
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = worker_pids(stack)
+        if before[0] not in now and all(now):
+            break
+        time.sleep(0.1)
+    assert before[0] not in now and len(now) == 2 and all(now)
+    for _ in range(10):
+        assert requests.get(stack.url, timeout=10).status_code == 200
+    assert stack.proc.poll() is None
+
+
+def master_pid(stack, name: str) -> int:
+    path = stack.run_dir / "nginx.pid"
+    if name == "nginx":
+        return int(path.read_text())
+    from flaskstack.status import uwsgi_stats
+
+    return int(uwsgi_stats(Path(stack.run_dir))["pid"])
+
+
+def test_nginx_dying_stops_the_stack_with_status_4(make_stack) -> None:
+    stack = make_stack("--app", "probe:application").start()
+    os.kill(master_pid(stack, "nginx"), signal.SIGKILL)
+    assert stack.proc.wait(60) == 4
+    assert "nginx died (killed by SIGKILL)" in stack.output()
+    assert leftovers(str(stack.run_dir)) == []
+
+
+def test_uwsgi_master_dying_stops_the_stack_with_status_4(make_stack) -> None:
+    stack = make_stack("--app", "probe:application").start()
+    os.kill(master_pid(stack, "uwsgi"), signal.SIGKILL)
+    assert stack.proc.wait(60) == 4
+    assert "uwsgi died (killed by SIGKILL)" in stack.output()
+    assert leftovers(str(stack.run_dir)) == []
+
+
+def test_status_shows_workers_and_nginx(make_stack) -> None:
+    stack = make_stack("--app", "probe:application", "--workers", "2").start()
+    requests.get(stack.url, timeout=10)
+    result = stack.cli("status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("uwsgi: master pid")
+    assert len([line for line in lines if line.strip().startswith(("1 ", "2 "))]) == 2
+    assert "active connections" in result.stdout
+
+
+def test_status_and_reload_fail_clearly_when_not_running(make_stack) -> None:
+    stack = make_stack()
+    for command in ("status", "reload"):
+        result = stack.cli(command)
+        assert result.returncode == 1
+        assert "no running flaskstack serve" in result.stderr
+
+
+def test_json_access_log(make_stack) -> None:
+    stack = make_stack("--app", "probe:application", "--access-log-format", "json").start()
+    requests.get(f"{stack.url}/logged?x=1", timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and '"/logged?x=1"' not in "".join(stack.stdout):
+        time.sleep(0.1)
+    line = next(li for li in stack.stdout if '"/logged?x=1"' in li)
+    entry = json.loads(line)
+    assert entry["status"] == 200 and entry["method"] == "GET"

@@ -1,0 +1,103 @@
+"""Settings: declared once, precedence, validation, README table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flaskstack import settings as S
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_follow_the_original_system() -> None:
+    s = S.load(env={})
+    assert s.port == 85
+    assert s.app_dir == "/web/web_data"
+    assert s.app == "notes:create_app()"
+    assert s.max_upload == 10 * 1024 * 1024
+    assert s.keepalive_timeout == 50
+    assert s.client_body_timeout == 15
+    assert s.workers >= 1
+    assert all(source == "default" for source in s.sources.values())
+
+
+def test_env_beats_default_and_flag_beats_env() -> None:
+    s = S.load(env={"FLASKSTACK_PORT": "8080", "FLASKSTACK_WORKERS": "3"}, flags={"port": "9090"})
+    assert s.port == 9090 and s.sources["port"] == "flag --port"
+    assert s.workers == 3 and s.sources["workers"] == "env FLASKSTACK_WORKERS"
+    assert s.threads == 1 and s.sources["threads"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"FLASKSTACK_PORT": "abc"}, "port"),
+        ({"FLASKSTACK_PORT": "70000"}, "port"),
+        ({"FLASKSTACK_MAX_UPLOAD": "ten megs"}, "max_upload"),
+        ({"FLASKSTACK_GZIP": "maybe"}, "gzip"),
+        ({"FLASKSTACK_ROLE": "database"}, "role"),
+        ({"FLASKSTACK_STATIC": "static=/srv"}, "static"),
+        ({"FLASKSTACK_APP": "not an import string"}, "app"),
+        ({"FLASKSTACK_UPSTREAMS": "app1"}, "upstreams"),
+        ({"FLASKSTACK_BUFFER_SIZE": "1m"}, "buffer_size"),
+    ],
+)
+def test_bad_values_name_the_setting_and_source(env: dict[str, str], name: str) -> None:
+    with pytest.raises(S.SettingError) as info:
+        S.load(env=env)
+    message = str(info.value)
+    assert f"setting {name} (from env {S.ENV_PREFIX}{name.upper()})" in message
+    assert "allowed:" in message
+    assert "\n" not in message
+
+
+def test_sizes_and_lists_parse() -> None:
+    s = S.load(
+        env={"FLASKSTACK_MAX_UPLOAD": "64k", "FLASKSTACK_STATIC": "/a=/srv/a, /b/=/srv/b"},
+        flags={"upstreams": ["app1:8000", "app2:8000"]},
+    )
+    assert s.max_upload == 65536
+    assert s.static == [("/a/", "/srv/a"), ("/b/", "/srv/b")]
+    assert s.upstreams == ["app1:8000", "app2:8000"]
+
+
+def test_unknown_variable_and_inconsistent_settings_are_errors() -> None:
+    with pytest.raises(S.SettingError, match="FLASKSTACK_PROT"):
+        S.load(env={"FLASKSTACK_PROT": "85"})
+    with pytest.raises(S.SettingError, match="upstreams"):
+        S.load(env={"FLASKSTACK_ROLE": "proxy"})
+    with pytest.raises(S.SettingError, match="tls_cert and tls_key"):
+        S.load(env={"FLASKSTACK_TLS_CERT": "/x.pem"})
+
+
+def test_cli_bad_value_exits_2_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flaskstack", "config", "--workers", "0"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "setting workers (from flag --workers)" in result.stderr
+
+
+def test_every_setting_is_a_documented_flag() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flaskstack", "serve", "--help"],
+        capture_output=True, text=True, check=True,
+    )
+    for s in S.SETTINGS:
+        assert s.flag in result.stdout
+        assert s.env in result.stdout
+    assert "Exit codes" in result.stdout
+
+
+def test_readme_settings_table_is_in_sync() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert S.readme_block() in readme, (
+        "README settings table is stale: run "
+        "`python -m flaskstack.settings --write-readme README.md`"
+    )
