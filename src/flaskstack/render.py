@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import resource
+import socket
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,6 +53,27 @@ def user_group(user: str) -> tuple[int, int, str]:
     return entry.pw_uid, entry.pw_gid, grp.getgrgid(entry.pw_gid).gr_name
 
 
+def resolve_upstreams(upstreams: list[str], placeholder: bool = False) -> list[str]:
+    """Every address of every ``HOST:PORT`` upstream, sorted, so a change is easy to see.
+
+    A name that does not resolve is left out (or, with ``placeholder``, stands as
+    ``127.0.0.1:PORT`` so the configuration can still be checked).
+    """
+    servers: set[str] = set()
+    for upstream in upstreams:
+        host, _, port = upstream.rpartition(":")
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            if placeholder:
+                servers.add(f"127.0.0.1:{port}")
+            continue
+        for info in infos:
+            address = str(info[4][0])
+            servers.add(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
+    return sorted(servers)
+
+
 def uwsgi_module(app: str) -> str:
     """uWSGI's ``module`` value: ``pkg`` means ``pkg:app``; factories keep their ``()``."""
     return app if ":" in app else f"{app}:app"
@@ -79,8 +101,16 @@ def static_mappings(
     return [(p, d, src) for p, (d, src) in sorted(merged.items(), key=lambda i: -len(i[0]))]
 
 
-def render(settings: Settings, decl: SiteDeclaration, run_dir: str | None = None) -> Rendered:
-    """Render every file for ``settings`` with ``run_dir`` (default: the setting) as paths."""
+def render(
+    settings: Settings,
+    decl: SiteDeclaration,
+    run_dir: str | None = None,
+    servers: list[str] | None = None,
+) -> Rendered:
+    """Render every file for ``settings`` with ``run_dir`` (default: the setting) as paths.
+
+    ``servers`` are the proxy role's resolved upstream addresses (default: resolve now).
+    """
     run = run_dir or settings.run_dir
     s = settings
     notes: list[str] = []
@@ -112,6 +142,7 @@ def render(settings: Settings, decl: SiteDeclaration, run_dir: str | None = None
         "static": [(p, d) for p, d, _ in static],
         "tls": bool(s.tls_cert),
         "module": uwsgi_module(s.app),
+        "servers": servers if servers is not None else resolve_upstreams(s.upstreams, True),
     }
     files: dict[str, str] = {}
     if s.role != "app":

@@ -10,6 +10,7 @@ See docs/design.md.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shlex
 import shutil
@@ -50,8 +51,14 @@ def binary(name: str) -> str:
     return found
 
 
-def _unblock() -> None:  # runs in the child between fork and exec
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    """Unblock signals, and die with the supervisor even if it is killed outright."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Child:
@@ -61,7 +68,7 @@ class Child:
         self.name = name
         self.status: int | None = None
         self.proc = subprocess.Popen(
-            argv, start_new_session=True, preexec_fn=_unblock, **kwargs  # type: ignore[call-overload]
+            argv, start_new_session=True, preexec_fn=_child_setup, **kwargs  # type: ignore[call-overload]
         )
         self.pid = self.proc.pid
 
@@ -93,6 +100,8 @@ class Supervisor:
         self.children: dict[int, Child] = {}
         self.uwsgi: Child | None = None
         self.nginx: Child | None = None
+        self.servers: list[str] = []  # the proxy role's resolved upstream addresses
+        self.resolved_at = 0.0
         self.root = os.geteuid() == 0
         self.uid, self.gid = -1, -1
         if self.root:
@@ -147,7 +156,7 @@ class Supervisor:
         self.run.mkdir(parents=True, exist_ok=True)
         for stale in ("uwsgi.ready", "uwsgi.sock", "uwsgi.fifo", "nginx.pid"):
             (self.run / stale).unlink(missing_ok=True)
-        rendered = render.render(self.s, self.decl)
+        rendered = render.render(self.s, self.decl, servers=self.servers)
         for note in rendered.notes:
             log(note)
         render.write(rendered, str(self.run))
@@ -227,6 +236,23 @@ class Supervisor:
             return EXIT_START
         return None
 
+    def resolve(self) -> bool:
+        """Resolve the upstreams again; True when the set of addresses changed."""
+        self.resolved_at = time.monotonic()
+        servers = render.resolve_upstreams(self.s.upstreams)
+        if servers and servers != self.servers:
+            self.servers = servers
+            return True
+        return False
+
+    def wait_for_upstreams(self) -> int | None:
+        """Proxy role: wait until at least one upstream name resolves (apps start later)."""
+        if self.resolve():
+            return None
+        log(f"waiting for the upstreams to resolve: {', '.join(self.s.upstreams)}")
+        sig = self.wait_until(lambda: self.resolve() or bool(self.servers), None)
+        return self.stop() if sig is not None else None
+
     def start_nginx(self) -> int | None:
         nginx = self.nginx = self.spawn(
             "nginx",
@@ -263,7 +289,13 @@ class Supervisor:
                     if code is not None:
                         self.stop()
                         return code
+            if self.s.role == "proxy":
+                code = self.wait_for_upstreams()
+                if code is not None:
+                    return code
             if self.s.role != "app":
+                render.write(render.render(self.s, self.decl, servers=self.servers),
+                             str(self.run))
                 code = self.start_nginx()
                 if code is not None:
                     return code
@@ -282,6 +314,10 @@ class Supervisor:
                 return self.stop()
             if sig == signal.SIGHUP:
                 self.reload()
+            elif (self.s.role == "proxy" and time.monotonic() - self.resolved_at > 5
+                  and self.resolve()):
+                log(f"upstreams now resolve to {', '.join(self.servers)}: reloading nginx")
+                self.reload()
             for child in (self.nginx, self.uwsgi):
                 if child is not None and not child.running:
                     log(f"{child.name} died ({child.describe()}): stopping the stack")
@@ -291,7 +327,7 @@ class Supervisor:
     def reload(self) -> None:
         """Re-render the configs, then reload Nginx and chain-reload the uWSGI workers."""
         log("reload: nginx configuration and app workers (one at a time)")
-        render.write(render.render(self.s, self.decl), str(self.run))
+        render.write(render.render(self.s, self.decl, servers=self.servers), str(self.run))
         if self.nginx is not None:
             self.nginx.signal(signal.SIGHUP)
         if self.uwsgi is not None:

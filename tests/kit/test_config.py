@@ -57,3 +57,13 @@ def test_site_declaration_is_read_without_importing_the_site(tmp_path: Path) -> 
     assert f"alias {tmp_path}/;" in out
     assert "prestart (from" in out and "echo migrate" in out
     assert "imported!" not in result.stderr
+
+
+def test_every_role_renders_a_config_nginx_accepts(tmp_path: Path) -> None:
+    for role in ("all", "app", "proxy"):
+        result = run("config", "--check", "--role", role, "--upstreams", "127.0.0.1:8001",
+                     "--upstreams", "app2:8000", "--replica-name", "r1",
+                     "--app-dir", str(tmp_path), "--run-dir", str(tmp_path / role))
+        assert result.returncode == 0, (role, result.stderr)
+        assert ("# ---- nginx.conf ----" in result.stdout) == (role != "app")
+        assert ("# ---- uwsgi.ini ----" in result.stdout) == (role != "proxy")
