@@ -210,7 +210,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Role app: the TCP address uWSGI listens on (uwsgi protocol).", "HOST:PORT"),
     Setting("upstreams", "server", host_port, [],
             "Role proxy: the app servers (HOST:PORT, uwsgi protocol) Nginx balances over.",
-            "HOST:PORT, several (comma-separated in the environment)", multiple=True),
+            "HOST:PORT, several (repeat the flag, or separate with commas)", multiple=True),
     Setting("replica_name", "server", text, "",
             "When set, responses carry the header X-Replica with this name.", "any text"),
     Setting("tls_cert", "server", optional_path, "",
@@ -257,7 +257,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("static", "http", static_mapping, [],
             "URL prefix served by Nginx from a directory (/prefix/=DIR), never by the app; "
             "added to the site's flaskstack.toml mappings.",
-            "/PREFIX/=DIR, several (comma-separated in the environment)", multiple=True),
+            "/PREFIX/=DIR, several (repeat the flag, or separate with commas)", multiple=True),
     Setting("gzip", "http", boolean, True, "Compress text responses.", "on/off"),
     Setting("keepalive_timeout", "http", seconds(0, 3600), 50,
             "Seconds an idle keep-alive connection stays open.", "0-3600 seconds"),
@@ -338,6 +338,8 @@ def load(
         if given is not None and given != ():
             source = f"flag {s.flag}"
             raws = [given] if isinstance(given, str) else list(given)
+            if s.multiple:
+                raws = [part for raw in raws for part in _split(raw)]
             parsed = [_parse_one(s, raw, source) for raw in raws]
             value = parsed if s.multiple else parsed[-1]
         values[s.name] = value

@@ -122,7 +122,7 @@ def test_proxy_role_balances_and_survives_an_app_replica_dying(make_stack) -> No
         stack = make_stack("--role", "app", "--app", "probe:application", "--workers", "1",
                            "--app-listen", listen, "--replica-name", name)
         apps.append((stack.start(), listen))
-    proxy = make_stack("--role", "proxy", *sum((["--upstreams", u] for _, u in apps), []))
+    proxy = make_stack("--role", "proxy", "--upstreams", ",".join(u for _, u in apps))
     proxy.start()
     with Load(proxy.url, threads=4) as load:
         assert wait_for(lambda: load.replicas >= {"a", "b"})
