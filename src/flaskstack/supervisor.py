@@ -127,6 +127,9 @@ class Supervisor:
             if child is not None:
                 child.status = status
                 child.proc.returncode = child.exit_code()  # keep Popen from polling again
+                # its workers, if any outlived it (a master killed outright leaves them)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
 
     def wait_signal(self, timeout: float) -> int | None:
         info = signal.sigtimedwait(HANDLED, timeout)

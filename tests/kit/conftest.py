@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,18 +22,23 @@ FLASKSTACK = [sys.executable, "-m", "flaskstack"]
 
 
 def leftovers(marker: str) -> list[str]:
-    """Command lines of live processes that mention ``marker`` (a run or app dir)."""
+    """Command lines of live processes whose command line or environment mention ``marker``."""
+    return [cmdline for _, cmdline in _processes(marker)]
+
+
+def _processes(marker: str) -> list[tuple[int, str]]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if marker in cmdline and ") Z" not in stat:
-            found.append(cmdline)
+        if (marker in cmdline or marker in environ) and ") Z" not in stat:
+            found.append((int(entry.name), cmdline))
     return found
 
 
@@ -107,7 +113,9 @@ class Stack:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        subprocess.run(["pkill", "-9", "-f", str(self.run_dir)], check=False)
+        for pid, _ in _processes(str(self.root)):  # only after a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ def test_broken_app_exits_non_zero_with_the_error_and_leaves_nothing(make_stack)
     assert "No module named 'this_module_does_not_exist_anywhere'" in out
     assert "the app failed to start" in out
     assert "ready:" not in out
-    assert leftovers(str(stack.run_dir)) == []
+    assert leftovers(str(stack.root)) == []
 
 
 def test_failing_prestart_stops_before_serving(make_stack) -> None:
@@ -90,7 +90,7 @@ def test_failing_prestart_stops_before_serving(make_stack) -> None:
     stack.start(wait=False)
     assert stack.proc.wait(30) == 3
     assert "prestart failed (exit status 7)" in stack.output()
-    assert leftovers(str(stack.run_dir)) == []
+    assert leftovers(str(stack.root)) == []
 
 
 def test_prestart_runs_before_the_app_as_the_stack_user(make_stack) -> None:
@@ -118,13 +118,13 @@ def test_sigterm_lets_an_in_flight_request_finish(make_stack) -> None:
     assert stack.stop(signal.SIGTERM) == 0
     thread.join(30)
     assert result == {"status": 200, "text": "v1 /slow"}
-    assert leftovers(str(stack.run_dir)) == []
+    assert leftovers(str(stack.root)) == []
 
 
 def test_sigint_stops_cleanly_too(make_stack) -> None:
     stack = make_stack("--app", "probe:application").start()
     assert stack.stop(signal.SIGINT) == 0
-    assert leftovers(str(stack.run_dir)) == []
+    assert leftovers(str(stack.root)) == []
 
 
 def worker_pids(stack) -> list[int]:
@@ -163,7 +163,7 @@ def test_nginx_dying_stops_the_stack_with_status_4(make_stack) -> None:
     os.kill(master_pid(stack, "nginx"), signal.SIGKILL)
     assert stack.proc.wait(60) == 4
     assert "nginx died (killed by SIGKILL)" in stack.output()
-    assert leftovers(str(stack.run_dir)) == []
+    assert leftovers(str(stack.root)) == []
 
 
 def test_uwsgi_master_dying_stops_the_stack_with_status_4(make_stack) -> None:
@@ -171,7 +171,7 @@ def test_uwsgi_master_dying_stops_the_stack_with_status_4(make_stack) -> None:
     os.kill(master_pid(stack, "uwsgi"), signal.SIGKILL)
     assert stack.proc.wait(60) == 4
     assert "uwsgi died (killed by SIGKILL)" in stack.output()
-    assert leftovers(str(stack.run_dir)) == []
+    assert leftovers(str(stack.root)) == []
 
 
 def test_status_shows_workers_and_nginx(make_stack) -> None:
