@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as site_config
+from .extensions import ckeditor, csrf, db, login_manager, migrate, server_session
+
+HERE = Path(__file__).parent
 
 
 def create_app(config: dict[str, Any] | None = None) -> APIFlask:
@@ -15,12 +24,73 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         version="1",
         spec_path="/openapi.json",
         docs_path="/api/docs",
+        docs_ui="swagger-ui",
     )
-    # configuration, extensions, auth, pages, admin: see the modules of this package
-    from . import api, excel
-
+    app.config.update(site_config.load())
     if config:
         app.config.update(config)
+    data = Path(app.config["NOTES_DATA_DIR"])
+    for sub in ("uploads", "sessions"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = site_config.secret_key(app.config)
+    app.config.update(
+        MAX_CONTENT_LENGTH=max(app.config["NOTES_MAX_IMAGE"], 16 * 1024 * 1024),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+        SWAGGER_UI_BUNDLE_JS="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+        SWAGGER_UI_CSS="/static/vendor/swagger-ui/swagger-ui.css",
+        SWAGGER_UI_STANDALONE_PRESET_JS="/static/vendor/swagger-ui/swagger-ui-standalone-preset.js",
+        CKEDITOR_SERVE_LOCAL=False,
+        CKEDITOR_ENABLE_CSRF=True,
+    )
+    _sessions(app)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(HERE / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    ckeditor.init_app(app)
+    server_session.init_app(app)
+
+    from . import admin, api, auth, errors, excel, views
+
+    auth.init_app(app)
+    views.init_app(app)
+    errors.init_app(app)
+    admin.init_app(app)
     api.init_app(app)
     excel.init_app(app)
     return app
+
+
+def _sessions(app: APIFlask) -> None:
+    """Server-side sessions: Redis when configured (several replicas), else files."""
+    url = app.config["NOTES_SESSION_REDIS_URL"]
+    if url:
+        import redis
+
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
+    else:
+        from cachelib import FileSystemCache
+
+        cache = FileSystemCache(
+            str(Path(app.config["NOTES_DATA_DIR"]) / "sessions"), threshold=100_000, mode=0o600
+        )
+        app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=cache)
+    app.config.setdefault("SESSION_KEY_PREFIX", "notes:session:")
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    """SQLite: write-ahead log (readers never block the writer) and foreign keys on."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()

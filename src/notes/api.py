@@ -1,7 +1,193 @@
-"""REST API under /api (placeholder: filled in by the API work)."""
+"""REST API under /api: notes CRUD, personal API tokens, an OpenAPI spec at /openapi.json."""
 
-from apiflask import APIFlask
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import click
+from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
+from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
+from apiflask.validators import Length, Range
+from flask import url_for
+from sqlalchemy import select
+
+from .extensions import csrf, db
+from .models import ApiToken, Note, User, utcnow
+from .services import TITLE_MAX, create_note, update_note
+from .views import search
+
+bp = APIBlueprint("api", __name__, url_prefix="/api", tag="Notes")
+auth = HTTPTokenAuth(scheme="Bearer", description="A personal API token (account page or "
+                     "`flask --app notes tokens create EMAIL`).")
+
+
+def issue_token(user: User, name: str) -> str:
+    """Create a token for ``user``; the token itself is returned once and stored hashed."""
+    token = "nt_" + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user=user, name=name.strip()[:100] or "token",
+                            token_hash=ApiToken.hash(token), prefix=token[:10]))
+    db.session.commit()
+    return token
+
+
+@auth.verify_token
+def verify_token(token: str) -> User | None:
+    if not token:
+        return None
+    found = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token)))
+    if found is None or not found.user.active:
+        return None
+    found.last_used_at = utcnow()
+    db.session.commit()
+    return found.user
+
+
+class NoteIn(Schema):
+    title = String(required=True, validate=Length(1, TITLE_MAX))
+    body = String(load_default="", validate=Length(0, 1_000_000))
+    published = Boolean(load_default=False)
+
+
+class NotePatch(Schema):
+    title = String(validate=Length(1, TITLE_MAX))
+    body = String(validate=Length(0, 1_000_000))
+    published = Boolean()
+
+
+class NoteOut(Schema):
+    id = Integer()
+    title = String()
+    slug = String()
+    body = String(metadata={"description": "Sanitised HTML."})
+    published = Boolean()
+    author = String(attribute="author.email")
+    url = String()
+    created_at = DateTime()
+    updated_at = DateTime()
+    published_at = DateTime(allow_none=True)
+
+
+class ListQuery(Schema):
+    page = Integer(load_default=1, validate=Range(1, 100_000))
+    per_page = Integer(load_default=20, validate=Range(1, 100))
+    author = String(validate=Length(1, 254))
+    published = Boolean()
+    q = String(validate=Length(1, 200))
+
+
+class NoteList(Schema):
+    items = List(Nested(NoteOut))
+    page = Integer()
+    per_page = Integer()
+    total = Integer()
+    pages = Integer()
+
+
+def out(note: Note) -> Note:
+    note.url = url_for("views.note", slug=note.slug, _external=False)  # type: ignore[attr-defined]
+    return note
+
+
+def visible(note: Note | None, user: User | None) -> Note:
+    if note is None or not (note.published or (user is not None and note.author_id == user.id)):
+        abort(404, "No such note.")
+    return note
+
+
+def filtered(query: dict[str, Any], user: User | None) -> Any:
+    """Notes the caller may see, filtered like the list endpoint (also used by the export)."""
+    stmt = select(Note).join(Note.author)
+    mine = Note.author_id == user.id if user is not None else False
+    stmt = stmt.where(Note.published.is_(True) | mine) if user is not None else stmt.where(
+        Note.published.is_(True)
+    )
+    if query.get("author"):
+        stmt = stmt.where(User.email == query["author"].strip().lower())
+    if query.get("published") is not None:
+        stmt = stmt.where(Note.published.is_(query["published"]))
+    if query.get("q"):
+        stmt = stmt.where(search(query["q"]))
+    return stmt.order_by(Note.id)
+
+
+@bp.get("/notes")
+@bp.auth_required(auth, optional=True)
+@bp.input(ListQuery, location="query", arg_name="query")
+@bp.output(NoteList)
+@bp.doc(summary="List notes", description="Published notes, plus your own with a token.")
+def list_notes(query: dict[str, Any]) -> dict[str, Any]:
+    page = db.paginate(filtered(query, auth.current_user), page=query["page"],
+                       per_page=query["per_page"], error_out=False)
+    return {"items": [out(n) for n in page.items], "page": page.page,
+            "per_page": page.per_page, "total": page.total, "pages": page.pages}
+
+
+@bp.get("/notes/<int:note_id>")
+@bp.auth_required(auth, optional=True)
+@bp.output(NoteOut)
+@bp.doc(summary="Get a note", responses=[404])
+def get_note(note_id: int) -> Note:
+    return out(visible(db.session.get(Note, note_id), auth.current_user))
+
+
+@bp.post("/notes")
+@bp.auth_required(auth)
+@bp.input(NoteIn, arg_name="data")
+@bp.output(NoteOut, status_code=201)
+@bp.doc(summary="Create a note")
+def create(data: dict[str, Any]) -> Note:
+    note = create_note(auth.current_user, data["title"], data["body"], data["published"])
+    db.session.commit()
+    return out(note)
+
+
+def own(note_id: int) -> Note:
+    user = auth.current_user
+    note = visible(db.session.get(Note, note_id), user)
+    if note.author_id != user.id:
+        abort(403, "This note is not yours.")
+    return note
+
+
+@bp.patch("/notes/<int:note_id>")
+@bp.auth_required(auth)
+@bp.input(NotePatch, arg_name="data")
+@bp.output(NoteOut)
+@bp.doc(summary="Change a note", responses=[403, 404])
+def update(note_id: int, data: dict[str, Any]) -> Note:
+    note = own(note_id)
+    update_note(note, title=data.get("title"), body=data.get("body"),
+                published=data.get("published"))
+    db.session.commit()
+    return out(note)
+
+
+@bp.delete("/notes/<int:note_id>")
+@bp.auth_required(auth)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Delete a note", responses=[403, 404])
+def delete(note_id: int) -> tuple[str, int]:
+    db.session.delete(own(note_id))
+    db.session.commit()
+    return "", 204
+
+
+tokens_cli = click.Group("tokens", help="Manage personal API tokens.")
+
+
+@tokens_cli.command("create")
+@click.argument("email")
+@click.option("--name", default="cli", show_default=True, help="A name to recognise it by.")
+def create_token_command(email: str, name: str) -> None:
+    """Create an API token for EMAIL and print it (only this once)."""
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user with the email {email}")
+    click.echo(issue_token(user, name))
 
 
 def init_app(app: APIFlask) -> None:
-    """Register the API blueprint."""
+    csrf.exempt(bp)
+    app.register_blueprint(bp)
+    app.cli.add_command(tokens_cli)

@@ -101,3 +101,13 @@ class ApiToken(db.Model):  # type: ignore[name-defined,misc]
     @staticmethod
     def hash(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+class LoginFailure(db.Model):  # type: ignore[name-defined,misc]
+    """One failed login, by address and by account: the rate limit works across replicas."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), nullable=False, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)

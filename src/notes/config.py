@@ -1,0 +1,159 @@
+"""The site's settings, declared once: ``NOTES_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PREFIX = "NOTES_"
+
+
+class ConfigError(ValueError):
+    """A ``NOTES_*`` variable has a bad value; one line naming it."""
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def _timezone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("an IANA time zone such as Europe/Paris") from None
+    return raw
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("on or off")
+
+
+def _url(raw: str) -> str:
+    if "://" not in raw:
+        raise ValueError("a URL such as sqlite:////path/notes.db")
+    return raw
+
+
+def _int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("a whole number of at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name
+
+
+VARS: tuple[Var, ...] = (
+    Var("DATA_DIR", str, "/web/data",
+        "Folder for the SQLite database, uploads, sessions and the generated secret key."),
+    Var("DATABASE_URL", _url, "",
+        "SQLAlchemy URL: sqlite:///…, mysql+pymysql://…, postgresql://… "
+        "(default: SQLite in the data folder)."),
+    Var("SECRET_KEY", str, "", "Secret key (default: NOTES_SECRET_KEY_FILE, else generated "
+        "once into DATA_DIR/secret_key, mode 0600)."),
+    Var("SECRET_KEY_FILE", str, "", "File holding the secret key (e.g. a container secret)."),
+    Var("SESSION_REDIS_URL", str, "",
+        "Keep sessions in Redis (needed with several app replicas); default: files."),
+    Var("TIMEZONE", _timezone, "UTC", "Time zone for displayed times (stored in UTC)."),
+    Var("REGISTRATION", _choice("open", "closed"), "open", "Whether anyone may register."),
+    Var("SECURE_COOKIES", _bool, "off",
+        "Mark cookies Secure (also automatic for requests that arrived over HTTPS)."),
+    Var("PER_PAGE", _int, "10", "Notes per page."),
+    Var("MAX_IMAGE", _int, "5242880", "Largest image upload in bytes."),
+    Var("LOGIN_ATTEMPTS", _int, "5",
+        "Failed logins allowed per address and per account in 15 minutes."),
+)
+
+
+def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse every ``NOTES_*`` variable into a Flask config dict."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for var in VARS:
+        raw = env.get(var.env, var.default)
+        try:
+            values[var.name] = var.parse(raw) if raw != "" else ""
+        except ValueError as e:
+            raise ConfigError(f"{var.env}={raw!r} is not valid: expected {e}") from None
+    data = Path(values["DATA_DIR"]).resolve()
+    url = values["DATABASE_URL"] or f"sqlite:///{data / 'notes.db'}"
+    return {
+        "NOTES_DATA_DIR": str(data),
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_recycle": 1800},
+        "NOTES_SECRET_KEY": values["SECRET_KEY"],
+        "NOTES_SECRET_KEY_FILE": values["SECRET_KEY_FILE"],
+        "NOTES_SESSION_REDIS_URL": values["SESSION_REDIS_URL"],
+        "NOTES_TIMEZONE": values["TIMEZONE"],
+        "NOTES_REGISTRATION": values["REGISTRATION"],
+        "SESSION_COOKIE_SECURE": values["SECURE_COOKIES"],
+        "REMEMBER_COOKIE_SECURE": values["SECURE_COOKIES"],
+        "NOTES_PER_PAGE": values["PER_PAGE"],
+        "NOTES_MAX_IMAGE": values["MAX_IMAGE"],
+        "NOTES_LOGIN_ATTEMPTS": values["LOGIN_ATTEMPTS"],
+    }
+
+
+def secret_key(config: Mapping[str, Any]) -> str:
+    """From the setting, the file, or generated once into the data folder (mode 0600).
+
+    Generation is atomic (``O_EXCL``), so workers starting together agree on one key.
+    """
+    if config.get("NOTES_SECRET_KEY"):
+        return str(config["NOTES_SECRET_KEY"])
+    if config.get("NOTES_SECRET_KEY_FILE"):
+        path = Path(config["NOTES_SECRET_KEY_FILE"])
+        try:
+            key = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"NOTES_SECRET_KEY_FILE: cannot read {path}: {e.strerror}") from None
+        if len(key) < 16:
+            raise ConfigError(f"NOTES_SECRET_KEY_FILE: {path} holds fewer than 16 characters")
+        return key
+    path = Path(config["NOTES_DATA_DIR"]) / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker is writing it right now
+            key = path.read_text().strip()
+            if key:
+                return key
+            import time
+
+            time.sleep(0.02)
+        raise ConfigError(f"{path} is empty: delete it to generate a new key") from None
+    with os.fdopen(fd, "w") as f:
+        key = secrets.token_urlsafe(48)
+        f.write(key + "\n")
+    return key
+
+
+def markdown_table() -> str:
+    lines = ["| variable | default | what it does |", "| --- | --- | --- |"]
+    for var in VARS:
+        lines.append(f"| `{var.env}` | {var.default or '(none)'} | {var.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Friendly error pages, the database-down page, and security headers."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+
+MESSAGES = {
+    400: "The request could not be understood (an expired form? reload the page and retry).",
+    403: "You are not allowed to see this page.",
+    404: "There is nothing at this address.",
+    405: "This page does not accept that kind of request.",
+    413: "What you sent is too large.",
+    429: "Too many attempts: please wait a little.",
+    500: "Something went wrong on our side. It has been logged.",
+    503: "The site cannot reach its database right now. Please try again in a moment.",
+}
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+# Flask-Admin's and Swagger UI's pages carry inline scripts.
+CSP_INLINE = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best_match(["text/html", "application/json"])
+        == "application/json"
+    )
+
+
+def error_response(code: int, message: str | None = None) -> tuple[Response | str, int]:
+    text = message or MESSAGES.get(code, "Something went wrong.")
+    if wants_json():
+        return jsonify(status=code, message=text), code
+    return render_template("error.html", code=code, message=text), code
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> object:
+        if request.path.startswith("/api/") or request.path == "/openapi.json":
+            return e  # APIFlask formats its own errors
+        code = e.code or 500
+        description = e.description if code in (403, 429) and e.description and (
+            e.description != type(e).description
+        ) else None
+        return error_response(code, description)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def database_down(e: Exception) -> object:
+        app.logger.error("database error: %s", e)
+        db.session.rollback()
+        return error_response(503)
+
+    @app.errorhandler(500)
+    def server_error(e: Exception) -> object:
+        db.session.rollback()
+        return error_response(500)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        inline = request.path.startswith(("/admin", "/api/docs"))
+        response.headers.setdefault("Content-Security-Policy", CSP_INLINE if inline else CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    @app.before_request
+    def secure_cookies_behind_https() -> None:
+        # Behind Nginx with TLS (X-Forwarded-Proto: https), cookies are Secure automatically.
+        if request.is_secure:
+            app.config["SESSION_COOKIE_SECURE"] = True
+            app.config["REMEMBER_COOKIE_SECURE"] = True

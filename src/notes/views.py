@@ -1,0 +1,186 @@
+"""Public pages (list, search, note) and the signed-in author's pages (write, edit, upload)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from flask_ckeditor import CKEditorField
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import func, or_, select
+from wtforms import BooleanField, StringField
+from wtforms.validators import DataRequired, Length
+
+from .extensions import db
+from .models import Note
+from .services import TITLE_MAX, create_note, update_note
+
+bp = Blueprint("views", __name__)
+
+IMAGE_TYPES = {  # magic bytes -> extension: the content decides, not the file name
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"\xff\xd8\xff": "jpg",
+    b"GIF87a": "gif",
+    b"GIF89a": "gif",
+}
+
+
+class NoteForm(FlaskForm):
+    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX)])
+    body = CKEditorField("Text", validators=[Length(max=1_000_000)])
+    published = BooleanField("Published")
+
+
+def search(query: str):  # type: ignore[no-untyped-def]
+    """Notes whose title or text contains ``query`` (LIKE metacharacters are literal)."""
+    needle = query.lower()
+    return or_(
+        func.lower(Note.title).contains(needle, autoescape=True),
+        func.lower(Note.body).contains(needle, autoescape=True),
+    )
+
+
+@bp.route("/")
+def index() -> str:
+    q = request.args.get("q", "").strip()[:200]
+    stmt = select(Note).where(Note.published.is_(True))
+    if q:
+        stmt = stmt.where(search(q))
+    stmt = stmt.order_by(Note.published_at.desc(), Note.id.desc())
+    page = db.paginate(stmt, per_page=current_app.config["NOTES_PER_PAGE"], error_out=False)
+    return render_template("index.html", page=page, q=q)
+
+
+@bp.route("/n/<slug>")
+def note(slug: str) -> str:
+    found = db.session.scalar(select(Note).where(Note.slug == slug))
+    mine = (current_user.is_authenticated and found is not None
+            and found.author_id == current_user.id)
+    if found is None or not (found.published or mine):
+        abort(404)
+    return render_template("note.html", note=found)
+
+
+@bp.route("/my")
+@login_required
+def my_notes() -> str:
+    stmt = select(Note).where(Note.author_id == current_user.id).order_by(Note.updated_at.desc())
+    page = db.paginate(stmt, per_page=current_app.config["NOTES_PER_PAGE"], error_out=False)
+    return render_template("my_notes.html", page=page)
+
+
+def own_note(note_id: int) -> Note:
+    found = db.session.get(Note, note_id)
+    if found is None:
+        abort(404)
+    if found.author_id != current_user.id:
+        abort(403)
+    return found
+
+
+@bp.route("/notes/new", methods=["GET", "POST"])
+@login_required
+def new_note() -> object:
+    form = NoteForm()
+    if form.validate_on_submit():
+        created = create_note(current_user, form.title.data or "", form.body.data or "",
+                              bool(form.published.data))
+        db.session.commit()
+        flash("Note saved.", "info")
+        return redirect(url_for("views.note", slug=created.slug))
+    return render_template("edit.html", form=form, note=None)
+
+
+@bp.route("/notes/<int:note_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_note(note_id: int) -> object:
+    found = own_note(note_id)
+    form = NoteForm(obj=found)
+    if form.validate_on_submit():
+        update_note(found, title=form.title.data, body=form.body.data or "",
+                    published=bool(form.published.data))
+        db.session.commit()
+        flash("Note saved.", "info")
+        return redirect(url_for("views.note", slug=found.slug))
+    return render_template("edit.html", form=form, note=found)
+
+
+@bp.route("/notes/<int:note_id>/publish", methods=["POST"])
+@login_required
+def publish_note(note_id: int) -> object:
+    found = own_note(note_id)
+    update_note(found, published=not found.published)
+    db.session.commit()
+    flash("Note published." if found.published else "Note unpublished.", "info")
+    return redirect(url_for("views.my_notes"))
+
+
+@bp.route("/notes/<int:note_id>/delete", methods=["POST"])
+@login_required
+def delete_note(note_id: int) -> object:
+    db.session.delete(own_note(note_id))
+    db.session.commit()
+    flash("Note deleted.", "info")
+    return redirect(url_for("views.my_notes"))
+
+
+def _upload_error(message: str, status: int = 400):  # type: ignore[no-untyped-def]
+    return jsonify(uploaded=0, error={"message": message}), status
+
+
+@bp.route("/upload", methods=["POST"])
+@login_required
+def upload() -> object:
+    """CKEditor image upload: checked by content and size, stored under a random name."""
+    file = request.files.get("upload")
+    if file is None:
+        return _upload_error("No file was sent.")
+    data = file.read(current_app.config["NOTES_MAX_IMAGE"] + 1)
+    if len(data) > current_app.config["NOTES_MAX_IMAGE"]:
+        return _upload_error("The image is too large.", 413)
+    ext = next((e for magic, e in IMAGE_TYPES.items() if data.startswith(magic)), None)
+    if ext is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        ext = "webp"
+    if ext is None:
+        return _upload_error("Only PNG, JPEG, GIF and WebP images can be uploaded.", 415)
+    name = f"{secrets.token_urlsafe(16)}.{ext}"
+    folder = Path(current_app.config["NOTES_DATA_DIR"]) / "uploads"
+    tmp = folder / f".{name}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(folder / name)
+    return jsonify(uploaded=1, fileName=name, url=url_for("views.media", name=name))
+
+
+@bp.route("/media/<path:name>")
+def media(name: str) -> object:
+    """Uploaded images (Nginx serves /media/ itself; this is for running without it)."""
+    return send_from_directory(Path(current_app.config["NOTES_DATA_DIR"]) / "uploads", name,
+                               max_age=7 * 86400)
+
+
+def localtime(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    zone = ZoneInfo(current_app.config["NOTES_TIMEZONE"])
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.add_template_filter(localtime)
