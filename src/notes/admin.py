@@ -87,6 +87,6 @@ def init_app(app: Flask) -> None:
         app, name="notes admin", theme=Bootstrap4Theme(swatch="default"),
         index_view=HomeView(url="/admin"),
     )
-    admin.add_view(UserView(User, db.session, name="Users"))
-    admin.add_view(NoteView(Note, db.session, name="Notes"))
+    admin.add_view(UserView(User, db, name="Users"))
+    admin.add_view(NoteView(Note, db, name="Notes"))
     app.extensions["notes_admin"] = admin

@@ -1,0 +1,134 @@
+"""Real database servers for the tests, started on 127.0.0.1 free ports in temporary folders.
+
+A missing server binary is a failure with a clear message, not a skip: `scripts/install.sh test`
+installs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.conftest import free_port, wait_for_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def need(path: str | Path) -> str:
+    found = shutil.which(str(path)) or (str(path) if Path(path).exists() else None)
+    if not found:
+        raise RuntimeError(f"{path} is not installed: run `bash scripts/install.sh test`")
+    return found
+
+
+class Server:
+    def __init__(self, name: str, url: str, proc: subprocess.Popen[bytes], folder: Path) -> None:
+        self.name, self.url, self.proc, self.folder = name, url, proc, folder
+        self.argv = proc.args
+        self.port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(self.port, timeout=60)
+
+
+def _as_user(user: str) -> list[str]:
+    return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
+
+
+@contextlib.contextmanager
+def mariadb() -> Iterator[Server]:
+    mariadbd = need("/usr/sbin/mariadbd")
+    install = need("mariadb-install-db")
+    folder = Path(tempfile.mkdtemp(prefix="notes-mariadb-"))
+    port = free_port()
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run([install, f"--datadir={folder / 'data'}", "--skip-test-db", *user,
+                    "--auth-root-authentication-method=normal"],
+                   check=True, capture_output=True, timeout=120)
+    argv = [mariadbd, "--no-defaults", f"--datadir={folder / 'data'}", f"--port={port}",
+            "--bind-address=127.0.0.1", f"--socket={folder / 'sock'}", "--skip-grant-tables",
+            "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=0", f"--pid-file={folder / 'pid'}", *user]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    server = Server("mariadb", f"mysql+pymysql://root@127.0.0.1:{port}", proc, folder)
+    try:
+        wait_for_port(port, timeout=60)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgresql() -> Iterator[Server]:
+    initdb, postgres = need(PG_BIN / "initdb"), need(PG_BIN / "postgres")
+    folder = Path(tempfile.mkdtemp(prefix="notes-postgres-"))
+    port = free_port()
+    if os.geteuid() == 0:
+        folder.chmod(0o755)
+        shutil.chown(folder, "postgres", "postgres")
+    subprocess.run([*_as_user("postgres"), initdb, "-D", str(folder / "data"), "-A", "trust",
+                    "-U", "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)
+    argv = [*_as_user("postgres"), postgres, "-D", str(folder / "data"), "-p", str(port),
+            "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+            "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    server = Server("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:{port}", proc,
+                    folder)
+    try:
+        wait_for_port(port, timeout=60)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis() -> Iterator[Server]:
+    binary = need("redis-server")
+    folder = Path(tempfile.mkdtemp(prefix="notes-redis-"))
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(folder)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    server = Server("redis", f"redis://127.0.0.1:{port}/0", proc, folder)
+    try:
+        wait_for_port(port, timeout=30)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_database(server: Server, name: str) -> str:
+    """A fresh empty database on ``server``; returns its SQLAlchemy URL."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server.url + ("/postgres" if server.name == "postgresql" else ""),
+                              isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return f"{server.url}/{name}"
