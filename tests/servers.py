@@ -28,14 +28,17 @@ def need(path: str | Path) -> str:
 
 
 class Server:
-    def __init__(self, name: str, url: str, proc: subprocess.Popen[bytes], folder: Path) -> None:
+    def __init__(self, name: str, url: str, proc: subprocess.Popen[bytes], folder: Path,
+                 stop_signal: int = signal.SIGTERM, **popen: object) -> None:
         self.name, self.url, self.proc, self.folder = name, url, proc, folder
         self.argv = proc.args
+        self.stop_signal = stop_signal
+        self.popen = popen
         self.port = int(url.rsplit(":", 1)[1].split("/")[0])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -44,13 +47,10 @@ class Server:
 
     def restart(self) -> None:
         self.stop()
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     **self.popen)
         wait_for_port(self.port, timeout=60)
-
-
-def _as_user(user: str) -> list[str]:
-    return ["runuser", "-u", user, "--"] if os.geteuid() == 0 else []
 
 
 @contextlib.contextmanager
@@ -86,15 +86,18 @@ def postgresql() -> Iterator[Server]:
     if os.geteuid() == 0:
         folder.chmod(0o755)
         shutil.chown(folder, "postgres", "postgres")
-    subprocess.run([*_as_user("postgres"), initdb, "-D", str(folder / "data"), "-A", "trust",
-                    "-U", "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)
-    argv = [*_as_user("postgres"), postgres, "-D", str(folder / "data"), "-p", str(port),
+    as_user = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+    subprocess.run([initdb, "-D", str(folder / "data"), "-A", "trust", "-U", "postgres",
+                    "--no-sync"], check=True, capture_output=True, timeout=120, cwd=folder,
+                   **as_user)  # type: ignore[call-overload]
+    argv = [postgres, "-D", str(folder / "data"), "-p", str(port),
             "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # type: ignore[call-overload]
+                            start_new_session=True, cwd=folder, **as_user)
+    # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to disconnect
     server = Server("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:{port}", proc,
-                    folder)
+                    folder, signal.SIGINT, cwd=folder, **as_user)
     try:
         wait_for_port(port, timeout=60)
         yield server

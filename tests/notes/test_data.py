@@ -1,0 +1,193 @@
+"""Excel export/import, uploads, the secret key, the CLI, migrations and failure behaviour."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook, load_workbook
+
+from notes import config as site_config
+from notes.extensions import db
+from notes.models import Note
+
+from .conftest import PASSWORD, csrf, make_app
+from .test_site import write
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
+       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
+       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def xlsx(rows: list[list[object]]) -> bytes:
+    book = Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_export_then_import_round_trip(app, client, user, admin, login) -> None:
+    login(client, user[0].email)
+    write(client, "One", "<p>first</p>")
+    write(client, "Two", "<p>second</p>", published=False)
+    boss = app.test_client()
+    login(boss, admin[0].email)
+    r = boss.get("/admin/excel/export")
+    assert r.status_code == 200
+    rows = list(load_workbook(io.BytesIO(r.data)).active.iter_rows(values_only=True))
+    assert rows[0][:4] == ("title", "author", "published", "body")
+    assert {row[0] for row in rows[1:]} == {"One", "Two"}
+    only = boss.get("/admin/excel/export?published=no")
+    assert [r[0] for r in load_workbook(io.BytesIO(only.data)).active.iter_rows(
+        values_only=True)][1:] == ["Two"]
+    data = xlsx([["title", "author", "body", "published"],
+                 ["Imported", user[0].email, "<p>x</p><script>y</script>", "yes"]])
+    token = csrf(boss, "/admin/excel/")
+    r = boss.post("/admin/excel/import", data={"csrf_token": token,
+                  "file": (io.BytesIO(data), "notes.xlsx")}, content_type="multipart/form-data")
+    assert r.status_code == 302
+    with app.app_context():
+        note = db.session.query(Note).filter_by(title="Imported").one()
+        assert note.published and "<script" not in note.body
+
+
+def test_one_bad_row_writes_nothing_and_is_reported(app, client, user, admin, login) -> None:
+    login(client, admin[0].email)
+    data = xlsx([["title", "author", "body", "published"],
+                 ["Good 1", user[0].email, "<p>a</p>", "yes"],
+                 ["", user[0].email, "<p>b</p>", "no"],
+                 ["Good 2", "nobody@example.com", "<p>c</p>", "maybe"]])
+    r = client.post("/admin/excel/import", data={"csrf_token": csrf(client, "/admin/excel/"),
+                    "file": (io.BytesIO(data), "bad.xlsx")}, content_type="multipart/form-data")
+    assert r.status_code == 422
+    page = r.get_data(as_text=True)
+    assert "row 3, column title: empty" in page
+    assert "row 4, column author" in page and "row 4, column published" in page
+    with app.app_context():
+        assert db.session.query(Note).count() == 0
+    junk = client.post("/admin/excel/import", data={"csrf_token": csrf(client, "/admin/excel/"),
+                       "file": (io.BytesIO(b"not a zip"), "x.xlsx")},
+                       content_type="multipart/form-data")
+    assert junk.status_code == 422 and "not a readable .xlsx file" in junk.get_data(as_text=True)
+
+
+def test_image_upload_checks_content_and_size(app, client, user, login) -> None:
+    login(client, user[0].email)
+    headers = {"X-CSRFToken": csrf(client, "/notes/new")}
+    r = client.post("/upload", data={"upload": (io.BytesIO(PNG), "x.png")}, headers=headers,
+                    content_type="multipart/form-data")
+    assert r.status_code == 200 and r.json["uploaded"] == 1
+    assert r.json["url"].startswith("/media/") and r.json["url"].endswith(".png")
+    assert client.get(r.json["url"]).data == PNG
+    fake = client.post("/upload", data={"upload": (io.BytesIO(b"<?php evil"), "x.png")},
+                       headers=headers, content_type="multipart/form-data")
+    assert fake.status_code == 415 and fake.json["uploaded"] == 0
+    app.config["NOTES_MAX_IMAGE"] = 10
+    big = client.post("/upload", data={"upload": (io.BytesIO(PNG), "x.png")}, headers=headers,
+                      content_type="multipart/form-data")
+    assert big.status_code == 413
+    no_csrf = client.post("/upload", data={"upload": (io.BytesIO(PNG), "x.png")},
+                          content_type="multipart/form-data")
+    assert no_csrf.status_code == 400
+
+
+def test_secret_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
+    config = {"NOTES_DATA_DIR": str(tmp_path)}
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: site_config.secret_key(config), range(8)))
+    assert len(keys) == 1
+    mode = stat.S_IMODE((tmp_path / "secret_key").stat().st_mode)
+    assert mode == 0o600
+    (tmp_path / "k").write_text("x" * 40)
+    assert site_config.secret_key({"NOTES_SECRET_KEY_FILE": str(tmp_path / "k")}) == "x" * 40
+
+
+@pytest.mark.parametrize(("name", "value"), [("NOTES_TIMEZONE", "Mars/Olympus"),
+                                             ("NOTES_REGISTRATION", "maybe"),
+                                             ("NOTES_DATABASE_URL", "notes.db")])
+def test_bad_setting_is_one_clear_line(name: str, value: str) -> None:
+    with pytest.raises(site_config.ConfigError) as info:
+        site_config.load({name: value})
+    assert str(info.value).startswith(f"{name}={value!r} is not valid")
+
+
+def flask_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "notes", *args], input=stdin,
+                          capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
+                          check=False)
+
+
+def test_cli_users_tokens_export_import(db_url: str, tmp_path: Path) -> None:
+    env = {"NOTES_DATABASE_URL": db_url, "NOTES_DATA_DIR": str(tmp_path)}
+    assert flask_cli(env, "db", "upgrade").returncode == 0
+    r = flask_cli(env, "users", "create", "cli@example.com", "--admin", "--password-stdin",
+                  stdin=PASSWORD + "\n")
+    assert r.returncode == 0 and "created admin cli@example.com" in r.stdout
+    again = flask_cli(env, "users", "create", "cli@example.com", "--password-stdin",
+                      stdin=PASSWORD + "\n")
+    assert again.returncode != 0 and "exists already" in again.stderr
+    assert "cli@example.com\tadmin" in flask_cli(env, "users", "list").stdout
+    assert flask_cli(env, "tokens", "create", "cli@example.com").stdout.startswith("nt_")
+    source = tmp_path / "in.xlsx"
+    source.write_bytes(xlsx([["title", "author", "body"], ["From CLI", "cli@example.com", "x"]]))
+    r = flask_cli(env, "notes", "import", str(source))
+    assert r.returncode == 0 and "imported 1 notes" in r.stdout
+    bad = tmp_path / "bad.xlsx"
+    bad.write_bytes(xlsx([["title", "author", "body"], ["", "cli@example.com", "x"]]))
+    r = flask_cli(env, "notes", "import", str(bad))
+    assert r.returncode != 0 and "row 2, column title: empty" in r.stderr
+    out = tmp_path / "out.xlsx"
+    r = flask_cli(env, "notes", "export", str(out))
+    assert r.returncode == 0 and "exported 1 notes" in r.stdout
+    assert load_workbook(out).active["A2"].value == "From CLI"
+
+
+def test_concurrent_migrations_do_not_collide(db_url: str, tmp_path: Path) -> None:
+    env = {"NOTES_DATABASE_URL": db_url, "NOTES_DATA_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "notes", "db", "upgrade"],
+                              env={**os.environ, **env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert sum("Running upgrade  -> 0001" in out for out in outputs) == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_database_down_gives_503_and_recovers(db_url, tmp_path, postgresql_server) -> None:
+    app = make_app(db_url, tmp_path / "data")
+    client = app.test_client()
+    assert client.get("/").status_code == 200
+    postgresql_server.stop()
+    try:
+        r = client.get("/")
+        assert r.status_code == 503
+        assert "cannot reach its database" in r.get_data(as_text=True)
+    finally:
+        postgresql_server.restart()
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sessions_in_redis_are_shared_between_app_instances(db_url, tmp_path, redis_server,
+                                                            login) -> None:
+    one = make_app(db_url, tmp_path / "data", NOTES_SESSION_REDIS_URL=redis_server.url)
+    from notes.auth import create_user
+
+    with one.app_context():
+        create_user("shared@example.com", PASSWORD)
+    two = make_app(db_url, tmp_path / "data", NOTES_SESSION_REDIS_URL=redis_server.url)
+    first = one.test_client()
+    assert login(first, "shared@example.com").status_code == 302
+    cookie = first.get_cookie("session")
+    second = two.test_client()
+    second.set_cookie("session", cookie.value)
+    assert second.get("/my").status_code == 200  # logged in on the other instance
