@@ -186,7 +186,7 @@ def account() -> object:
     )
 
 
-@bp.route("/account/tokens/<int:token_id>/delete", methods=["POST"])
+@bp.route("/account/tokens/<int(max=2147483647):token_id>/delete", methods=["POST"])
 @login_required
 def delete_token(token_id: int) -> object:
     token = db.session.get(ApiToken, token_id)

@@ -45,8 +45,8 @@ def error_response(code: int, message: str | None = None) -> tuple[Response | st
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> object:
-        if request.path.startswith("/api/") or request.path == "/openapi.json":
-            return e  # APIFlask formats its own errors
+        if request.path.startswith("/api/"):  # APIFlask's error format
+            return jsonify(detail={}, message=e.name), e.code or 500
         code = e.code or 500
         description = e.description if code in (403, 429) and e.description and (
             e.description != type(e).description

@@ -107,7 +107,7 @@ def new_note() -> object:
     return render_template("edit.html", form=form, note=None)
 
 
-@bp.route("/notes/<int:note_id>/edit", methods=["GET", "POST"])
+@bp.route("/notes/<int(max=2147483647):note_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_note(note_id: int) -> object:
     found = own_note(note_id)
@@ -121,7 +121,7 @@ def edit_note(note_id: int) -> object:
     return render_template("edit.html", form=form, note=found)
 
 
-@bp.route("/notes/<int:note_id>/publish", methods=["POST"])
+@bp.route("/notes/<int(max=2147483647):note_id>/publish", methods=["POST"])
 @login_required
 def publish_note(note_id: int) -> object:
     found = own_note(note_id)
@@ -131,7 +131,7 @@ def publish_note(note_id: int) -> object:
     return redirect(url_for("views.my_notes"))
 
 
-@bp.route("/notes/<int:note_id>/delete", methods=["POST"])
+@bp.route("/notes/<int(max=2147483647):note_id>/delete", methods=["POST"])
 @login_required
 def delete_note(note_id: int) -> object:
     db.session.delete(own_note(note_id))
