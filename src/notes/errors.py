@@ -24,8 +24,11 @@ CSP = (
     "script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-# Flask-Admin's and Swagger UI's pages carry inline scripts.
+# CKEditor 4's toolbar uses inline event handlers, and Flask-Admin's and Swagger UI's pages
+# carry inline scripts: those pages (signed-in authors and admins only) allow inline scripts.
+# Public pages, where stored notes are shown, keep the strict policy.
 CSP_INLINE = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+INLINE_ENDPOINTS = {"views.new_note", "views.edit_note"}
 
 
 def wants_json() -> bool:
@@ -67,7 +70,8 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response: Response) -> Response:
-        inline = request.path.startswith(("/admin", "/api/docs"))
+        inline = request.endpoint in INLINE_ENDPOINTS or request.path.startswith(
+            ("/admin", "/api/docs"))
         response.headers.setdefault("Content-Security-Policy", CSP_INLINE if inline else CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")

@@ -57,6 +57,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     def __repr__(self) -> str:
         return f"<User {self.email}>"
 
+    def __str__(self) -> str:  # how the admin shows a note's author
+        return self.email
+
 
 class Note(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "notes"
