@@ -154,7 +154,8 @@ def test_write_publish_read_and_admin_edit(site: dict[str, Any], page: Any) -> N
     page.click("a[title='Edit Record']")
     wait_for_editor(page)
     page.fill("input[name=title]", "Edited by the admin")
-    page.evaluate("Object.values(CKEDITOR.instances)[0].setData('<p>Admin <em>changed</em> it</p>')")
+    page.evaluate("Object.values(CKEDITOR.instances)[0]"
+                  ".setData('<p>Admin <em>changed</em> it</p>')")
     page.screenshot(path=str(ARTIFACTS / "admin-edit.png"), full_page=True)
     page.click("input[type=submit][value=Save]")
     page.wait_for_url("**/admin/note/**")
