@@ -191,3 +191,9 @@ def test_sessions_in_redis_are_shared_between_app_instances(db_url, tmp_path, re
     second = two.test_client()
     second.set_cookie("session", cookie.value)
     assert second.get("/my").status_code == 200  # logged in on the other instance
+
+
+def test_readme_lists_the_site_settings() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- notes-settings -->\n", 1)[1].split("\n<!-- /notes-settings -->")[0]
+    assert block == site_config.markdown_table(), "README's NOTES_* table is stale"
