@@ -184,4 +184,41 @@ def exec_command(command: tuple[str, ...], **options: Any) -> None:
     sys.exit(result.returncode)
 
 
+@main.command(epilog=EXIT_CODES)
+@setting_options
+def health(**options: Any) -> None:
+    """Exit 0 if this host's stack answers (for HEALTHCHECK and probes).
+
+    Roles all and proxy: an HTTP request to the port gets any answer below 500. Role app: the
+    uWSGI socket accepts connections.
+    """
+    import http.client
+    import socket
+
+    settings = effective(options)
+    try:
+        if settings.role == "app":
+            host, _, port = settings.app_listen.rpartition(":")
+            host = "127.0.0.1" if host in {"0.0.0.0", "*", ""} else host
+            socket.create_connection((host, int(port)), timeout=4).close()
+        else:
+            host = "127.0.0.1" if settings.host in {"0.0.0.0", "*"} else settings.host
+            conn: http.client.HTTPConnection
+            if settings.tls_cert:
+                import ssl
+
+                conn = http.client.HTTPSConnection(
+                    host, settings.port, timeout=4, context=ssl._create_unverified_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(host, settings.port, timeout=4)
+            conn.request("GET", "/", headers={"User-Agent": "flaskstack-health"})
+            status = conn.getresponse().status
+            if status >= 500:
+                fail(f"unhealthy: GET / answered {status}", EXIT_ERROR)
+    except OSError as e:
+        fail(f"unhealthy: {e}", EXIT_ERROR)
+    click.echo("healthy")
+
+
 main.add_command(image)

@@ -1,8 +1,126 @@
-"""`flaskstack image …`: build, save, load, remove and list the container image (placeholder)."""
+"""``flaskstack image …``: build, save, load, remove and list the container image.
+
+Named after the operations users of the original image know (``docker build/save/load/rmi/
+images``). Uses ``docker`` when a Docker engine answers, else ``podman``; ``--engine`` chooses.
+On hosts where podman needs a particular runtime or limits, export ``CONTAINERS_CONF``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import NoReturn
 
 import click
+
+DEFAULT_TAG = "nginx_flask_server"
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"flaskstack: error: {message}", err=True)
+    sys.exit(1)
+
+
+def find_engine(choice: str | None) -> str:
+    """``docker`` when its engine answers, else ``podman``; one clear line when neither."""
+    candidates = [choice] if choice else ["docker", "podman"]
+    for name in candidates:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        if name == "docker":
+            answer = subprocess.run([path, "info"], capture_output=True, timeout=20,
+                                    check=False)
+            if answer.returncode != 0:
+                continue
+        return path
+    wanted = choice or "docker or podman"
+    fail(f"no container engine available: {wanted} is not installed or its engine does not "
+         "answer")
+
+
+def repository_root() -> Path:
+    """The checkout this package runs from (the build context holds the Dockerfile)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "Dockerfile").is_file() and (parent / "pyproject.toml").is_file():
+            return parent
+    fail("the Dockerfile is not here: run `flaskstack image build` from a flaskstack checkout")
+
+
+def run(argv: list[str]) -> None:
+    """Run an engine command with its progress on the terminal; its failure is ours."""
+    click.echo("+ " + " ".join(argv), err=True)
+    code = subprocess.run(argv, check=False).returncode
+    if code != 0:
+        fail(f"{Path(argv[0]).name} {argv[1]} failed (exit status {code})")
+
+
+engine_option = click.option("--engine", type=click.Choice(["docker", "podman"]),
+                             help="Container engine (default: docker if it answers, else podman).")
 
 
 @click.group()
 def image() -> None:
     """Build and move the flaskstack container image (docker or podman)."""
+
+
+@image.command()
+@click.option("--tag", "-t", default=DEFAULT_TAG, show_default=True, help="Image name.")
+@click.option("--base-image", help="Base image (Dockerfile ARG BASE_IMAGE).")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle for pip/npm inside the build (a proxy that re-signs HTTPS).")
+@engine_option
+def build(tag: str, base_image: str | None, ca_bundle: str | None, engine: str | None) -> None:
+    """Build the image from this checkout's Dockerfile."""
+    binary = find_engine(engine)
+    root = repository_root()
+    argv = [binary, "build", "-t", tag, "-f", str(root / "Dockerfile")]
+    if Path(binary).name == "podman":
+        argv += ["--format", "docker"]  # keeps HEALTHCHECK
+    if base_image:
+        argv += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    if ca_bundle:
+        argv += ["--secret", f"id=pipca,src={ca_bundle}"]
+    run([*argv, str(root)])
+    click.echo(f"built {tag}")
+
+
+@image.command()
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Archive to write.")
+@click.argument("tag", default=DEFAULT_TAG)
+@engine_option
+def save(output: str, tag: str, engine: str | None) -> None:
+    """Save TAG to an archive (Docker's format) to copy to another machine."""
+    binary = find_engine(engine)
+    argv = [binary, "save", "-o", output]
+    if Path(binary).name == "podman":
+        argv += ["--format", "docker-archive"]
+    run([*argv, tag])
+
+
+@image.command()
+@click.option("--input", "-i", "input_", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="Archive to read.")
+@engine_option
+def load(input_: str, engine: str | None) -> None:
+    """Load an image archive made by `image save`."""
+    run([find_engine(engine), "load", "-i", input_])
+
+
+@image.command(name="rm")
+@click.argument("tag", default=DEFAULT_TAG)
+@engine_option
+def remove(tag: str, engine: str | None) -> None:
+    """Remove the image TAG."""
+    run([find_engine(engine), "rmi", tag])
+
+
+@image.command(name="ls")
+@engine_option
+def list_images(engine: str | None) -> None:
+    """List the images."""
+    run([find_engine(engine), "images"])

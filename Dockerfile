@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# flaskstack: Nginx + uWSGI + Flask in one image. The notes site is served when /web/web_data
+# holds no app. Build:  docker build -t nginx_flask_server .   (or: flaskstack image build)
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# ---- build: compilers, -dev packages and npm live here only ----------------------------------
+FROM ${BASE_IMAGE} AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 python3-venv python3-dev gcc libc6-dev npm ca-certificates \
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Browser assets (CKEditor 4.22.1, Swagger UI) from npm, pinned by package-lock.json.
+COPY package.json package-lock.json ./
+COPY scripts/assets.sh scripts/assets.sh
+RUN mkdir -p src/notes/static
+# An optional build secret "pipca" (a CA bundle) for networks that re-sign HTTPS.
+RUN --mount=type=secret,id=pipca \
+    if [ -s /run/secrets/pipca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/pipca; fi \
+ && bash scripts/assets.sh && rm -rf node_modules
+COPY pyproject.toml README.md ./
+COPY src src
+RUN --mount=type=secret,id=pipca \
+    if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi \
+ && python3 -m venv /opt/flaskstack \
+ && /opt/flaskstack/bin/pip install --no-cache-dir --disable-pip-version-check ".[mssql]" \
+ && find /opt/flaskstack -name '__pycache__' -prune -exec rm -rf {} +
+
+# ---- runtime: Python, Nginx, the venv; nothing else ----------------------------------------
+FROM ${BASE_IMAGE}
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 nginx-light ca-certificates \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*
+COPY --from=build /opt/flaskstack /opt/flaskstack
+RUN mkdir -p /web/web_data /web/data && chown www-data:www-data /web/data
+ENV PATH=/opt/flaskstack/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    FLASKSTACK_PORT=85 \
+    FLASKSTACK_APP_DIR=/web/web_data \
+    NOTES_DATA_DIR=/web/data
+WORKDIR /web/web_data
+VOLUME /web/data
+EXPOSE 85
+# Starts as root to bind port 85; Nginx and uWSGI workers run as www-data (FLASKSTACK_USER).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["flaskstack", "health"]
+STOPSIGNAL SIGTERM
+CMD ["flaskstack", "serve"]
