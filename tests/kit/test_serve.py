@@ -202,3 +202,13 @@ def test_json_access_log(make_stack) -> None:
     line = next(li for li in stack.stdout if '"/logged?x=1"' in li)
     entry = json.loads(line)
     assert entry["status"] == 200 and entry["method"] == "GET"
+
+
+def test_a_request_over_the_timeout_gets_the_friendly_502_page(make_stack) -> None:
+    stack = make_stack("--app", "probe:application", "--request-timeout", "1").start()
+    r = requests.get(f"{stack.url}/slow", params="4", timeout=30)
+    assert r.status_code == 502 and "Bad gateway" in r.text and "<html" in r.text
+    r = requests.get(f"{stack.url}/slow", params="4", timeout=30,
+                     headers={"Accept": "application/json"})
+    assert r.status_code == 502 and r.json()["status"] == 502
+    assert requests.get(stack.url, timeout=10).status_code == 200  # the worker was replaced

@@ -166,3 +166,19 @@ def test_friendly_error_pages(client) -> None:
     r = client.get("/no/such/page")
     assert r.status_code == 404 and "nothing at this address" in r.get_data(as_text=True)
     assert client.get("/n/missing", headers={"Accept": "application/json"}).json["status"] == 404
+
+
+def test_registration_can_be_closed(app, client) -> None:
+    app.config["NOTES_REGISTRATION"] = "closed"
+    r = client.get("/register")
+    assert r.status_code == 403 and "Registration is closed" in r.get_data(as_text=True)
+    assert "Register" not in client.get("/login").get_data(as_text=True)
+
+
+def test_cookies_are_secure_behind_https(app, client, user, login) -> None:
+    https = {"X-Forwarded-Proto": "https"}
+    client.get("/login", headers=https)
+    r = client.post("/login", headers=https, data={
+        "email": user[0].email, "password": user[1],
+        "csrf_token": csrf(client, "/login")})
+    assert "Secure" in r.headers.get("Set-Cookie", "")
