@@ -22,9 +22,10 @@ def main() -> None:
     from flask_migrate import upgrade
 
     from notes import create_app
-    from notes.excel import _all_notes, export
+    from notes.excel import export
     from notes.extensions import db
     from notes.models import Note, User, utcnow
+    from notes.services import notes_query
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/notes.db",
@@ -47,7 +48,7 @@ def main() -> None:
             tracemalloc.start()
             started = time.perf_counter()
             with out.open("wb") as f:
-                count = export(_all_notes({}), f)
+                count = export(notes_query({}, everything=True), f)
             seconds = time.perf_counter() - started
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()

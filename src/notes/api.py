@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from .extensions import csrf, db
 from .models import ApiToken, Note, User, utcnow
-from .services import TITLE_MAX, create_note, update_note
-from .views import search
+from .services import TITLE_MAX, create_note, notes_query, update_note
 
 bp = APIBlueprint("api", __name__, url_prefix="/api", tag="Notes")
 auth = HTTPTokenAuth(scheme="Bearer", description="A personal API token (account page or "
@@ -95,29 +94,13 @@ def visible(note: Note | None, user: User | None) -> Note:
     return note
 
 
-def filtered(query: dict[str, Any], user: User | None) -> Any:
-    """Notes the caller may see, filtered like the list endpoint (also used by the export)."""
-    stmt = select(Note).join(Note.author)
-    mine = Note.author_id == user.id if user is not None else False
-    stmt = stmt.where(Note.published.is_(True) | mine) if user is not None else stmt.where(
-        Note.published.is_(True)
-    )
-    if query.get("author"):
-        stmt = stmt.where(User.email == query["author"].strip().lower())
-    if query.get("published") is not None:
-        stmt = stmt.where(Note.published.is_(query["published"]))
-    if query.get("q"):
-        stmt = stmt.where(search(query["q"]))
-    return stmt.order_by(Note.id)
-
-
 @bp.get("/notes")
 @bp.auth_required(auth, optional=True)
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(NoteList)
 @bp.doc(summary="List notes", description="Published notes, plus your own with a token.")
 def list_notes(query: dict[str, Any]) -> dict[str, Any]:
-    page = db.paginate(filtered(query, auth.current_user), page=query["page"],
+    page = db.paginate(notes_query(query, auth.current_user), page=query["page"],
                        per_page=query["per_page"], error_out=False)
     return {"items": [out(n) for n in page.items], "page": page.page,
             "per_page": page.per_page, "total": page.total, "pages": page.pages}

@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from .admin import AdminOnly
 from .extensions import db
-from .models import Note, User
-from .services import TITLE_MAX, create_note
+from .models import User
+from .services import TITLE_MAX, create_note, notes_query
 
 COLUMNS = ("title", "author", "published", "body", "slug", "created_at", "updated_at")
 REQUIRED = ("title", "author", "body")
@@ -171,7 +171,7 @@ class ExcelView(AdminOnly, BaseView):  # type: ignore[misc]
             "published": {"yes": True, "no": False}.get(request.args.get("published", "")),
         }
         return Response(
-            stream_with_context(stream(_all_notes(query))),
+            stream_with_context(stream(notes_query(query, everything=True))),
             mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             headers={"Content-Disposition": "attachment; filename=notes.xlsx"},
         )
@@ -190,20 +190,6 @@ class ExcelView(AdminOnly, BaseView):  # type: ignore[misc]
         return redirect(url_for("excel.index"))
 
 
-def _all_notes(query: dict[str, Any]) -> Any:
-    """For admins: every note (published or not), with the list endpoint's filters."""
-    stmt = select(Note).join(Note.author)
-    if query.get("author"):
-        stmt = stmt.where(User.email == query["author"].strip().lower())
-    if query.get("published") is not None:
-        stmt = stmt.where(Note.published.is_(query["published"]))
-    if query.get("q"):
-        from .views import search
-
-        stmt = stmt.where(search(query["q"]))
-    return stmt.order_by(Note.id)
-
-
 # -- CLI -----------------------------------------------------------------------------------------
 
 notes_cli = click.Group("notes", help="Export and import notes as Excel files.")
@@ -216,7 +202,7 @@ notes_cli = click.Group("notes", help="Export and import notes as Excel files.")
 @click.option("--q", help="Only notes whose title or text contains this.")
 def export_command(file: Path, author: str | None, published: bool | None, q: str | None) -> None:
     """Export notes to FILE (.xlsx)."""
-    stmt = _all_notes({"author": author, "published": published, "q": q})
+    stmt = notes_query({"author": author, "published": published, "q": q}, everything=True)
     tmp = file.with_name(f".{file.name}.tmp")
     with click.progressbar(length=0, label="exporting", show_pos=True) as bar, open(tmp, "wb") as f:
         count = export(stmt, f, progress=bar.update)

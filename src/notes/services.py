@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 import nh3
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 
 from .extensions import db
 from .models import Note, User, utcnow
@@ -68,6 +69,37 @@ def unique_slug(title: str, exclude_id: int | None = None) -> str:
     while f"{base}-{n}" in taken:
         n += 1
     return f"{base}-{n}"
+
+
+def search(query: str) -> ColumnElement[bool]:
+    """Notes whose title or text contains ``query`` (LIKE metacharacters are literal)."""
+    needle = query.lower()
+    return or_(
+        func.lower(Note.title).contains(needle, autoescape=True),
+        func.lower(Note.body).contains(needle, autoescape=True),
+    )
+
+
+def notes_query(
+    query: dict[str, Any], viewer: User | None = None, everything: bool = False
+) -> Select[tuple[Note]]:
+    """Notes filtered by ``author`` (email), ``published`` and ``q`` (text), oldest first.
+
+    Only published notes and ``viewer``'s own, unless ``everything`` (admins' export).
+    """
+    stmt = select(Note).join(Note.author)
+    if not everything:
+        visible = Note.published.is_(True)
+        if viewer is not None:
+            visible = visible | (Note.author_id == viewer.id)
+        stmt = stmt.where(visible)
+    if query.get("author"):
+        stmt = stmt.where(User.email == query["author"].strip().lower())
+    if query.get("published") is not None:
+        stmt = stmt.where(Note.published.is_(query["published"]))
+    if query.get("q"):
+        stmt = stmt.where(search(query["q"]))
+    return stmt.order_by(Note.id)
 
 
 def create_note(author: User, title: str, body: str, published: bool = False) -> Note:

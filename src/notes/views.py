@@ -23,13 +23,13 @@ from flask import (
 from flask_ckeditor import CKEditorField
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired, Length
 
 from .extensions import db
 from .models import Note
-from .services import TITLE_MAX, create_note, update_note
+from .services import TITLE_MAX, create_note, search, update_note
 
 bp = Blueprint("views", __name__)
 
@@ -45,15 +45,6 @@ class NoteForm(FlaskForm):
     title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX)])
     body = CKEditorField("Text", validators=[Length(max=1_000_000)])
     published = BooleanField("Published")
-
-
-def search(query: str):  # type: ignore[no-untyped-def]
-    """Notes whose title or text contains ``query`` (LIKE metacharacters are literal)."""
-    needle = query.lower()
-    return or_(
-        func.lower(Note.title).contains(needle, autoescape=True),
-        func.lower(Note.body).contains(needle, autoescape=True),
-    )
 
 
 @bp.route("/")
