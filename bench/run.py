@@ -76,13 +76,18 @@ def wrk(url: str, connections: int, duration: int) -> tuple[float, float, int, i
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, p99_ms, total, wrk_failures(out)
+
+
+def wrk_failures(output: str) -> int:
+    """Failed requests in wrk's report: socket errors plus non-2xx/3xx answers."""
     failed = 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                      out):
+                      output):
         failed += sum(int(g) for g in m.groups())
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
         failed += int(m.group(1))
-    return rps, p99_ms, total, failed
+    return failed
 
 
 @contextlib.contextmanager

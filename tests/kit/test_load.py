@@ -12,6 +12,7 @@ import time
 
 import pytest
 import requests
+from bench.run import wrk_failures
 
 from tests.conftest import free_port
 
@@ -86,16 +87,6 @@ def test_reload_under_load_fails_no_request_and_loads_new_code(make_stack) -> No
     assert load.failures == []
     assert {"v1 /", "v2 /"} <= load.bodies
     assert stack.proc.poll() is None
-
-
-def wrk_failures(output: str) -> int:
-    failed = 0
-    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                      output):
-        failed += sum(int(g) for g in m.groups())
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
-        failed += int(m.group(1))
-    return failed
 
 
 def test_1024_concurrent_connections_fail_no_request(make_stack) -> None:
