@@ -54,6 +54,21 @@ class Server:
 
 
 @contextlib.contextmanager
+def _serving(name: str, url: str, argv: list[str], folder: Path, port: int,
+             stop_signal: int = signal.SIGTERM, **popen: object) -> Iterator[Server]:
+    """Start ``argv``, wait for ``port``, yield the server; stop it and remove ``folder``."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]
+                            stderr=subprocess.DEVNULL, start_new_session=True, **popen)
+    server = Server(name, url, proc, folder, stop_signal, **popen)
+    try:
+        wait_for_port(port, timeout=60)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def mariadb() -> Iterator[Server]:
     mariadbd = need("/usr/sbin/mariadbd")
     install = need("mariadb-install-db")
@@ -67,15 +82,9 @@ def mariadb() -> Iterator[Server]:
             "--bind-address=127.0.0.1", f"--socket={folder / 'sock'}", "--skip-grant-tables",
             "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
             "--innodb-flush-log-at-trx-commit=0", f"--pid-file={folder / 'pid'}", *user]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    server = Server("mariadb", f"mysql+pymysql://root@127.0.0.1:{port}", proc, folder)
-    try:
-        wait_for_port(port, timeout=60)
+    with _serving("mariadb", f"mysql+pymysql://root@127.0.0.1:{port}", argv, folder,
+                  port) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -93,17 +102,10 @@ def postgresql() -> Iterator[Server]:
     argv = [postgres, "-D", str(folder / "data"), "-p", str(port),
             "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # type: ignore[call-overload]
-                            start_new_session=True, cwd=folder, **as_user)
     # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to disconnect
-    server = Server("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:{port}", proc,
-                    folder, signal.SIGINT, cwd=folder, **as_user)
-    try:
-        wait_for_port(port, timeout=60)
+    with _serving("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:{port}", argv,
+                  folder, port, signal.SIGINT, cwd=folder, **as_user) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -113,15 +115,8 @@ def redis() -> Iterator[Server]:
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(folder)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    server = Server("redis", f"redis://127.0.0.1:{port}/0", proc, folder)
-    try:
-        wait_for_port(port, timeout=30)
+    with _serving("redis", f"redis://127.0.0.1:{port}/0", argv, folder, port) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def create_database(server: Server, name: str) -> str:
