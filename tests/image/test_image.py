@@ -15,7 +15,8 @@ import requests
 from tests.conftest import free_port
 from tests.containers import CA_BUNDLE, ROOT, flaskstack, podman
 
-pytestmark = pytest.mark.container
+# the first test builds the base and the image (minutes on a cold machine)
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 PASSWORD = "image password 1"
 
 
