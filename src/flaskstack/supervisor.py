@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -256,7 +257,29 @@ class Supervisor:
         sig = self.wait_until(lambda: self.resolve() or bool(self.servers), None)
         return self.stop() if sig is not None else None
 
+    def relay_access_log(self) -> None:
+        """Copy what Nginx writes into the access-log FIFO to our stdout, in a thread."""
+        fifo = self.run / "access.log"
+        fifo.unlink(missing_ok=True)
+        os.mkfifo(fifo, 0o600)
+        if self.root:
+            os.chown(fifo, self.uid, self.gid)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        os.open(fifo, os.O_WRONLY)  # kept open: the reader never sees end-of-file
+        os.set_blocking(reader, True)
+
+        def copy() -> None:
+            out = sys.stdout.buffer
+            while data := os.read(reader, 65536):
+                with contextlib.suppress(OSError, ValueError):
+                    out.write(data)
+                    out.flush()
+
+        threading.Thread(target=copy, name="access-log", daemon=True).start()
+
     def start_nginx(self) -> int | None:
+        if self.s.access_log:
+            self.relay_access_log()
         nginx = self.nginx = self.spawn(
             "nginx",
             [binary("nginx"), "-p", str(self.run), "-c", str(self.run / "nginx.conf"),

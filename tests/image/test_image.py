@@ -148,3 +148,10 @@ def test_a_users_own_site_on_the_image(built_image, containers) -> None:
     assert slow == {"status": 200, "text": "finished"}
     assert containers.inspect(name)["State"]["ExitCode"] == 0
     podman(env, "rmi", "-f", tag, check=False)
+
+
+def test_the_runtime_image_holds_no_build_or_network_tools(built_image, engine) -> None:
+    found = podman(engine, "run", "--rm", "--no-healthcheck", "--entrypoint", "sh", built_image,
+                   "-c", "for c in gcc cc make curl wget ping vi vim nano npm node; do "
+                   "command -v $c; done; true").stdout
+    assert found.strip() == ""

@@ -5,11 +5,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import pwd
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from .conftest import leftovers
@@ -212,3 +216,30 @@ def test_a_request_over_the_timeout_gets_the_friendly_502_page(make_stack) -> No
                      headers={"Accept": "application/json"})
     assert r.status_code == 502 and r.json()["status"] == 502
     assert requests.get(stack.url, timeout=10).status_code == 200  # the worker was replaced
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="this test switches to another user")
+def test_runs_as_a_normal_user_on_a_high_port(make_stack) -> None:
+    """Nothing under /etc, no root: the whole stack as `nobody`, its files in its run dir."""
+    stack = make_stack("--app", "probe:application")
+    nobody = pwd.getpwnam("nobody")
+    stack.root.chmod(0o777)
+    os.chown(stack.root / "seen.txt", nobody.pw_uid, nobody.pw_gid)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flaskstack", "serve", *stack.args], env=stack.env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, user=nobody.pw_uid,
+        group=nobody.pw_gid, extra_groups=[])
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("ready: ") or len(lines) > 400:
+                break
+        assert lines[-1].startswith("ready: "), "".join(lines)
+        assert requests.get(stack.url, timeout=10).text == "v1 /"
+        owners = {p.stat().st_uid for p in stack.run_dir.iterdir()}
+        assert owners == {nobody.pw_uid}
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
