@@ -243,10 +243,22 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}"
 
 
+def connection_list(value: str) -> list[int]:
+    """Parse ``--connections``: comma-separated positive integers."""
+    try:
+        counts = [int(c) for c in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 32,1024, got {value!r}")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per point")
-    parser.add_argument("--connections", default="32,1024", help="comma-separated")
+    parser.add_argument("--connections", type=connection_list, default=[32, 1024],
+                        help="comma-separated")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -254,8 +266,9 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    connections = [int(c) for c in args.connections.split(",")]
-    results = run(args.duration, connections, args.workers)
+    if args.duration < 1 or args.workers < 1:
+        parser.error("--duration and --workers must be at least 1")
+    results = run(args.duration, args.connections, args.workers)
     print(f"{time.strftime('%Y-%m-%d')} · {machine()} · {args.workers} workers · "
           f"{args.duration} s per point")
     print(table(results))
