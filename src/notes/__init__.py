@@ -48,7 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         CKEDITOR_ENABLE_CSRF=True,
     )
     _sessions(app)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        SecureCookiesOverHTTPS(app.wsgi_app), x_for=1, x_proto=1, x_host=1
+    )
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(HERE / "migrations"))
@@ -66,6 +68,28 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     api.init_app(app)
     excel.init_app(app)
     return app
+
+
+class SecureCookiesOverHTTPS:
+    """Mark cookies Secure on responses to HTTPS requests (Nginx with TLS sends
+    X-Forwarded-Proto: https). Per request: the same process may also serve plain HTTP."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("wsgi.url_scheme") != "https":
+            return self.app(environ, start_response)
+
+        def secure_start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            headers = [
+                (k, v + "; Secure")
+                if k.lower() == "set-cookie" and "; secure" not in v.lower() else (k, v)
+                for k, v in headers
+            ]
+            return start_response(status, headers, *args)
+
+        return self.app(environ, secure_start)
 
 
 def _sessions(app: APIFlask) -> None:

@@ -80,9 +80,4 @@ def init_app(app: Flask) -> None:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
-    @app.before_request
-    def secure_cookies_behind_https() -> None:
-        # Behind Nginx with TLS (X-Forwarded-Proto: https), cookies are Secure automatically.
-        if request.is_secure:
-            app.config["SESSION_COOKIE_SECURE"] = True
-            app.config["REMEMBER_COOKIE_SECURE"] = True
+

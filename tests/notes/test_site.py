@@ -176,9 +176,14 @@ def test_registration_can_be_closed(app, client) -> None:
 
 
 def test_cookies_are_secure_behind_https(app, client, user, login) -> None:
-    https = {"X-Forwarded-Proto": "https"}
+    https = {"X-Forwarded-Proto": "https", "Referer": "https://localhost/login"}
     client.get("/login", headers=https)
     r = client.post("/login", headers=https, data={
         "email": user[0].email, "password": user[1],
         "csrf_token": csrf(client, "/login")})
     assert "Secure" in r.headers.get("Set-Cookie", "")
+
+
+def test_plain_http_cookies_stay_usable_after_an_https_request(app, client, user, login) -> None:
+    client.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" not in login(app.test_client(), user[0].email).headers.get("Set-Cookie", "")
