@@ -400,9 +400,9 @@ class Supervisor:
     def kill_all(self) -> None:
         """Last resort: nothing the supervisor started outlives it."""
         for child in self.children.values():
-            if child.running:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(child.pid, signal.SIGKILL)
+            # every member of its process group: workers can outlive a master killed outright
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
         deadline = time.monotonic() + 3
         while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
