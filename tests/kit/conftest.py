@@ -110,9 +110,20 @@ class Stack:
         return path.read_text().splitlines() if path.exists() else []
 
     def kill(self) -> None:
+        """Stop what the test left running: gracefully first, then by force, nginx's whole
+        process group included (its workers carry no trace of the test in their environment)."""
+        nginx_pid = self.run_dir / "nginx.pid"
+        master = int(nginx_pid.read_text()) if nginx_pid.exists() else None
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if master is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(master, signal.SIGKILL)
         for pid, _ in _processes(str(self.root)):  # only after a failed test
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

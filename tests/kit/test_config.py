@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,17 @@ def test_every_role_renders_a_config_nginx_accepts(tmp_path: Path) -> None:
         assert result.returncode == 0, (role, result.stderr)
         assert ("# ---- nginx.conf ----" in result.stdout) == (role != "app")
         assert ("# ---- uwsgi.ini ----" in result.stdout) == (role != "proxy")
+
+
+def test_exec_runs_the_command_as_the_stack_user_in_the_app_dir(tmp_path: Path) -> None:
+    app_dir = tmp_path / "site"
+    app_dir.mkdir()
+    result = run("exec", "--app-dir", str(app_dir), "--run-dir", str(tmp_path / "run"),
+                 "--", "sh", "-c", "id -u; pwd; exit 5")
+    assert result.returncode == 5, result.stderr
+    uid, cwd = result.stdout.split()
+    assert uid == ("33" if os.geteuid() == 0 else str(os.geteuid()))  # www-data when root
+    assert cwd == str(app_dir)
+    missing = run("exec", "--app-dir", str(app_dir), "--", "no-such-command-xyz")
+    assert missing.returncode != 0
+    assert "no-such-command-xyz" in missing.stderr
