@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__, render, site, status
+from . import __version__, probe, render, site, status
 from .image import image
 from .settings import SECTIONS, SETTINGS, SettingError, Settings, format_value, load
 from .supervisor import EXIT_ERROR, EXIT_SETTINGS, Supervisor, binary
@@ -186,39 +186,38 @@ def exec_command(command: tuple[str, ...], **options: Any) -> None:
 
 @main.command(epilog=EXIT_CODES)
 @setting_options
-def health(**options: Any) -> None:
-    """Exit 0 if this host's stack answers (for HEALTHCHECK and probes).
+@click.option("--live", is_flag=True,
+              help="Only check that the stack answers at all (any status), e.g. for a "
+              "liveness probe that must not fail while the database is down.")
+def health(live: bool, **options: Any) -> None:
+    """Exit 0 if this host's stack is healthy (for HEALTHCHECK and probes).
 
-    Roles all and proxy: an HTTP request to the port gets any answer below 500. Role app: the
-    uWSGI socket accepts connections.
+    Asks the site's health path (its flaskstack.toml `health`, default /) and wants a status
+    below 500. Roles all and proxy are asked over HTTP on the port; role app over the uwsgi
+    protocol on its TCP socket.
     """
-    import http.client
-    import socket
-
     settings = effective(options)
     try:
+        path = site.load(settings.app, settings.app_dir).health
+    except SettingError as e:
+        fail(str(e))
+    try:
         if settings.role == "app":
-            host, _, port = settings.app_listen.rpartition(":")
-            host = "127.0.0.1" if host in {"0.0.0.0", "*", ""} else host
-            socket.create_connection((host, int(port)), timeout=4).close()
+            host, port = render.split_host_port(settings.app_listen)
+            code = probe.uwsgi_status(_local(host), port, path)
         else:
-            host = "127.0.0.1" if settings.host in {"0.0.0.0", "*"} else settings.host
-            conn: http.client.HTTPConnection
-            if settings.tls_cert:
-                import ssl
-
-                conn = http.client.HTTPSConnection(
-                    host, settings.port, timeout=4, context=ssl._create_unverified_context()
-                )
-            else:
-                conn = http.client.HTTPConnection(host, settings.port, timeout=4)
-            conn.request("GET", "/", headers={"User-Agent": "flaskstack-health"})
-            status = conn.getresponse().status
-            if status >= 500:
-                fail(f"unhealthy: GET / answered {status}", EXIT_ERROR)
+            code = probe.http_status(_local(settings.host), settings.port, path,
+                                     tls=bool(settings.tls_cert))
     except OSError as e:
         fail(f"unhealthy: {e}", EXIT_ERROR)
-    click.echo("healthy")
+    if code >= 500 and not live:
+        fail(f"unhealthy: GET {path} answered {code}", EXIT_ERROR)
+    click.echo(f"healthy: GET {path} answered {code}")
+
+
+def _local(host: str) -> str:
+    """The address to probe for a listen address (a wildcard means this machine)."""
+    return "127.0.0.1" if host in {"0.0.0.0", "*", "", "[::]", "::"} else host.strip("[]")
 
 
 main.add_command(image)

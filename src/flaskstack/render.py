@@ -61,9 +61,9 @@ def resolve_upstreams(upstreams: list[str], placeholder: bool = False) -> list[s
     """
     servers: set[str] = set()
     for upstream in upstreams:
-        host, _, port = upstream.rpartition(":")
+        host, port = split_host_port(upstream)
         try:
-            infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
             if placeholder:
                 servers.add(f"127.0.0.1:{port}")
@@ -72,6 +72,12 @@ def resolve_upstreams(upstreams: list[str], placeholder: bool = False) -> list[s
             address = str(info[4][0])
             servers.add(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
     return sorted(servers)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` as (host, port)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def uwsgi_module(app: str) -> str:
@@ -86,6 +92,7 @@ class Rendered:
     files: dict[str, str]
     static: list[tuple[str, str, str]] = field(default_factory=list)  # prefix, dir, source
     notes: list[str] = field(default_factory=list)  # adjustments worth telling the user
+    backlog: int = 100  # listen backlog, after the somaxconn cap
 
 
 def static_mappings(
@@ -158,7 +165,7 @@ def render(
             ) + "\n"
     if s.role != "proxy":
         files["uwsgi.ini"] = _env.get_template("uwsgi.ini.j2").render(context)
-    return Rendered(files, static, notes)
+    return Rendered(files, static, notes, backlog)
 
 
 def write(rendered: Rendered, run_dir: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,14 @@ def text(raw: str) -> str:
     return raw.strip()
 
 
+def replica(raw: str) -> str:
+    """A header-safe name; ``{hostname}`` becomes this machine's (a container's, a pod's)."""
+    value = raw.strip().replace("{hostname}", socket.gethostname())
+    if not all(c.isalnum() or c in "-_.:" for c in value):
+        raise ValueError
+    return value
+
+
 def host(raw: str) -> str:
     value = raw.strip()
     if not value or any(c.isspace() for c in value) or "/" in value:
@@ -211,8 +220,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upstreams", "server", host_port, [],
             "Role proxy: the app servers (HOST:PORT, uwsgi protocol) Nginx balances over.",
             "HOST:PORT, several (repeat the flag, or separate with commas)", multiple=True),
-    Setting("replica_name", "server", text, "",
-            "When set, responses carry the header X-Replica with this name.", "any text"),
+    Setting("replica_name", "server", replica, "",
+            "When set, responses carry the header X-Replica with this name; {hostname} is "
+            "replaced by the host (container, pod) name.",
+            "letters, digits, - _ . : and {hostname}"),
     Setting("tls_cert", "server", optional_path, "",
             "PEM certificate: when set (with TLS_KEY) Nginx serves HTTPS on PORT.", "a file path"),
     Setting("tls_key", "server", optional_path, "", "PEM private key for TLS_CERT.", "a file path"),

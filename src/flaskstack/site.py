@@ -4,6 +4,7 @@ The kit never imports the site: it finds the top-level module with
 :func:`importlib.util.find_spec` (which does not execute it) and reads the file next to it::
 
     prestart = "flask --app notes db upgrade"
+    health = "/healthz"
     writable = ["${NOTES_DATA_DIR:-/web/data}"]
     [static]
     "/static/" = "static"
@@ -34,6 +35,7 @@ _VAR = re.compile(r"\$\{([A-Za-z_]\w*)(?::-([^}]*))?\}")
 class SiteDeclaration:
     path: Path | None = None
     prestart: str = ""
+    health: str = "/"
     writable: list[str] = field(default_factory=list)
     static: list[tuple[str, str]] = field(default_factory=list)
 
@@ -72,14 +74,17 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
     base = path.parent
     decl = SiteDeclaration(path=path)
     prestart = data.get("prestart", "")
+    health = data.get("health", "/")
     writable = data.get("writable", [])
     static = data.get("static", {})
-    if not isinstance(prestart, str) or not isinstance(writable, list) or not isinstance(
-        static, dict
-    ):
+    if (not isinstance(prestart, str) or not isinstance(writable, list)
+            or not isinstance(static, dict) or not isinstance(health, str)
+            or not health.startswith("/")):
         raise SettingError(
-            f"{path}: prestart must be a string, writable a list, [static] a table"
+            f"{path}: prestart must be a string, health a path starting with /, writable a "
+            "list, [static] a table"
         )
+    decl.health = health
     decl.prestart = expand(prestart, env)
     decl.writable = [str(base / expand(str(d), env)) for d in writable]
     for prefix, directory in static.items():

@@ -101,6 +101,8 @@ class Supervisor:
         self.children: dict[int, Child] = {}
         self.uwsgi: Child | None = None
         self.nginx: Child | None = None
+        self.listener: socket.socket | None = None  # role app: uWSGI's socket, shared
+        self.backlog = 100
         self.servers: list[str] = []  # the proxy role's resolved upstream addresses
         self.resolved_at = 0.0
         self.root = os.geteuid() == 0
@@ -163,6 +165,7 @@ class Supervisor:
         rendered = render.render(self.s, self.decl, servers=self.servers)
         for note in rendered.notes:
             log(note)
+        self.backlog = rendered.backlog
         render.write(rendered, str(self.run))
         if self.s.role != "proxy":
             app_dir = Path(self.s.app_dir)
@@ -223,10 +226,26 @@ class Supervisor:
             return EXIT_START
         return None
 
+    def listen(self) -> socket.socket | None:
+        """Role app: open APP_LISTEN here and hand it to uWSGI as fd 0 (see :meth:`stop`)."""
+        host, port = render.split_host_port(self.s.app_listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            return socket.create_server((host, port), family=family, backlog=self.backlog)
+        except OSError as e:
+            log(f"cannot listen on {self.s.app_listen}: {e.strerror or e}")
+            return None
+
     def start_uwsgi(self) -> int | None:
+        stdin: int | None = None
+        if self.s.role == "app":
+            self.listener = self.listen()
+            if self.listener is None:
+                return EXIT_START
+            stdin = self.listener.fileno()
         self.uwsgi = self.spawn(
             "uwsgi", [binary("uwsgi"), "--ini", str(self.run / "uwsgi.ini")],
-            cwd=self.s.app_dir, env=self.child_env(), stdout=sys.stderr,
+            cwd=self.s.app_dir, env=self.child_env(), stdout=sys.stderr, stdin=stdin,
         )
         ready = self.run / "uwsgi.ready"
         uwsgi = self.uwsgi
@@ -241,9 +260,14 @@ class Supervisor:
         return None
 
     def resolve(self) -> bool:
-        """Resolve the upstreams again; True when the set of addresses changed."""
+        """Resolve the upstreams again; True when the set of addresses changed.
+
+        Addresses that do not accept connections (a replica still starting, or gone) are left
+        out, unless none does: Nginx then answers 502 until one comes back.
+        """
         self.resolved_at = time.monotonic()
-        servers = render.resolve_upstreams(self.s.upstreams)
+        resolved = render.resolve_upstreams(self.s.upstreams)
+        servers = [a for a in resolved if accepts(*render.split_host_port(a))] or resolved
         if servers and servers != self.servers:
             self.servers = servers
             return True
@@ -339,6 +363,8 @@ class Supervisor:
                 log(f"{signal.Signals(sig).name} received: stopping gracefully")
                 return self.stop()
             if sig == signal.SIGHUP:
+                if self.s.role == "proxy":
+                    self.resolve()  # a reload also picks up replicas that came or went
                 self.reload()
             elif (self.s.role == "proxy" and time.monotonic() - self.resolved_at > 5
                   and self.resolve()):
@@ -373,11 +399,19 @@ class Supervisor:
     # -- stop ------------------------------------------------------------------------------
 
     def stop(self) -> int:
-        """Nginx first (it stops accepting and finishes what it is serving), then uWSGI."""
+        """Nginx first (it stops accepting and finishes what it is serving), then uWSGI.
+
+        Role app: shutting down the shared listening socket makes every new connection refused
+        at once (a proxy retries those on another replica) while the workers finish theirs;
+        uWSGI's own graceful stop would keep accepting into the backlog and reset it at exit.
+        """
         forced = False
         if self.nginx is not None and self.nginx.running:
             self.nginx.signal(signal.SIGQUIT)
             forced |= self.finish(self.nginx, signal.SIGTERM)
+        if self.listener is not None:
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RD)
         if self.uwsgi is not None and self.uwsgi.running:
             if not self.fifo(b"q"):
                 self.uwsgi.signal(signal.SIGTERM)

@@ -15,59 +15,9 @@ import requests
 from bench.run import wrk_failures
 
 from tests.conftest import free_port
+from tests.load import Load, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class Load:
-    """Bounded background load from a few threads, counting every failure."""
-
-    def __init__(self, url: str, threads: int = 6, limit_s: float = 60) -> None:
-        self.url = url
-        self.ok = 0
-        self.failures: list[str] = []
-        self.bodies: set[str] = set()
-        self.replicas: set[str] = set()
-        self.last: str = ""
-        self.stop_at = time.monotonic() + limit_s
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
-
-    def run(self) -> None:
-        while not self.stopping.is_set() and time.monotonic() < self.stop_at:
-            try:
-                r = requests.get(self.url, timeout=30)  # a new connection every time
-                with self.lock:
-                    if r.status_code == 200:
-                        self.ok += 1
-                        self.bodies.add(r.text)
-                        self.last = r.text
-                        self.replicas.add(r.headers.get("X-Replica", ""))
-                    else:
-                        self.failures.append(f"HTTP {r.status_code}")
-            except requests.RequestException as e:
-                with self.lock:
-                    self.failures.append(repr(e))
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(60)
-
-
-def wait_for(condition, timeout: float = 60) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_reload_under_load_fails_no_request_and_loads_new_code(make_stack) -> None:
@@ -122,3 +72,39 @@ def test_proxy_role_balances_and_survives_an_app_replica_dying(make_stack) -> No
         assert wait_for(lambda: load.ok > count + 100)
     assert load.failures == []
     assert requests.get(proxy.url, timeout=10).headers["X-Replica"] == "b"
+
+
+def test_an_app_replica_stopping_finishes_its_requests_and_the_proxy_loses_none(make_stack
+                                                                                ) -> None:
+    apps = []
+    for name in ("a", "b"):
+        listen = f"127.0.0.1:{free_port()}"
+        stack = make_stack("--role", "app", "--app", "probe:application", "--workers", "2",
+                           "--app-listen", listen, "--replica-name", name)
+        apps.append(stack.start())
+    proxy = make_stack("--role", "proxy", "--upstreams",
+                       ",".join(a.args[a.args.index("--app-listen") + 1] for a in apps))
+    proxy.start()
+    slow: list[requests.Response] = []
+
+    def slow_request() -> None:  # in flight on replica a when it is told to stop
+        slow.append(requests.get(f"{proxy.url}/slow?3", timeout=30))
+
+    health = apps[0].cli("health", *apps[0].args)  # a real request over the uwsgi protocol
+    assert (health.returncode, health.stdout) == (0, "healthy: GET / answered 200\n")
+    with Load(proxy.url, threads=4) as load:
+        assert wait_for(lambda: load.replicas >= {"a", "b"})
+        senders = [threading.Thread(target=slow_request) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        time.sleep(1)
+        assert apps[0].stop(signal.SIGTERM) == 0  # graceful: drains, exit 0
+        for sender in senders:
+            sender.join(30)
+        count = load.ok
+        assert wait_for(lambda: load.ok > count + 100)
+    assert load.failures == []
+    assert [r.status_code for r in slow] == [200] * 4
+    assert "a" in {r.headers["X-Replica"] for r in slow}  # one was in flight on a
+    gone = apps[0].cli("health", *apps[0].args)
+    assert gone.returncode == 1 and gone.stderr.startswith("flaskstack: error: unhealthy:")

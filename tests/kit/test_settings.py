@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,10 @@ def test_readme_settings_table_is_in_sync() -> None:
         "README settings table is stale: run "
         "`python -m flaskstack.settings --write-readme README.md`"
     )
+
+
+def test_replica_name_can_be_the_host_name() -> None:
+    settings = S.load(env={"FLASKSTACK_REPLICA_NAME": "web-{hostname}"})
+    assert settings.replica_name == f"web-{socket.gethostname()}"
+    with pytest.raises(S.SettingError, match="replica_name"):
+        S.load(env={"FLASKSTACK_REPLICA_NAME": 'a"b'})
