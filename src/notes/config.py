@@ -73,6 +73,10 @@ VARS: tuple[Var, ...] = (
     Var("DATABASE_URL", _url, "",
         "SQLAlchemy URL: sqlite:///…, mysql+pymysql://…, postgresql://… "
         "(default: SQLite in the data folder)."),
+    Var("DATABASE_PASSWORD_FILE", str, "",
+        "File holding the database password, put into DATABASE_URL (e.g. a container secret)."),
+    Var("DB_WAIT", _int, "60",
+        "Seconds `db upgrade` keeps retrying an unreachable database (replicas may start first)."),
     Var("SECRET_KEY", str, "", "Secret key (default: NOTES_SECRET_KEY_FILE, else generated "
         "once into DATA_DIR/secret_key, mode 0600)."),
     Var("SECRET_KEY_FILE", str, "", "File holding the secret key (e.g. a container secret)."),
@@ -101,10 +105,13 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             raise ConfigError(f"{var.env}={raw!r} is not valid: expected {e}") from None
     data = Path(values["DATA_DIR"]).resolve()
     url = values["DATABASE_URL"] or f"sqlite:///{data / 'notes.db'}"
+    if values["DATABASE_PASSWORD_FILE"]:
+        url = _with_password(url, values["DATABASE_PASSWORD_FILE"])
     return {
         "NOTES_DATA_DIR": str(data),
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_recycle": 1800},
+        "NOTES_DB_WAIT": values["DB_WAIT"],
         "NOTES_SECRET_KEY": values["SECRET_KEY"],
         "NOTES_SECRET_KEY_FILE": values["SECRET_KEY_FILE"],
         "NOTES_SESSION_REDIS_URL": values["SESSION_REDIS_URL"],
@@ -116,6 +123,24 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NOTES_MAX_IMAGE": values["MAX_IMAGE"],
         "NOTES_LOGIN_ATTEMPTS": values["LOGIN_ATTEMPTS"],
     }
+
+
+def _with_password(url: str, path: str) -> str:
+    """The URL with the password read from a file (one trailing newline is not part of it)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = Path(path).read_text().removesuffix("\n")
+    except OSError as e:
+        raise ConfigError(f"NOTES_DATABASE_PASSWORD_FILE: cannot read {path}: {e.strerror}"
+                          ) from None
+    if not password:
+        raise ConfigError(f"NOTES_DATABASE_PASSWORD_FILE: {path} is empty")
+    try:
+        return make_url(url).set(password=password).render_as_string(hide_password=False)
+    except ArgumentError:
+        raise ConfigError(f"NOTES_DATABASE_URL={url!r} is not a valid database URL") from None
 
 
 def secret_key(config: Mapping[str, Any]) -> str:

@@ -165,6 +165,16 @@ def media(name: str) -> object:
                                max_age=7 * 86400)
 
 
+@bp.route("/healthz")
+def healthz() -> object:
+    """For probes: 200 when the database answers, else the 503 of the database error handler.
+
+    Replicas' host names are in the X-Replica header (set by the kit), not here.
+    """
+    db.session.execute(select(1))
+    return jsonify(status="ok")
+
+
 def localtime(value: datetime | None) -> str:
     if value is None:
         return ""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from sqlalchemy.engine import make_url
 
 from notes import config as site_config
 from notes.extensions import db
@@ -111,6 +112,19 @@ def test_secret_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
     assert site_config.secret_key({"NOTES_SECRET_KEY_FILE": str(tmp_path / "k")}) == "x" * 40
 
 
+def test_database_password_comes_from_a_file(tmp_path: Path) -> None:
+    url = "mysql+pymysql://notes@db:3306/notes?charset=utf8mb4"
+    (tmp_path / "pw").write_text("s3cr@t/:pw\n")  # characters a URL must escape; a newline
+    config = site_config.load({"NOTES_DATABASE_URL": url,
+                               "NOTES_DATABASE_PASSWORD_FILE": str(tmp_path / "pw")})
+    parsed = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    assert (parsed.password, parsed.host, parsed.query) == ("s3cr@t/:pw", "db",
+                                                             {"charset": "utf8mb4"})
+    with pytest.raises(site_config.ConfigError, match=r"^NOTES_DATABASE_PASSWORD_FILE: cannot"):
+        site_config.load({"NOTES_DATABASE_URL": url,
+                          "NOTES_DATABASE_PASSWORD_FILE": str(tmp_path / "missing")})
+
+
 @pytest.mark.parametrize(("name", "value"), [("NOTES_TIMEZONE", "Mars/Olympus"),
                                              ("NOTES_REGISTRATION", "maybe"),
                                              ("NOTES_DATABASE_URL", "notes.db")])
@@ -166,14 +180,17 @@ def test_database_down_gives_503_and_recovers(db_url, tmp_path, postgresql_serve
     app = make_app(db_url, tmp_path / "data")
     client = app.test_client()
     assert client.get("/").status_code == 200
+    assert client.get("/healthz").get_json() == {"status": "ok"}
     postgresql_server.stop()
     try:
         r = client.get("/")
         assert r.status_code == 503
         assert "cannot reach its database" in r.get_data(as_text=True)
+        assert client.get("/healthz").status_code == 503  # probes see it too
     finally:
         postgresql_server.restart()
     assert client.get("/").status_code == 200
+    assert client.get("/healthz").status_code == 200
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -1,10 +1,12 @@
 import contextlib
 import fcntl
 import logging
+import time
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -110,6 +112,19 @@ def migration_lock(connection):
         yield
 
 
+def connect_patiently(engine):
+    """Connect, retrying for NOTES_DB_WAIT seconds: replicas may start before the database."""
+    deadline = time.monotonic() + current_app.config.get("NOTES_DB_WAIT", 60)
+    while True:
+        try:
+            return engine.connect()
+        except OperationalError as e:
+            if time.monotonic() >= deadline:
+                raise
+            logger.info("database not reachable yet (%s); retrying", str(e.orig).strip())
+            time.sleep(1)
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -134,7 +149,7 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection, migration_lock(connection):
+    with connect_patiently(connectable) as connection, migration_lock(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
