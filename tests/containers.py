@@ -18,6 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "localhost/debian:bookworm-slim"
 TAG = "localhost/flaskstack:test"
+SERVICE_IMAGES = {  # stand-ins for mariadb:11 and redis:7 (tests/images/README.md)
+    "mariadb": "localhost/flaskstack-test/mariadb:10.11",
+    "redis": "localhost/flaskstack-test/redis:7.0",
+}
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CONF = """\
 [containers]
@@ -66,6 +70,16 @@ def built_image(engine: dict[str, str]) -> str:
                         "--base-image", BASE, "--ca-bundle", CA_BUNDLE)
     assert result.returncode == 0, result.stderr[-5000:]
     return TAG
+
+
+@pytest.fixture(scope="session")
+def service_images(engine: dict[str, str]) -> dict[str, str]:
+    """MariaDB and Redis images built from Debian's packages (no registry is reachable)."""
+    for name, tag in SERVICE_IMAGES.items():
+        podman(engine, "build", "--format", "docker", "--network", "host", "--build-arg",
+               f"BASE_IMAGE={BASE}", "--tag", tag, str(ROOT / "tests" / "images" / name),
+               timeout=900)
+    return dict(SERVICE_IMAGES)
 
 
 class Containers:
