@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,9 +155,11 @@ def test_topology_app_behind_a_headless_service_proxy_on_8080(docs: list[Doc]) -
 # secret volume crashes it (nil pointer in VolumeFromSecret); no Services, so names are pod
 # names; an emptyDir becomes a named volume shared by every pod that uses that name; two pods
 # cannot share a hostPort, and a containerPort with no hostPort is published on the host's
-# 0.0.0.0 all the same. So each replica becomes a Pod with its own emptyDirs, the proxy
-# lists the app pods as upstreams, secrets come from a host folder, and the site runs on
-# SQLite (a shared volume) with file sessions instead of MariaDB and Redis.
+# 0.0.0.0 all the same; a claim already made by an earlier play is an error. So each replica
+# becomes a Pod named like its Service (mariadb, redis) or numbered (notes-app-0) with its own
+# emptyDirs and no containerPorts, the proxy lists the app pods as upstreams, secrets come from
+# a host folder, and MariaDB and Redis are the stand-in images (tests/images), the MariaDB one
+# running as root as its entrypoint needs. The ConfigMap is the base's, unchanged.
 
 APP_PODS = ["notes-app-0", "notes-app-1"]
 OVERLAY = """\
@@ -165,72 +168,65 @@ images:
   - name: nginx_flask_server
     newName: localhost/flaskstack
     newTag: test
-"""
+{services}"""
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
 
 
-def as_pods(deployment: Doc, names: list[str]) -> list[Doc]:
-    pods = []
-    for name in names:
-        spec = copy.deepcopy(pod_spec(deployment))
-        for volume in spec["volumes"]:
-            if "emptyDir" in volume:
-                for container in spec["containers"]:
-                    for mount in container["volumeMounts"]:
-                        if mount["name"] == volume["name"]:
-                            mount["name"] = f"{name}-{volume['name']}"
-                volume["name"] = f"{name}-{volume['name']}"
-        pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                     "spec": spec})
-    return pods
+def as_pod(workload: Doc, name: str, secrets: Path) -> Doc:
+    """One replica of a workload as a Pod: its own emptyDirs, secrets from ``secrets``."""
+    spec = copy.deepcopy(pod_spec(workload))
+    claims = workload["spec"].get("volumeClaimTemplates", [])
+    spec["volumes"] += [{"name": c["metadata"]["name"], "emptyDir": {}} for c in claims]
+    renamed = {v["name"]: f"{name}-{v['name']}" for v in spec["volumes"] if "emptyDir" in v}
+    for volume in spec["volumes"]:
+        volume["name"] = renamed.get(volume["name"], volume["name"])
+        if "secret" in volume:
+            del volume["secret"]
+            volume["hostPath"] = {"path": str(secrets), "type": "Directory"}
+    for container in spec["containers"]:
+        container.pop("ports", None)
+        for mount in container["volumeMounts"]:
+            mount["name"] = renamed.get(mount["name"], mount["name"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
-def for_podman(docs: list[Doc], secrets: Path, port: int) -> tuple[list[Doc], list[Doc]]:
-    """The migration Job as a pod, then the rest (a claim may be in one play only)."""
-    config_map = copy.deepcopy(next(d for d in docs if d["kind"] == "ConfigMap"))
-    data = config_map["data"]
-    data["NOTES_DATABASE_URL"] = "sqlite:////web/data/db/notes.db"
-    for key in ("NOTES_DATABASE_PASSWORD_FILE", "NOTES_SESSION_REDIS_URL"):
-        data.pop(key)
-    database = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "notes-smoke-db"},
-                "spec": {"accessModes": ["ReadWriteMany"],
-                         "resources": {"requests": {"storage": "1Gi"}}}}
-    migrate = find(docs, "Job", "notes-migrate")
-    migrate = {**migrate, "spec": {"template": migrate["spec"]["template"]}}
-    pods = [*as_pods(migrate, ["notes-migrate"]), *as_pods(find(docs, "Deployment", "notes-app"),
-                                                             APP_PODS)]
-    for pod in pods:
-        spec = pod["spec"]
-        spec["volumes"] = [
-            {"name": v["name"], "hostPath": {"path": str(secrets), "type": "Directory"}}
-            if "secret" in v else v for v in spec["volumes"]
-        ] + [{"name": "db", "persistentVolumeClaim": {"claimName": "notes-smoke-db"}}]
-        spec["containers"][0]["volumeMounts"].append({"name": "db", "mountPath": "/web/data/db"})
-        spec["containers"][0].pop("ports", None)  # 4.3.1 publishes them on the host's 0.0.0.0
-    (proxy,) = as_pods(find(docs, "Deployment", "notes-proxy"), ["notes-proxy-0"])
+def for_podman(docs: list[Doc], secrets: Path, port: int) -> list[list[Doc]]:
+    """Three plays: the database and Redis, the migration Job, the site."""
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    mariadb = as_pod(find(docs, "StatefulSet", "mariadb"), "mariadb", secrets)
+    mariadb["spec"].pop("securityContext")
+    mariadb["spec"]["containers"][0].pop("securityContext")
+    redis = as_pod(find(docs, "Deployment", "redis"), "redis", secrets)
+    migrate = as_pod(find(docs, "Job", "notes-migrate"), "notes-migrate", secrets)
+    apps = [as_pod(find(docs, "Deployment", "notes-app"), n, secrets) for n in APP_PODS]
+    proxy = as_pod(find(docs, "Deployment", "notes-proxy"), "notes-proxy-0", secrets)
     container = proxy["spec"]["containers"][0]
     for variable in container["env"]:
         if variable["name"] == "FLASKSTACK_UPSTREAMS":
             variable["value"] = ",".join(f"{name}:8000" for name in APP_PODS)
-    container["ports"][0].update(hostPort=port, hostIP="127.0.0.1")
-    claim = find(docs, "PersistentVolumeClaim", "notes-uploads")
-    return [config_map, database, pods[0]], [config_map, claim, *pods[1:], proxy]
+    container["ports"] = [{"containerPort": 8080, "hostPort": port, "hostIP": "127.0.0.1"}]
+    uploads = find(docs, "PersistentVolumeClaim", "notes-uploads")
+    return [[mariadb, redis], [config_map, migrate], [config_map, uploads, *apps, proxy]]
 
 
 @pytest.fixture
-def kube(engine: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
+def kube(engine: dict[str, str]) -> Iterator[tuple[str, list[Path]]]:
     """A podman network of our own; afterwards every pod and volume the YAML made is gone."""
     network, played = f"fsk8s-{uuid.uuid4().hex[:8]}", []
     podman(engine, "network", "create", network, timeout=60)
     try:
         yield network, played
     finally:
+        volumes = ["notes-uploads"]
         for path in reversed(played):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc["kind"] == "Pod":
+                    volumes += [v["name"] for v in doc["spec"]["volumes"] if "emptyDir" in v]
             podman(engine, "kube", "down", str(path), check=False, timeout=120)
-        for pod in ["notes-migrate", *APP_PODS, "notes-proxy-0"]:
+        for pod in ["mariadb", "redis", "notes-migrate", *APP_PODS, "notes-proxy-0"]:
             podman(engine, "pod", "rm", "-f", "-t", "0", pod, check=False, timeout=60)
-        for volume in ("notes-uploads", "notes-smoke-db"):
-            podman(engine, "volume", "rm", "-f", volume, check=False, timeout=60)
+        podman(engine, "volume", "rm", "-f", *volumes, check=False, timeout=60)
         podman(engine, "network", "rm", "-f", network, check=False, timeout=60)
 
 
@@ -239,6 +235,14 @@ def play(engine: dict[str, str], kube: tuple[str, list[Path]], path: Path,
     path.write_text(yaml.safe_dump_all(docs))
     kube[1].append(path)
     podman(engine, "kube", "play", "--network", kube[0], str(path), timeout=300)
+
+
+def wait_for(engine: dict[str, str], container: str, *check: str, timeout: float = 180) -> None:
+    """Until ``check`` succeeds in ``container`` (``podman exec``)."""
+    deadline = time.monotonic() + timeout
+    while podman(engine, "exec", container, *check, check=False, timeout=30).returncode != 0:
+        assert time.monotonic() < deadline, logs(engine, container)
+        time.sleep(1)
 
 
 def wait_exited(engine: dict[str, str], container: str, timeout: float = 180) -> int:
@@ -258,50 +262,87 @@ def logs(engine: dict[str, str], *containers: str) -> str:
                      for c in containers)
 
 
+def csrf(session: requests.Session, url: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', session.get(url, timeout=10).text)
+    assert found, url
+    return found.group(1)
+
+
+def replicas_seen(session: requests.Session, url: str, wanted: int = 2,
+                  timeout: float = 180) -> set[str]:
+    """X-Replica of successful answers to ``url`` until ``wanted`` replicas answered."""
+    deadline, seen = time.monotonic() + timeout, set()
+    while time.monotonic() < deadline and len(seen) < wanted:
+        try:
+            answer = session.get(url, timeout=5, allow_redirects=False)
+            if answer.status_code == 200:
+                seen.add(answer.headers["X-Replica"])
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    return seen
+
+
 @pytest.mark.container
 @pytest.mark.timeout(1800)
 def test_kube_play_serves_the_notes_site_through_the_proxy(
-        engine: dict[str, str], built_image: str, kube: tuple[str, list[Path]],
-        tmp_path: Path) -> None:
+        engine: dict[str, str], built_image: str, service_images: dict[str, str],
+        kube: tuple[str, list[Path]], tmp_path: Path) -> None:
     overlay = tmp_path / "overlay"
     overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        OVERLAY.format(base=os.path.relpath(BASE, overlay)))
-    docs = render(overlay)
-    assert {c["image"] for d in docs if d["kind"] in {"Deployment", "Job"}
-            and d["metadata"]["name"].startswith("notes")
-            for c in pod_spec(d)["containers"]} == {built_image}
+    services = "".join(f"  - {{name: {name}, newName: {image.rpartition(':')[0]}, "
+                       f"newTag: '{image.rpartition(':')[2]}'}}\n"
+                       for name, image in service_images.items())
+    (overlay / "kustomization.yaml").write_text(OVERLAY.format(
+        base=os.path.relpath(BASE, overlay), services=services))
+    docs = render(overlay)  # the base with kustomize's image override, nothing else
+    images = {c["image"] for d in docs if "template" in d.get("spec", {})
+              for c in pod_spec(d)["containers"]}
+    assert images == {built_image, *service_images.values()}
     secrets = tmp_path / "secrets"
-    secrets.mkdir()
+    secrets.mkdir(mode=0o755)
+    (secrets / "db-password").write_text("smoke db password\n")
     (secrets / "secret-key").write_text("smoke-test-secret-key-" + uuid.uuid4().hex)
-    (secrets / "db-password").write_text("unused with SQLite")
-    for path in [secrets, *secrets.iterdir()]:
-        path.chmod(0o755 if path.is_dir() else 0o644)  # the pods run as uid 33
+    for path in secrets.iterdir():
+        path.chmod(0o644)  # hostPath: the files keep their modes, and the pods run as uid 33
     port = free_port()
-    migrate, rest = for_podman(docs, secrets, port)
+    databases, migration, site = for_podman(docs, secrets, port)
 
-    play(engine, kube, tmp_path / "migrate.yaml", migrate)
-    code = wait_exited(engine, "notes-migrate-migrate")
-    assert code == 0, logs(engine, "notes-migrate-migrate")
-    play(engine, kube, tmp_path / "site.yaml", rest)
-    containers = [f"{pod}-app" for pod in APP_PODS] + ["notes-proxy-0-proxy"]
-    url = f"http://127.0.0.1:{port}"
-    deadline, replicas = time.monotonic() + 180, set()
-    while time.monotonic() < deadline and len(replicas) < 2:
-        try:
-            health = requests.get(f"{url}/healthz", timeout=5)
-            if health.status_code == 200:
-                replicas.add(health.headers.get("X-Replica"))
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    assert replicas == set(APP_PODS), logs(engine, *containers)  # both pods, by host name
-    home = requests.get(url + "/", timeout=10)
+    play(engine, kube, tmp_path / "databases.yaml", databases)
+    wait_for(engine, "mariadb-mariadb", "healthcheck.sh", "--connect", "--innodb_initialized")
+    play(engine, kube, tmp_path / "migrate.yaml", migration)
+    assert wait_exited(engine, "notes-migrate-migrate") == 0, logs(engine, "notes-migrate-migrate")
+    play(engine, kube, tmp_path / "site.yaml", site)
+    apps = [f"{pod}-app" for pod in APP_PODS]
+    url, web = f"http://127.0.0.1:{port}", requests.Session()
+    assert replicas_seen(web, f"{url}/healthz") == set(APP_PODS), logs(
+        engine, *apps, "notes-proxy-0-proxy")
+    home = web.get(url + "/", timeout=10)
     assert home.status_code == 200 and "<title>notes" in home.text
-    assert requests.get(url + "/static/style.css", timeout=10).status_code == 200
-    for container in containers[:1] + containers[2:]:
+    assert web.get(url + "/static/style.css", timeout=10).status_code == 200
+    for container in [*apps, "notes-proxy-0-proxy"]:  # the probes and the preStop command
         for probe in (["flaskstack", "health"], ["flaskstack", "health", "--live"], ["sleep", "0"]):
             result = podman(engine, "exec", container, *probe, check=False, timeout=30)
             assert result.returncode == 0, (container, probe, result.stdout, result.stderr)
-    user = podman(engine, "exec", containers[0], "id", "-u", timeout=30).stdout.strip()
-    assert user == "33"
+    assert podman(engine, "exec", apps[0], "id", "-u", timeout=30).stdout.strip() == "33"
+
+    # one account in MariaDB, one session in Redis: both replicas know the visitor
+    password = "kube smoke password 1"
+    registered = web.post(f"{url}/register", timeout=10, data={
+        "email": "kube@example.com", "password": password, "confirm": password,
+        "csrf_token": csrf(web, f"{url}/register")})
+    assert registered.ok, registered.text[-2000:]
+    assert replicas_seen(web, f"{url}/my") == set(APP_PODS)
+    # an upload written by an app pod is served by the proxy's Nginx from the shared claim
+    uploaded = web.post(f"{url}/upload", headers={"X-CSRFToken": csrf(web, f"{url}/notes/new")},
+                        timeout=10,
+                        files={"upload": ("dot.png", PNG, "image/png")})
+    assert uploaded.ok and uploaded.json()["uploaded"] == 1, uploaded.text[-2000:]
+    media = requests.get(url + uploaded.json()["url"], timeout=10)
+    assert media.content == PNG and "X-Replica" not in media.headers  # Nginx, not the app
+
+    # a replica stops gracefully (exit 0) and the site keeps answering from the other
+    podman(engine, "pod", "stop", "-t", "30", APP_PODS[1], timeout=60)
+    assert wait_exited(engine, apps[1], timeout=5) == 0, logs(engine, apps[1])
+    for _ in range(20):
+        assert web.get(f"{url}/healthz", timeout=10).headers["X-Replica"] == APP_PODS[0]
