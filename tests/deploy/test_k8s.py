@@ -150,6 +150,27 @@ def test_topology_app_behind_a_headless_service_proxy_on_8080(docs: list[Doc]) -
     assert job["command"] == ["flask", "--app", "notes", "db", "upgrade"]
 
 
+def test_network_policies_let_only_the_right_pods_in(docs: list[Doc]) -> None:
+    templates = [d["spec"]["template"]["metadata"]["labels"] for d in docs
+                 if "template" in d.get("spec", {})]
+
+    def selects(selector: Doc) -> list[Doc]:
+        return [labels for labels in templates
+                if selector["matchLabels"].items() <= labels.items()]
+
+    def sources(name: str) -> set[str]:
+        policy = find(docs, "NetworkPolicy", name)
+        assert len(selects(policy["spec"]["podSelector"])) == 1
+        peers = [peer["podSelector"] for rule in policy["spec"]["ingress"]
+                 for peer in rule["from"]]
+        return {labels["app.kubernetes.io/component"] for peer in peers
+                for labels in selects(peer)}
+
+    assert sources("notes-app") == {"proxy"}
+    assert sources("mariadb") == {"app", "migrate"}
+    assert sources("redis") == {"app"}
+
+
 # -- podman kube play ---------------------------------------------------------------------------
 # Measured on podman 4.3.1: kinds Pod, Deployment, PersistentVolumeClaim and ConfigMap work; a
 # secret volume crashes it (nil pointer in VolumeFromSecret); no Services, so names are pod
