@@ -182,8 +182,13 @@ def test_network_policies_let_only_the_right_pods_in(docs: list[Doc]) -> None:
 # emptyDirs and no containerPorts, the proxy lists the app pods as upstreams, secrets come from
 # a host folder, and MariaDB and Redis are the stand-in images (tests/images), the MariaDB one
 # running as root as its entrypoint needs. The ConfigMap is the base's, unchanged.
+# Also measured: runAsUser, readOnlyRootFilesystem, dropped capabilities, no-new-privileges,
+# hostIP and resource limits are applied; a livenessProbe becomes a podman healthcheck that only
+# systemd timers would run (none here); readiness and startup probes and preStop are ignored,
+# and the stop timeout stays 10 s whatever terminationGracePeriodSeconds says.
 
 APP_PODS = ["notes-app-0", "notes-app-1"]
+PODS = ["mariadb", "redis", "notes-migrate", *APP_PODS, "notes-proxy-0"]
 OVERLAY = """\
 resources: [{base}]
 images:
@@ -236,6 +241,9 @@ def for_podman(docs: list[Doc], secrets: Path, port: int) -> list[list[Doc]]:
 def kube(engine: dict[str, str]) -> Iterator[tuple[str, list[Path]]]:
     """A podman network of our own; afterwards every pod and volume the YAML made is gone."""
     network, played = f"fsk8s-{uuid.uuid4().hex[:8]}", []
+    for kind, name in [*(("pod", p) for p in PODS), ("volume", "notes-uploads")]:
+        exists = podman(engine, kind, "exists", name, check=False, timeout=30).returncode == 0
+        assert not exists, f"a {kind} {name} exists already: remove it first"
     podman(engine, "network", "create", network, timeout=60)
     try:
         yield network, played
@@ -246,7 +254,7 @@ def kube(engine: dict[str, str]) -> Iterator[tuple[str, list[Path]]]:
                 if doc["kind"] == "Pod":
                     volumes += [v["name"] for v in doc["spec"]["volumes"] if "emptyDir" in v]
             podman(engine, "kube", "down", str(path), check=False, timeout=120)
-        for pod in ["mariadb", "redis", "notes-migrate", *APP_PODS, "notes-proxy-0"]:
+        for pod in PODS:
             podman(engine, "pod", "rm", "-f", "-t", "0", pod, check=False, timeout=60)
         podman(engine, "volume", "rm", "-f", *volumes, check=False, timeout=60)
         podman(engine, "network", "rm", "-f", network, check=False, timeout=60)
