@@ -37,7 +37,8 @@ run_pkgs=(nginx-light ca-certificates python3)
 command -v npm >/dev/null || run_pkgs+=(npm)
 [ -x "$python" ] && "$python" -c 'import ensurepip, venv' 2>/dev/null || run_pkgs+=(python3-venv)
 test_pkgs=(wrk hyperfine mariadb-server redis-server postgresql chromium fonts-dejavu-core
-           podman buildah runc debootstrap netavark aardvark-dns catatonit uidmap procps psmisc)
+           podman buildah runc debootstrap netavark aardvark-dns catatonit uidmap procps psmisc
+           iptables)  # netavark sets up container networks with iptables
 
 case "$mode" in
     run) apt_install "${run_pkgs[@]}" ;;

@@ -125,7 +125,8 @@ class Containers:
 
     def cleanup(self) -> None:
         for name in self.names:
-            podman(self.env, "rm", "-f", "-t", "0", name, check=False)
+            # -v: with its anonymous volumes (the image declares VOLUME /web/data)
+            podman(self.env, "rm", "-f", "-v", "-t", "0", name, check=False)
         for volume in self.volumes:
             podman(self.env, "volume", "rm", "-f", volume, check=False)
 
