@@ -85,7 +85,7 @@ class Project:
                        capture_output=True, timeout=300, check=False)
         label = f"label=io.podman.compose.project={self.name}"
         for name in podman(self.env, "ps", "-aq", "--filter", label, check=False).stdout.split():
-            podman(self.env, "rm", "-f", "-t", "0", name, check=False)
+            podman(self.env, "rm", "-f", "-v", "-t", "0", name, check=False)
         for volume in podman(self.env, "volume", "ls", "-q", "--filter", label,
                              check=False).stdout.split():
             podman(self.env, "volume", "rm", "-f", volume, check=False)

@@ -107,7 +107,7 @@ def test_save_rm_load_round_trip(built_image, containers, tmp_path: Path) -> Non
     name = containers.run(copy, "-p", f"127.0.0.1:{port}:85")
     containers.wait_healthy(name)
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).ok
-    podman(env, "rm", "-f", name)
+    podman(env, "rm", "-f", "-v", name)
     podman(env, "rmi", copy, check=False)
 
 
