@@ -64,7 +64,7 @@ class UserView(SecureModelView):
 
 class NoteView(SecureModelView):
     column_list = ("id", "title", "author", "published", "updated_at")
-    column_searchable_list = ("title", "body")
+    column_searchable_list = ("title", "body_text")
     column_filters = ("published",)
     column_default_sort = ("updated_at", True)
     form_columns = ("author", "title", "body", "published")

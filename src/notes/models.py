@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import html
+import re
 from datetime import UTC, datetime
+from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    event,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -14,6 +26,11 @@ from .extensions import db
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def plain_text(body: str) -> str:
+    """The words of a note's (sanitised) HTML, for search: tags, entities and runs of space go."""
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body or "")).split())
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -71,6 +88,7 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     slug: Mapped[str] = mapped_column(String(220), unique=True, nullable=False)
     body: Mapped[str] = mapped_column(Text, nullable=False, default="")  # sanitised HTML
+    body_text: Mapped[str] = mapped_column(Text, nullable=False, default="")  # for search
     published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
@@ -82,6 +100,12 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
 
     def __repr__(self) -> str:
         return f"<Note {self.slug}>"
+
+
+@event.listens_for(Note.body, "set")
+def _keep_body_text(target: Note, value: str, _old: Any, _initiator: Any) -> None:
+    """Whoever writes the body (pages, admin, API, import), its plain text follows."""
+    target.body_text = plain_text(value)
 
 
 class ApiToken(db.Model):  # type: ignore[name-defined,misc]

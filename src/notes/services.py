@@ -72,11 +72,12 @@ def unique_slug(title: str, exclude_id: int | None = None) -> str:
 
 
 def search(query: str) -> ColumnElement[bool]:
-    """Notes whose title or text contains ``query`` (LIKE metacharacters are literal)."""
+    """Notes whose title or text (not its markup) contains ``query``; LIKE metacharacters are
+    literal."""
     needle = query.lower()
     return or_(
         func.lower(Note.title).contains(needle, autoescape=True),
-        func.lower(Note.body).contains(needle, autoescape=True),
+        func.lower(Note.body_text).contains(needle, autoescape=True),
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from notes import config as site_config
@@ -173,6 +174,30 @@ def test_concurrent_migrations_do_not_collide(db_url: str, tmp_path: Path) -> No
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     assert sum("Running upgrade  -> 0001" in out for out in outputs) == 1
+
+
+def test_upgrade_from_0001_fills_the_search_text(db_url: str, tmp_path: Path) -> None:
+    env = {"NOTES_DATABASE_URL": db_url, "NOTES_DATA_DIR": str(tmp_path)}
+    assert flask_cli(env, "db", "upgrade", "0001").returncode == 0
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:  # a site's data as revision 0001 stored it
+            conn.execute(text(
+                "INSERT INTO users (email, password_hash, is_admin, active, created_at) "
+                "VALUES ('old@example.com', 'x', false, true, '2026-01-01 00:00:00')"))
+            conn.execute(text(
+                "INSERT INTO notes (author_id, title, slug, body, published, created_at, "
+                "updated_at) SELECT id, 'Old', 'old', '<p>Tea &amp; <em>cake</em></p>', true, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM users"))
+        r = flask_cli(env, "db", "upgrade")
+        assert r.returncode == 0, r.stderr
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT body_text FROM notes")).scalars().all() == [
+                "Tea & cake"]
+        check = flask_cli(env, "db", "check")  # the models and the migrations agree
+        assert check.returncode == 0, check.stderr
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -89,6 +89,18 @@ def test_nobody_edits_or_deletes_another_users_note(app, client, user, other, lo
     assert "Mine" in client.get("/n/mine").get_data(as_text=True)
 
 
+def test_search_matches_the_text_not_the_markup(client, user, login) -> None:
+    login(client, user[0].email)
+    write(client, "Formatted", "<p>Fish &amp; <strong>chips</strong></p><p>every day</p>")
+    write(client, "Plain", "<p>nothing here</p>")
+
+    def found(query: str) -> bool:
+        return "Formatted" in client.get("/", query_string={"q": query}).get_data(as_text=True)
+
+    assert found("fish & chips") and found("chips every")  # entities decoded, blocks spaced
+    assert not found("strong") and not found("amp") and not found("<p>")
+
+
 def test_search_with_sql_metacharacters_is_harmless(client, user, login) -> None:
     login(client, user[0].email)
     write(client, "100% pure_fun")
