@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from .extensions import csrf, db
 from .models import ApiToken, Note, User, utcnow
-from .services import TITLE_MAX, create_note, notes_query, update_note
+from .services import TITLE_MAX, create_note, notes_query, save_note, update_note
 
 bp = APIBlueprint("api", __name__, url_prefix="/api", tag="Notes")
 auth = HTTPTokenAuth(scheme="Bearer", description="A personal API token (account page or "
@@ -120,8 +120,8 @@ def get_note(note_id: int) -> Note:
 @bp.output(NoteOut, status_code=201)
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Note:
-    note = create_note(auth.current_user, data["title"], data["body"], data["published"])
-    db.session.commit()
+    note = save_note(lambda: create_note(auth.current_user, data["title"], data["body"],
+                                         data["published"]))
     return out(note)
 
 
@@ -140,9 +140,8 @@ def own(note_id: int) -> Note:
 @bp.doc(summary="Change a note", responses=[403, 404])
 def update(note_id: int, data: dict[str, Any]) -> Note:
     note = own(note_id)
-    update_note(note, title=data.get("title"), body=data.get("body"),
-                published=data.get("published"))
-    db.session.commit()
+    save_note(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
+                                  published=data.get("published")))
     return out(note)
 
 

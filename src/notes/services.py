@@ -6,11 +6,15 @@ Every write of note HTML goes through :func:`clean_html`, and every title gets a
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import nh3
 from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .models import Note, User, utcnow
@@ -37,6 +41,8 @@ URL_SCHEMES = {"http", "https", "mailto"}
 
 TITLE_MAX = 200
 SLUG_MAX = 200
+# set by save_note when concurrent writers keep taking the same next free slug
+_contended: ContextVar[bool] = ContextVar("slug_contended", default=False)
 
 
 def clean_html(html: str) -> str:
@@ -61,6 +67,8 @@ def slugify(text: str) -> str:
 def unique_slug(title: str, exclude_id: int | None = None) -> str:
     """A slug for ``title`` not used by any other note (``-2``, ``-3``… on collision)."""
     base = slugify(title)
+    if _contended.get():  # step aside from the writers racing for -2, -3…
+        base = f"{base[:SLUG_MAX - 7]}-{secrets.token_hex(3)}"
     stmt = select(Note.id, Note.slug).where(Note.slug.like(f"{base}%"))
     taken = {slug for note_id, slug in db.session.execute(stmt) if note_id != exclude_id}
     if base not in taken:
@@ -136,3 +144,25 @@ def update_note(
         note.published_at = utcnow() if published else None
     db.session.flush()
     return note
+
+
+def save_note(write: Callable[[], Note], attempts: int = 6) -> Note:
+    """Run ``write`` (a :func:`create_note` or :func:`update_note`) and commit.
+
+    Two writers can pick the same free slug at once (on every replica); the database's unique
+    constraint stops the second, which is rolled back and run again with the next free slug —
+    from the third attempt on, with a random suffix, so that it cannot keep losing.
+    """
+    for attempt in range(attempts):
+        contended = _contended.set(attempt >= 2)
+        try:
+            note = write()
+            db.session.commit()
+            return note
+        except IntegrityError as e:
+            db.session.rollback()
+            if "slug" not in str(e.orig).lower() or attempt == attempts - 1:
+                raise
+        finally:
+            _contended.reset(contended)
+    raise AssertionError("unreachable")

@@ -29,7 +29,7 @@ from wtforms.validators import DataRequired, Length
 
 from .extensions import db
 from .models import Note
-from .services import TITLE_MAX, create_note, search, update_note
+from .services import TITLE_MAX, create_note, save_note, search, update_note
 
 bp = Blueprint("views", __name__)
 
@@ -90,9 +90,8 @@ def own_note(note_id: int) -> Note:
 def new_note() -> object:
     form = NoteForm()
     if form.validate_on_submit():
-        created = create_note(current_user, form.title.data or "", form.body.data or "",
-                              bool(form.published.data))
-        db.session.commit()
+        created = save_note(lambda: create_note(current_user, form.title.data or "",
+                                                form.body.data or "", bool(form.published.data)))
         flash("Note saved.", "info")
         return redirect(url_for("views.note", slug=created.slug))
     return render_template("edit.html", form=form, note=None)
@@ -104,9 +103,8 @@ def edit_note(note_id: int) -> object:
     found = own_note(note_id)
     form = NoteForm(obj=found)
     if form.validate_on_submit():
-        update_note(found, title=form.title.data, body=form.body.data or "",
-                    published=bool(form.published.data))
-        db.session.commit()
+        save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
+                                      published=bool(form.published.data)))
         flash("Note saved.", "info")
         return redirect(url_for("views.note", slug=found.slug))
     return render_template("edit.html", form=form, note=found)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import select
+
 from notes.api import issue_token
 from notes.extensions import db
-from notes.models import ApiToken, User
+from notes.models import ApiToken, Note, User
 
 from .test_site import XSS
 
@@ -86,3 +90,18 @@ def test_openapi_spec_and_local_docs(client) -> None:
     docs = client.get("/api/docs").get_data(as_text=True)
     assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in docs
     assert "cdn" not in docs.lower() and "unpkg" not in docs.lower()
+
+
+def test_concurrent_writers_of_one_title_all_succeed_with_unique_slugs(app, user) -> None:
+    auth = token_for(app, user[0].email)
+
+    def write(_: int) -> int:
+        return app.test_client().post("/api/notes", json={"title": "Same title"},
+                                      headers=auth).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(write, range(30)))
+    assert statuses == [201] * 30  # a slug taken meanwhile is retried, never a 503
+    with app.app_context():
+        slugs = db.session.scalars(select(Note.slug)).all()
+    assert len(slugs) == len(set(slugs)) == 30
