@@ -2,11 +2,11 @@
 # Replace the app replicas of a Compose deployment one by one, with no failed request — after
 # building or pulling a new image, or changing the app's settings.
 #
-# For each replica in turn: stop it gracefully (it finishes its in-flight requests; the proxy,
-# whose new connections it refuses, retries those on the other replicas and takes it out of its
-# rotation), remove it, tell the proxies to look up the replicas again (SIGHUP), let Compose
-# create it again from the current image and settings, and wait until every replica is healthy
-# before the next one.
+# For each replica in turn: take it out of every proxy's rotation (`flaskstack drain`: no new
+# requests, not even ones the proxy could not retry elsewhere, such as POSTs), stop it gracefully
+# (it finishes the requests it has), remove it, have the proxies look up the replicas again
+# (SIGHUP), let Compose create it again from the current image and settings, and wait until
+# every replica is healthy before the next one.
 #
 #   bash deploy/rolling-update.sh                                   # docker compose
 #   ENGINE=podman COMPOSE=podman-compose bash deploy/rolling-update.sh
@@ -53,6 +53,10 @@ fi
 wait_healthy
 for name in $old; do
     echo "rolling-update: replacing $name"
+    listen="$("$engine" exec "$name" printenv FLASKSTACK_APP_LISTEN)"
+    for proxy in $(replicas "${PROXY_SERVICE:-proxy}"); do
+        "$engine" exec "$proxy" flaskstack drain "$name:${listen##*:}" >/dev/null
+    done
     "$engine" stop -t "${STOP_TIMEOUT:-20}" "$name" >/dev/null
     "$engine" rm "$name" >/dev/null
     reresolve

@@ -9,10 +9,16 @@ import requests
 
 
 class Load:
-    """Bounded background load from a few threads, counting every failure."""
+    """Bounded background load from a few threads, counting every failure.
 
-    def __init__(self, url: str, threads: int = 6, limit_s: float = 60) -> None:
+    GET by default; ``method="POST"`` with ``json``/``data`` and ``headers`` for requests a
+    proxy may not retry. ``expect`` is the status that counts as success.
+    """
+
+    def __init__(self, url: str, threads: int = 6, limit_s: float = 60, method: str = "GET",
+                 expect: int = 200, **request: object) -> None:
         self.url = url
+        self.method, self.expect, self.request = method, expect, request
         self.ok = 0
         self.failures: list[str] = []
         self.bodies: set[str] = set()
@@ -26,9 +32,11 @@ class Load:
     def run(self) -> None:
         while not self.stopping.is_set() and time.monotonic() < self.stop_at:
             try:
-                r = requests.get(self.url, timeout=30)  # a new connection every time
+                # a new connection every time
+                r = requests.request(self.method, self.url, timeout=30,
+                                     **self.request)  # type: ignore[arg-type]
                 with self.lock:
-                    if r.status_code == 200:
+                    if r.status_code == self.expect:
                         self.ok += 1
                         self.bodies.add(r.text)
                         self.last = r.text

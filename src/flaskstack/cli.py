@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,8 +21,23 @@ import click
 
 from . import __version__, probe, render, site, status
 from .image import image
-from .settings import SECTIONS, SETTINGS, SettingError, Settings, format_value, load
-from .supervisor import EXIT_ERROR, EXIT_SETTINGS, Supervisor, binary
+from .settings import (
+    SECTIONS,
+    SETTINGS,
+    SettingError,
+    Settings,
+    format_value,
+    host_port,
+    load,
+)
+from .supervisor import (
+    DRAIN_FILE,
+    EXIT_ERROR,
+    EXIT_SETTINGS,
+    Supervisor,
+    binary,
+    write_lines,
+)
 
 EXIT_CODES = """\b
 Exit codes:
@@ -150,6 +166,44 @@ def reload(**options: Any) -> None:
     settings = effective(options)
     os.kill(running_pid(settings), signal.SIGHUP)
     click.echo("reload requested")
+
+
+@main.command(epilog=EXIT_CODES)
+@setting_options
+@click.argument("replicas", nargs=-1)
+@click.option("--clear", is_flag=True, help="Put every drained address back in rotation.")
+def drain(replicas: tuple[str, ...], clear: bool, **options: Any) -> None:
+    """Role proxy: send no new requests to REPLICAS (HOST:PORT, e.g. a replica about to be
+    stopped); requests in flight there finish. Returns once Nginx has the new configuration.
+    An address is forgotten once its name no longer resolves (the replica is gone)."""
+    settings = effective(options)
+    if settings.role != "proxy":
+        fail("drain: only role proxy balances over upstreams", EXIT_SETTINGS)
+    if not replicas and not clear:
+        fail("drain: name at least one HOST:PORT upstream, or --clear", EXIT_SETTINGS)
+    pid = running_pid(settings)
+    addresses: list[str] = []
+    for replica in replicas:
+        try:
+            host_port(replica)
+        except ValueError:
+            fail(f"drain: {replica!r} is not HOST:PORT", EXIT_SETTINGS)
+        found = render.resolve_upstreams([replica])
+        if not found:
+            fail(f"drain: {replica} does not resolve", EXIT_ERROR)
+        addresses += found
+    path = Path(settings.run_dir) / DRAIN_FILE
+    listed = set() if clear or not path.exists() else set(path.read_text().split())
+    write_lines(path, sorted(listed | set(addresses)))
+    os.kill(pid, signal.SIGHUP)
+    config = Path(settings.run_dir) / "nginx.conf"
+    deadline = time.monotonic() + 10
+    while any(f"server {a} " in config.read_text() for a in addresses):
+        if time.monotonic() > deadline:
+            fail("drain: the proxy did not apply it within 10 s", EXIT_ERROR)
+        time.sleep(0.1)
+    time.sleep(0.5)  # Nginx's new workers take over; its old ones finish their requests
+    click.echo(f"drained: {', '.join(addresses)}" if addresses else "drain cleared")
 
 
 @main.command(name="status", epilog=EXIT_CODES)

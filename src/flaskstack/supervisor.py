@@ -26,6 +26,8 @@ from pathlib import Path
 from . import render, site
 from .settings import SettingError, Settings
 
+DRAIN_FILE = "drain"  # in the run dir: upstream addresses taken out of rotation
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SETTINGS = 2
@@ -267,11 +269,26 @@ class Supervisor:
         """
         self.resolved_at = time.monotonic()
         resolved = render.resolve_upstreams(self.s.upstreams)
-        servers = [a for a in resolved if accepts(*render.split_host_port(a))] or resolved
+        drained = self.drained(resolved)
+        candidates = [a for a in resolved if a not in drained] or resolved
+        servers = [a for a in candidates if accepts(*render.split_host_port(a))] or candidates
         if servers and servers != self.servers:
             self.servers = servers
             return True
         return False
+
+    def drained(self, resolved: list[str]) -> set[str]:
+        """Addresses `flaskstack drain` took out of rotation; those that no longer resolve (the
+        replica is gone, its address may come back for a new one) are forgotten."""
+        path = self.run / DRAIN_FILE
+        try:
+            listed = set(path.read_text().split())
+        except FileNotFoundError:
+            return set()
+        kept = listed & set(resolved)
+        if kept != listed:
+            write_lines(path, sorted(kept))
+        return kept
 
     def wait_for_upstreams(self) -> int | None:
         """Proxy role: wait until at least one upstream name resolves (apps start later)."""
@@ -441,6 +458,13 @@ class Supervisor:
         while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
             self.reap()
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """Replace a small state file at once (readers never see half of it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    tmp.replace(path)
 
 
 def accepts(host: str, port: int) -> bool:

@@ -108,3 +108,31 @@ def test_an_app_replica_stopping_finishes_its_requests_and_the_proxy_loses_none(
     assert "a" in {r.headers["X-Replica"] for r in slow}  # one was in flight on a
     gone = apps[0].cli("health", *apps[0].args)
     assert gone.returncode == 1 and gone.stderr.startswith("flaskstack: error: unhealthy:")
+
+
+def test_drain_takes_a_replica_out_of_rotation_before_it_stops(make_stack) -> None:
+    apps, listens = [], []
+    for name in ("a", "b"):
+        listens.append(f"127.0.0.1:{free_port()}")
+        stack = make_stack("--role", "app", "--app", "probe:application", "--workers", "2",
+                           "--app-listen", listens[-1], "--replica-name", name)
+        apps.append(stack.start())
+    proxy = make_stack("--role", "proxy", "--upstreams", ",".join(listens)).start()
+    # POSTs: Nginx never retries them on another replica, so nothing may be lost
+    with Load(f"{proxy.url}/upload", threads=4, method="POST", data=b"x" * 1000) as load:
+        assert wait_for(lambda: load.replicas >= {"a", "b"})
+        drained = proxy.cli("drain", *proxy.args, listens[0])
+        assert (drained.returncode, drained.stdout) == (0, f"drained: {listens[0]}\n"), drained
+        with load.lock:
+            load.replicas.clear()
+        count = load.ok
+        assert wait_for(lambda: load.ok > count + 100)
+        assert load.replicas == {"b"}  # a gets no new request
+        assert apps[0].stop(signal.SIGTERM) == 0
+        count = load.ok
+        assert wait_for(lambda: load.ok > count + 100)
+    assert load.failures == []
+    assert load.bodies == {"1000"}
+    bad = proxy.cli("drain", *proxy.args, "no-port")
+    assert (bad.returncode, bad.stderr) == (
+        2, "flaskstack: error: drain: 'no-port' is not HOST:PORT\n")
