@@ -36,6 +36,7 @@ from .supervisor import (
     EXIT_SETTINGS,
     Supervisor,
     binary,
+    read_lines,
     write_lines,
 )
 
@@ -193,7 +194,7 @@ def drain(replicas: tuple[str, ...], clear: bool, **options: Any) -> None:
             fail(f"drain: {replica} does not resolve", EXIT_ERROR)
         addresses += found
     path = Path(settings.run_dir) / DRAIN_FILE
-    listed = set() if clear or not path.exists() else set(path.read_text().split())
+    listed = set() if clear else read_lines(path)
     write_lines(path, sorted(listed | set(addresses)))
     os.kill(pid, signal.SIGHUP)
     config = Path(settings.run_dir) / "nginx.conf"
@@ -258,20 +259,15 @@ def health(live: bool, **options: Any) -> None:
     try:
         if settings.role == "app":
             host, port = render.split_host_port(settings.app_listen)
-            code = probe.uwsgi_status(_local(host), port, path)
+            code = probe.uwsgi_status(render.loopback(host), port, path)
         else:
-            code = probe.http_status(_local(settings.host), settings.port, path,
+            code = probe.http_status(render.loopback(settings.host), settings.port, path,
                                      tls=bool(settings.tls_cert))
     except OSError as e:
         fail(f"unhealthy: {e}", EXIT_ERROR)
     if code >= 500 and not live:
         fail(f"unhealthy: GET {path} answered {code}", EXIT_ERROR)
     click.echo(f"healthy: GET {path} answered {code}")
-
-
-def _local(host: str) -> str:
-    """The address to probe for a listen address (a wildcard means this machine)."""
-    return "127.0.0.1" if host in {"0.0.0.0", "*", "", "[::]", "::"} else host.strip("[]")
 
 
 main.add_command(image)

@@ -74,6 +74,14 @@ def resolve_upstreams(upstreams: list[str], placeholder: bool = False) -> list[s
     return sorted(servers)
 
 
+def loopback(host: str) -> str:
+    """Where this machine reaches a listen address: a wildcard means its loopback."""
+    host = host.strip("[]")
+    if host in {"0.0.0.0", "*", ""}:
+        return "127.0.0.1"
+    return "::1" if host == "::" else host
+
+
 def split_host_port(address: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` as (host, port)."""
     host, _, port = address.rpartition(":")

@@ -281,10 +281,7 @@ class Supervisor:
         """Addresses `flaskstack drain` took out of rotation; those that no longer resolve (the
         replica is gone, its address may come back for a new one) are forgotten."""
         path = self.run / DRAIN_FILE
-        try:
-            listed = set(path.read_text().split())
-        except FileNotFoundError:
-            return set()
+        listed = read_lines(path)
         kept = listed & set(resolved)
         if kept != listed:
             write_lines(path, sorted(kept))
@@ -326,9 +323,7 @@ class Supervisor:
             [binary("nginx"), "-p", str(self.run), "-c", str(self.run / "nginx.conf"),
              "-e", "stderr", "-g", "daemon off; master_process on;"],
         )
-        address = "127.0.0.1" if self.s.host in {"0.0.0.0", "*"} else self.s.host
-        if address == "::":
-            address = "::1"
+        address = render.loopback(self.s.host)
         sig = self.wait_until(lambda: not nginx.running or accepts(address, self.s.port), None)
         if sig is not None:
             return self.stop()
@@ -458,6 +453,14 @@ class Supervisor:
         while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
             self.reap()
+
+
+def read_lines(path: Path) -> set[str]:
+    """The lines of a small state file; none when it does not exist."""
+    try:
+        return set(path.read_text().split())
+    except FileNotFoundError:
+        return set()
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
