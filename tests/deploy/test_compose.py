@@ -8,7 +8,6 @@ end, volumes and network included, even when a test fails.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -22,14 +21,12 @@ import requests
 from tests.conftest import free_port
 from tests.containers import ROOT, podman
 from tests.load import Load, wait_for
+from tests.web import PNG, csrf, form_token
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "compose password 1"
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
-       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
-       b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 class Project:
@@ -103,11 +100,10 @@ def project(engine, built_image, service_images, tmp_path_factory) -> Iterator[P
         made.remove()
 
 
-def csrf(session: requests.Session, url: str) -> tuple[str, str]:
+def csrf_and_maker(session: requests.Session, url: str) -> tuple[str, str]:
     """A form's CSRF token, and the replica that made it."""
     page = session.get(url, timeout=10)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
-    return token, page.headers["X-Replica"]
+    return form_token(page.text), page.headers["X-Replica"]
 
 
 def record(name: str, load: Load) -> None:
@@ -122,14 +118,14 @@ def record(name: str, load: Load) -> None:
 
 def test_sessions_uploads_and_the_secret_key_are_shared_by_the_replicas(project) -> None:
     url, web = project.url, requests.Session()
-    token, _ = csrf(web, f"{url}/register")
+    token = csrf(web, f"{url}/register")
     r = web.post(f"{url}/register", timeout=10, data={
         "email": "scale@example.com", "password": PASSWORD, "confirm": PASSWORD,
         "csrf_token": token})
     assert r.ok
     crossed = 0  # forms made by one replica and accepted by the other: one secret key
     for i in range(8):
-        token, maker = csrf(web, f"{url}/notes/new")
+        token, maker = csrf_and_maker(web, f"{url}/notes/new")
         r = web.post(f"{url}/notes/new", timeout=10, data={
             "title": f"Scaled note {i}", "body": "<p>on MariaDB</p>", "published": "y",
             "csrf_token": token})
@@ -141,7 +137,7 @@ def test_sessions_uploads_and_the_secret_key_are_shared_by_the_replicas(project)
     assert {p.status_code for p in pages} == {200}
     assert len({p.headers["X-Replica"] for p in pages}) == 2
     # an upload through one replica is on the shared volume: served by the proxy, seen by all
-    token, _ = csrf(web, f"{url}/notes/new")
+    token = csrf(web, f"{url}/notes/new")
     r = web.post(f"{url}/upload", files={"upload": ("x.png", PNG, "image/png")},
                  headers={"X-CSRFToken": token}, timeout=10)
     assert r.ok and r.json()["uploaded"] == 1, r.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from flaskstack import settings
 from notes import config
 from tests.conftest import free_port
 from tests.containers import ROOT, podman
+from tests.web import PNG, csrf
 
 BASE = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.33.0"
@@ -196,8 +196,6 @@ images:
     newName: localhost/flaskstack
     newTag: test
 {services}"""
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
 
 
 def as_pod(workload: Doc, name: str, secrets: Path) -> Doc:
@@ -290,12 +288,6 @@ def logs(engine: dict[str, str], *containers: str) -> str:
     return "\n".join(f"--- {c}\n"
                      + podman(engine, "logs", c, check=False, timeout=30).stderr[-2000:]
                      for c in containers)
-
-
-def csrf(session: requests.Session, url: str) -> str:
-    found = re.search(r'name="csrf-token" content="([^"]+)"', session.get(url, timeout=10).text)
-    assert found, url
-    return found.group(1)
 
 
 def replicas_seen(session: requests.Session, url: str, wanted: int = 2,

@@ -14,15 +14,11 @@ import requests
 
 from tests.conftest import free_port
 from tests.containers import CA_BUNDLE, ROOT, flaskstack, podman
+from tests.web import csrf
 
 # the first test builds the base and the image (minutes on a cold machine)
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 PASSWORD = "image password 1"
-
-
-def csrf(session: requests.Session, url: str) -> str:
-    page = session.get(url, timeout=10).text
-    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 
 def test_notes_site_serves_stops_cleanly_and_keeps_data(built_image, containers) -> None:

@@ -56,18 +56,24 @@ def test_1024_concurrent_connections_fail_no_request(make_stack) -> None:
     assert wrk_failures(result.stdout) == 0, result.stdout
 
 
-def test_proxy_role_balances_and_survives_an_app_replica_dying(make_stack) -> None:
-    apps = []
+def replicas_behind_a_proxy(make_stack, workers: int = 1):  # type: ignore[no-untyped-def]
+    """App replicas a and b (role app, probe app) and a proxy started in front of them;
+    returns ([a, b], [a's HOST:PORT, b's], proxy)."""
+    apps, listens = [], []
     for name in ("a", "b"):
-        listen = f"127.0.0.1:{free_port()}"
-        stack = make_stack("--role", "app", "--app", "probe:application", "--workers", "1",
-                           "--app-listen", listen, "--replica-name", name)
-        apps.append((stack.start(), listen))
-    proxy = make_stack("--role", "proxy", "--upstreams", ",".join(u for _, u in apps))
-    proxy.start()
+        listens.append(f"127.0.0.1:{free_port()}")
+        apps.append(make_stack("--role", "app", "--app", "probe:application", "--workers",
+                               str(workers), "--app-listen", listens[-1],
+                               "--replica-name", name).start())
+    proxy = make_stack("--role", "proxy", "--upstreams", ",".join(listens)).start()
+    return apps, listens, proxy
+
+
+def test_proxy_role_balances_and_survives_an_app_replica_dying(make_stack) -> None:
+    apps, _, proxy = replicas_behind_a_proxy(make_stack)
     with Load(proxy.url, threads=4) as load:
         assert wait_for(lambda: load.replicas >= {"a", "b"})
-        assert apps[0][0].stop(signal.SIGKILL) != 0  # the hard way: no draining at all
+        assert apps[0].stop(signal.SIGKILL) != 0  # the hard way: no draining at all
         count = load.ok
         assert wait_for(lambda: load.ok > count + 100)
     assert load.failures == []
@@ -76,15 +82,7 @@ def test_proxy_role_balances_and_survives_an_app_replica_dying(make_stack) -> No
 
 def test_an_app_replica_stopping_finishes_its_requests_and_the_proxy_loses_none(make_stack
                                                                                 ) -> None:
-    apps = []
-    for name in ("a", "b"):
-        listen = f"127.0.0.1:{free_port()}"
-        stack = make_stack("--role", "app", "--app", "probe:application", "--workers", "2",
-                           "--app-listen", listen, "--replica-name", name)
-        apps.append(stack.start())
-    proxy = make_stack("--role", "proxy", "--upstreams",
-                       ",".join(a.args[a.args.index("--app-listen") + 1] for a in apps))
-    proxy.start()
+    apps, _, proxy = replicas_behind_a_proxy(make_stack, workers=2)
     slow: list[requests.Response] = []
 
     def slow_request() -> None:  # in flight on replica a when it is told to stop
@@ -111,13 +109,7 @@ def test_an_app_replica_stopping_finishes_its_requests_and_the_proxy_loses_none(
 
 
 def test_drain_takes_a_replica_out_of_rotation_before_it_stops(make_stack) -> None:
-    apps, listens = [], []
-    for name in ("a", "b"):
-        listens.append(f"127.0.0.1:{free_port()}")
-        stack = make_stack("--role", "app", "--app", "probe:application", "--workers", "2",
-                           "--app-listen", listens[-1], "--replica-name", name)
-        apps.append(stack.start())
-    proxy = make_stack("--role", "proxy", "--upstreams", ",".join(listens)).start()
+    apps, listens, proxy = replicas_behind_a_proxy(make_stack, workers=2)
     # POSTs: Nginx never retries them on another replica, so nothing may be lost
     with Load(f"{proxy.url}/upload", threads=4, method="POST", data=b"x" * 1000) as load:
         assert wait_for(lambda: load.replicas >= {"a", "b"})

@@ -18,13 +18,10 @@ from sqlalchemy.engine import make_url
 from notes import config as site_config
 from notes.extensions import db
 from notes.models import Note
+from tests.web import PNG
 
 from .conftest import PASSWORD, csrf, make_app
 from .test_site import write
-
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
-       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
-       b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def xlsx(rows: list[list[object]]) -> bytes:
