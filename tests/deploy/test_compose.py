@@ -158,7 +158,7 @@ def test_stopping_a_replica_under_load_fails_no_request(project) -> None:
     record("replica stopped under load", load)
     assert load.failures == []
     assert podman(project.env, "inspect", "--format", "{{.State.ExitCode}}",
-                  apps[0]).stdout.strip() == "0"  # drained and stopped gracefully
+                  apps[0]).stdout.strip() == "0"  # finished its requests, stopped gracefully
     podman(project.env, "start", apps[0])
     project.wait_serving()
 

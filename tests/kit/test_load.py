@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 import requests
@@ -92,18 +91,20 @@ def test_an_app_replica_stopping_finishes_its_requests_and_the_proxy_loses_none(
     assert (health.returncode, health.stdout) == (0, "healthy: GET / answered 200\n")
     with Load(proxy.url, threads=4) as load:
         assert wait_for(lambda: load.replicas >= {"a", "b"})
-        senders = [threading.Thread(target=slow_request) for _ in range(4)]
-        for sender in senders:
-            sender.start()
-        time.sleep(1)
-        assert apps[0].stop(signal.SIGTERM) == 0  # graceful: drains, exit 0
+        senders: list[threading.Thread] = []
+        while "/slow" not in apps[0].seen() and len(senders) < 20:  # until one is on a
+            senders.append(threading.Thread(target=slow_request))
+            senders[-1].start()
+            wait_for(lambda: "/slow" in apps[0].seen(), timeout=0.3)
+        assert "/slow" in apps[0].seen()
+        assert apps[0].stop(signal.SIGTERM) == 0  # graceful: finishes it, exit 0
         for sender in senders:
             sender.join(30)
         count = load.ok
         assert wait_for(lambda: load.ok > count + 100)
     assert load.failures == []
-    assert [r.status_code for r in slow] == [200] * 4
-    assert "a" in {r.headers["X-Replica"] for r in slow}  # one was in flight on a
+    assert [r.status_code for r in slow] == [200] * len(senders)
+    assert "a" in {r.headers["X-Replica"] for r in slow}  # the one in flight on a
     gone = apps[0].cli("health", *apps[0].args)
     assert gone.returncode == 1 and gone.stderr.startswith("flaskstack: error: unhealthy:")
 
