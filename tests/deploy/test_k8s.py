@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from flaskstack import settings
 from notes import config
 from tests.conftest import free_port
 from tests.containers import ROOT, podman
+from tests.load import Load
+from tests.load import wait_for as wait_until
 from tests.web import PNG, csrf
 
 BASE = ROOT / "deploy" / "k8s"
@@ -365,31 +366,14 @@ def test_kube_play_serves_the_notes_site_through_the_proxy(
 
     # a replica's container stops (its pod, like a terminating Kubernetes pod, keeps its
     # address): exit 0, and under load (a new connection per request) no request fails
-    stop, answers = threading.Event(), []
-    clients = [threading.Thread(target=hammer, args=(f"{url}/healthz", stop, answers))
-               for _ in range(2)]
-    for client in clients:
-        client.start()
-    try:
+    with Load(f"{url}/healthz", threads=2, limit_s=120) as load:
         time.sleep(1)
         podman(engine, "stop", "-t", "30", apps[1], timeout=60)
         assert wait_exited(engine, apps[1], timeout=5) == 0, logs(engine, apps[1])
         time.sleep(6)  # past the proxy's next re-resolution (every 5 s)
-    finally:
-        stop.set()
-        for client in clients:
-            client.join(timeout=30)
-    failed = [a for a in answers if a != APP_PODS[0] and a != APP_PODS[1]]
-    assert len(answers) > 50 and not failed, (len(answers), failed[:5])
-    assert set(answers[-20:]) == {APP_PODS[0]}
-
-
-def hammer(url: str, stop: threading.Event, answers: list[str]) -> None:
-    """GET ``url`` on a new connection each time; note who answered, or what went wrong."""
-    while not stop.is_set():
-        try:
-            answer = requests.get(url, timeout=10)
-            answers.append(answer.headers.get("X-Replica", "") if answer.status_code == 200
-                           else f"status {answer.status_code}")
-        except requests.RequestException as e:
-            answers.append(f"{type(e).__name__}")
+        with load.lock:
+            load.replicas.clear()
+        count = load.ok
+        assert wait_until(lambda: load.ok > count + 20)
+    assert load.ok > 50 and load.failures == [], (load.ok, load.failures[:5])
+    assert load.replicas == {APP_PODS[0]}
