@@ -10,20 +10,23 @@ RUN apt-get update \
       python3 python3-venv python3-dev gcc libc6-dev npm ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Browser assets (CKEditor 4.22.1, Swagger UI) from npm, pinned by package-lock.json.
-COPY package.json package-lock.json ./
-COPY scripts/assets.sh scripts/assets.sh
-RUN mkdir -p src/notes/static
+# Browser assets (CKEditor 4.22.1, Swagger UI) from npm, pinned by the site's package-lock.json.
+COPY sites/notes/package.json sites/notes/package-lock.json sites/notes/assets.sh sites/notes/
+RUN mkdir -p sites/notes/src/notes/static
 # An optional build secret "pipca" (a CA bundle) for networks that re-sign HTTPS.
 RUN --mount=type=secret,id=pipca \
     if [ -s /run/secrets/pipca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/pipca; fi \
- && bash scripts/assets.sh && rm -rf node_modules
+ && bash sites/notes/assets.sh && rm -rf sites/notes/node_modules
+# Two distributions: the kit (the repository root) and the notes site (sites/notes).
 COPY pyproject.toml README.md ./
 COPY src src
+COPY sites/notes/pyproject.toml sites/notes/README.md sites/notes/
+COPY sites/notes/src sites/notes/src
 RUN --mount=type=secret,id=pipca \
     if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi \
  && python3 -m venv /opt/flaskstack \
- && /opt/flaskstack/bin/pip install --no-cache-dir --disable-pip-version-check ".[mssql]" \
+ && /opt/flaskstack/bin/pip install --no-cache-dir --disable-pip-version-check \
+      . "./sites/notes[mssql]" \
  && find /opt/flaskstack -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime: Python, Nginx, the venv; nothing else ----------------------------------------

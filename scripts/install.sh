@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what flaskstack needs on a Debian 12 machine; safe to run again (it skips what is there).
-#   scripts/install.sh run    nginx, a .venv with flaskstack + the notes site, browser assets
+#   scripts/install.sh run    nginx, a .venv with flaskstack (the kit, at the root) and the notes
+#                             site (sites/notes, its own distribution), the site's browser assets
 #   scripts/install.sh test   the above + test tools, database servers, Chromium, podman
 set -euo pipefail
 mode=${1:-run}
@@ -61,14 +62,14 @@ if [ ! -x .venv/bin/python ] || [ "$(readlink -f .venv/bin/python)" != "$(readli
 fi
 extras=""
 [ "$mode" = test ] && extras="[test]"
-stamp=".venv/.flaskstack-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.flaskstack-$mode-$(cat pyproject.toml sites/notes/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-    say "pip install -e .$extras"
+    say "pip install -e .$extras -e ./sites/notes"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e ".$extras"
+    .venv/bin/python -m pip install -q -e ".$extras" -e ./sites/notes
     rm -f .venv/.flaskstack-"$mode"-*
     touch "$stamp"
 fi
 
 # Browser assets (CKEditor 4.22.1, Swagger UI) from npm, into the notes package.
-bash scripts/assets.sh
+bash sites/notes/assets.sh

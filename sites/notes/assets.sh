@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Fetch the browser assets pinned in package-lock.json from npm and place them in the notes package
-# (src/notes/static/vendor/, ignored by git, shipped in the wheel). Safe to run again.
+# Fetch the browser assets pinned in package-lock.json (beside this file) from npm and place them
+# in the notes package (src/notes/static/vendor/, ignored by git, shipped in the wheel).
+# Safe to run again: does nothing when the lock file has not changed.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$(dirname "$0")"
 vendor=src/notes/static/vendor
 stamp="$vendor/.stamp-$(sha256sum package-lock.json | cut -c1-16)"
 [ -f "$stamp" ] && exit 0
