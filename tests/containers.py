@@ -67,6 +67,7 @@ def built_image(engine: dict[str, str]) -> str:
     """The flaskstack image, built with `flaskstack image build` (podman cache makes reruns
     fast)."""
     result = flaskstack(engine, "image", "build", "--engine", "podman", "--tag", TAG,
+                        "--context", str(ROOT),
                         "--base-image", BASE, "--ca-bundle", CA_BUNDLE)
     assert result.returncode == 0, result.stderr[-5000:]
     return TAG

@@ -1,8 +1,7 @@
 """The ``flaskstack`` command line. Every setting is an option of every command that needs it.
 
-Exit codes: 0 success; 1 error; 2 bad settings or arguments; 3 the app, the prestart command or
-a server failed to start; 4 Nginx or the uWSGI master died while serving; 5 a stop had to force
-a process after the grace period.
+Each command turns its options into settings, the settings into a plan (:mod:`.plan`), and
+hands the plan to the part that acts on it; the exit codes are :mod:`.exits`'.
 """
 
 from __future__ import annotations
@@ -13,46 +12,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from . import __version__, probe, render, site, status
+from . import __version__, host, probe, render, runtime, site, status, upstreams
+from . import plan as planning
+from .exits import Exit, describe, fail
 from .image import image
-from .settings import (
-    SECTIONS,
-    SETTINGS,
-    SettingError,
-    Settings,
-    format_value,
-    host_port,
-    load,
-)
-from .supervisor import (
-    DRAIN_FILE,
-    EXIT_ERROR,
-    EXIT_SETTINGS,
-    Supervisor,
-    binary,
-    read_lines,
-    write_lines,
-)
+from .plan import Plan
+from .rundir import RunDir
+from .settings import SECTIONS, SETTINGS, SettingError, Settings, format_value, host_port, load
+from .supervisor import Supervisor
 
-EXIT_CODES = """\b
-Exit codes:
-  0  success (serve: stopped cleanly)
-  1  error (reload/status: the stack is not running or not answering)
-  2  bad settings or arguments
-  3  the app, the prestart command or a server failed to start
-  4  Nginx or the uWSGI master died while serving (the stack was stopped)
-  5  a stop had to force a process after the grace period"""
-
-
-def fail(message: str, code: int = EXIT_SETTINGS) -> NoReturn:
-    click.echo(f"flaskstack: error: {message}", err=True)
-    sys.exit(code)
+EPILOG = describe()
 
 
 def setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,7 +35,7 @@ def setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for s in reversed(SETTINGS):
         func = click.option(
             s.flag, s.name, default=None, multiple=s.multiple, metavar="VALUE",
-            help=f"{s.help} [env {s.env}; default {s.describe_default()}]",
+            help=f"{s.help} [env {s.env}; default {s.describe_default()}; {s.allowed}]",
         )(func)
     return func
 
@@ -72,104 +47,115 @@ def effective(options: dict[str, Any]) -> Settings:
         fail(str(e))
 
 
+def make_plan(settings: Settings, servers: Sequence[str] = ()) -> tuple[Plan, host.HostFacts]:
+    """The plan for ``settings`` on this machine; a bad setting or site file exits 2."""
+    try:
+        facts = host.gather(settings.user)
+        decl = site.load(settings.app, settings.app_dir)
+        return planning.make(settings, decl, facts, servers), facts
+    except SettingError as e:
+        fail(str(e))
+
+
+def run_dir(settings: Settings) -> RunDir:
+    return RunDir(Path(settings.run_dir))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="flaskstack")
 def main() -> None:
     """Nginx + uWSGI + any WSGI app as one supervised stack."""
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=EPILOG)
 @setting_options
 def serve(**options: Any) -> None:
     """Run the stack in the foreground until SIGTERM/SIGINT (SIGHUP reloads).
 
     Prints one line "ready: URL" when the app is loaded and the port accepts.
     """
-    settings = effective(options)
+    plan, facts = make_plan(effective(options))
     try:
-        decl = site.load(settings.app, settings.app_dir)
-        code = Supervisor(settings, decl).serve()
+        code = Supervisor(plan, facts).serve()
     except SettingError as e:
         fail(str(e))
     except OSError as e:
-        fail(str(e), EXIT_ERROR)
+        fail(str(e), Exit.ERROR)
     sys.exit(code)
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=EPILOG)
 @click.option("--check", is_flag=True, help="Validate the rendered nginx.conf with `nginx -t`.")
 @setting_options
 def config(check: bool, **options: Any) -> None:
     """Print the effective settings with their sources, then the rendered files."""
     settings = effective(options)
-    try:
-        decl = site.load(settings.app, settings.app_dir)
-        rendered = render.render(settings, decl)
-    except SettingError as e:
-        fail(str(e))
-    if decl.path:
-        click.echo(f"# site declaration: {decl.path}")
+    servers = upstreams.resolve(settings.upstreams, placeholder=True)
+    plan, facts = make_plan(settings, servers)
+    files = render.render(plan)
+    if plan.site.path:
+        click.echo(f"# site declaration: {plan.site.path}")
     for section in SECTIONS:
         click.echo(f"# {section}")
         for s in SETTINGS:
             if s.section == section:
                 value = format_value(settings.values[s.name])
                 click.echo(f"{s.name:<22} {value:<40} ({settings.sources[s.name]})")
-    if rendered.static:
+    if plan.nginx is not None and plan.nginx.static:
         click.echo("# static mappings")
-        for prefix, directory, source in rendered.static:
-            click.echo(f"{prefix:<22} {directory:<40} ({source})")
-    if decl.prestart and not settings.prestart:
-        click.echo(f"# prestart (from {decl.path}): {decl.prestart}")
-    for note in rendered.notes:
+        for m in plan.nginx.static:
+            click.echo(f"{m.prefix:<22} {m.directory:<40} ({m.source})")
+    if plan.site.prestart and not settings.prestart:
+        click.echo(f"# prestart (from {plan.site.path}): {plan.site.prestart}")
+    for note in plan.notes:
         click.echo(f"# note: {note}")
-    for name in ("nginx.conf", "uwsgi.ini"):
-        if name in rendered.files:
+    for path in (plan.run.nginx_conf, plan.run.uwsgi_ini):
+        name = path.name
+        if name in files:
             click.echo(f"\n# ---- {name} ----")
-            click.echo(rendered.files[name], nl=False)
+            click.echo(files[name], nl=False)
     if check:
-        sys.exit(check_nginx(settings, decl))
+        check_nginx(plan, facts, servers)
 
 
-def check_nginx(settings: Settings, decl: site.SiteDeclaration) -> int:
+def check_nginx(plan: Plan, facts: host.HostFacts, servers: Sequence[str]) -> None:
     """Render into a scratch directory and run ``nginx -t`` on it."""
-    if settings.role == "app":
-        click.echo("\n# check: role app runs no nginx; uwsgi.ini rendered")
-        return 0
+    if plan.nginx is None:
+        click.echo("\n# check: this role runs no nginx; uwsgi.ini rendered")
+        return
     with tempfile.TemporaryDirectory(prefix="flaskstack-check-") as tmp:
-        files = render.render(settings, decl, run_dir=tmp)
-        render.write(files, tmp)
+        settings = Settings({**plan.settings.values, "run_dir": tmp}, plan.settings.sources)
+        scratch = planning.make(settings, plan.site, facts, servers)
+        render.write(render.render(scratch), scratch.run)
         result = subprocess.run(
-            [binary("nginx"), "-t", "-q", "-p", tmp, "-c", f"{tmp}/nginx.conf", "-e", "stderr"],
+            [runtime.binary("nginx"), "-t", "-q", "-p", tmp, "-c", str(scratch.run.nginx_conf),
+             "-e", "stderr"],
             capture_output=True, text=True, check=False,
         )
     if result.returncode != 0:
         message = " ".join(result.stderr.replace(tmp, "<run_dir>").split())
         fail(f"nginx -t rejected the configuration: {message}")
     click.echo("\n# check: nginx -t: configuration ok")
-    return 0
 
 
-def running_pid(settings: Settings) -> int:
-    pid_file = Path(settings.run_dir) / "flaskstack.pid"
+def running_pid(run: RunDir) -> int:
     try:
-        pid = int(pid_file.read_text())
+        pid = int(run.pid.read_text())
         os.kill(pid, 0)
     except (OSError, ValueError):
-        fail(f"no running flaskstack serve with run directory {settings.run_dir}", EXIT_ERROR)
+        fail(f"no running flaskstack serve with run directory {run}", Exit.ERROR)
     return pid
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=EPILOG)
 @setting_options
 def reload(**options: Any) -> None:
     """Reload the app's code (workers one at a time) and Nginx's configuration."""
-    settings = effective(options)
-    os.kill(running_pid(settings), signal.SIGHUP)
+    os.kill(running_pid(run_dir(effective(options))), signal.SIGHUP)
     click.echo("reload requested")
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=EPILOG)
 @setting_options
 @click.argument("replicas", nargs=-1)
 @click.option("--clear", is_flag=True, help="Put every drained address back in rotation.")
@@ -178,68 +164,98 @@ def drain(replicas: tuple[str, ...], clear: bool, **options: Any) -> None:
     stopped); requests in flight there finish. Returns once Nginx has the new configuration.
     An address is forgotten once its name no longer resolves (the replica is gone)."""
     settings = effective(options)
-    if settings.role != "proxy":
-        fail("drain: only role proxy balances over upstreams", EXIT_SETTINGS)
+    plan, _ = make_plan(settings)
+    if not plan.watch_upstreams:
+        fail("drain: only role proxy balances over upstreams")
     if not replicas and not clear:
-        fail("drain: name at least one HOST:PORT upstream, or --clear", EXIT_SETTINGS)
-    pid = running_pid(settings)
-    addresses: list[str] = []
+        fail("drain: name at least one HOST:PORT upstream, or --clear")
+    run = plan.run
+    pid = running_pid(run)
+    addresses: set[str] = set()
     for replica in replicas:
         try:
             host_port(replica)
         except ValueError:
-            fail(f"drain: {replica!r} is not HOST:PORT", EXIT_SETTINGS)
-        found = render.resolve_upstreams([replica])
+            fail(f"drain: {replica!r} is not HOST:PORT")
+        found = upstreams.resolve([replica])
         if not found:
-            fail(f"drain: {replica} does not resolve", EXIT_ERROR)
-        addresses += found
-    path = Path(settings.run_dir) / DRAIN_FILE
-    listed = set() if clear else read_lines(path)
-    write_lines(path, sorted(listed | set(addresses)))
+            fail(f"drain: {replica} does not resolve", Exit.ERROR)
+        addresses.update(found)
+    listed = set() if clear else upstreams.read_drained(run.drain)
+    upstreams.write_drained(run.drain, listed | addresses)
+    old = nginx_workers(run)
     os.kill(pid, signal.SIGHUP)
-    config = Path(settings.run_dir) / "nginx.conf"
+    # the supervisor re-renders nginx.conf and reloads Nginx: applied once new workers run and
+    # the old ones accept nothing more; then give the old ones up to the grace period to finish
+    # the requests they were serving (those may still go to a drained replica)
     deadline = time.monotonic() + 10
-    while any(f"server {a} " in config.read_text() for a in addresses):
+    while True:
+        now = nginx_workers(run)
+        if set(now) - set(old) and not any(now.get(p) == "accepting" for p in old):
+            break
         if time.monotonic() > deadline:
-            fail("drain: the proxy did not apply it within 10 s", EXIT_ERROR)
-        time.sleep(0.1)
-    time.sleep(0.5)  # Nginx's new workers take over; its old ones finish their requests
-    click.echo(f"drained: {', '.join(addresses)}" if addresses else "drain cleared")
+            fail("drain: the proxy did not apply it within 10 s", Exit.ERROR)
+        time.sleep(0.05)
+    finished = time.monotonic() + settings.grace
+    while set(nginx_workers(run)) & set(old) and time.monotonic() < finished:
+        time.sleep(0.05)
+    click.echo(f"drained: {', '.join(sorted(addresses))}" if addresses else "drain cleared")
 
 
-@main.command(name="status", epilog=EXIT_CODES)
+def nginx_workers(run: RunDir) -> dict[int, str]:
+    """Nginx's worker processes: pid -> "accepting", or "shutting down" after a reload."""
+    try:
+        master = int(run.nginx_pid.read_text())
+    except (OSError, ValueError):
+        return {}
+    workers = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == master and title.startswith("nginx: worker process"):
+            workers[int(entry.name)] = "shutting down" if "shutting" in title else "accepting"
+    return workers
+
+
+@main.command(name="status", epilog=EPILOG)
 @setting_options
 def status_command(**options: Any) -> None:
     """Show each uWSGI worker (pid, state, requests, RSS) and Nginx's connections."""
-    settings = effective(options)
-    running_pid(settings)
-    text, ok = status.report(Path(settings.run_dir))
+    run = run_dir(effective(options))
+    running_pid(run)
+    text, ok = status.report(run)
     click.echo(text)
-    sys.exit(0 if ok else EXIT_ERROR)
+    sys.exit(0 if ok else Exit.ERROR)
 
 
-@main.command(name="exec", epilog=EXIT_CODES, context_settings={"ignore_unknown_options": True})
+@main.command(name="exec", epilog=EPILOG, context_settings={"ignore_unknown_options": True})
 @setting_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_command(command: tuple[str, ...], **options: Any) -> None:
-    """Run COMMAND in the site directory as the stack's user, e.g.
-    `flaskstack exec -- flask --app notes users list`."""
-    settings = effective(options)
+    """Run COMMAND in the site directory as the stack's user, with the site's writable
+    directories made as `serve` makes them, e.g. `flaskstack exec -- flask --app notes users
+    list`."""
+    plan, _ = make_plan(effective(options))
     try:
-        supervisor = Supervisor(settings, site.SiteDeclaration())
+        runtime.prepare_site(plan)
     except SettingError as e:
         fail(str(e))
     try:
         result = subprocess.run(
-            list(command), cwd=settings.app_dir, env=supervisor.child_env(),
-            check=False, **supervisor.as_user(),  # type: ignore[call-overload]
+            list(command), cwd=plan.settings.app_dir, env=runtime.child_env(plan.account),
+            check=False, **runtime.as_user(plan.account),
         )
     except OSError as e:
-        fail(f"cannot run {command[0]}: {e}", EXIT_ERROR)
+        fail(f"cannot run {command[0]}: {e}", Exit.ERROR)
     sys.exit(result.returncode)
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=EPILOG)
 @setting_options
 @click.option("--live", is_flag=True,
               help="Only check that the stack answers at all (any status), e.g. for a "
@@ -251,23 +267,18 @@ def health(live: bool, **options: Any) -> None:
     below 500. Roles all and proxy are asked over HTTP on the port; role app over the uwsgi
     protocol on its TCP socket.
     """
-    settings = effective(options)
+    plan, _ = make_plan(effective(options))
+    p = plan.probe
     try:
-        path = site.load(settings.app, settings.app_dir).health
-    except SettingError as e:
-        fail(str(e))
-    try:
-        if settings.role == "app":
-            host, port = render.split_host_port(settings.app_listen)
-            code = probe.uwsgi_status(render.loopback(host), port, path)
+        if p.protocol == "uwsgi":
+            code = probe.uwsgi_status(p.host, p.port, p.path)
         else:
-            code = probe.http_status(render.loopback(settings.host), settings.port, path,
-                                     tls=bool(settings.tls_cert))
+            code = probe.http_status(p.host, p.port, p.path, tls=p.protocol == "https")
     except OSError as e:
-        fail(f"unhealthy: {e}", EXIT_ERROR)
+        fail(f"unhealthy: {e}", Exit.ERROR)
     if code >= 500 and not live:
-        fail(f"unhealthy: GET {path} answered {code}", EXIT_ERROR)
-    click.echo(f"healthy: GET {path} answered {code}")
+        fail(f"unhealthy: GET {p.path} answered {code}", Exit.ERROR)
+    click.echo(f"healthy: GET {p.path} answered {code}")
 
 
 main.add_command(image)

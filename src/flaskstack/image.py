@@ -7,20 +7,21 @@ On hosts where podman needs a particular runtime or limits, export ``CONTAINERS_
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from . import exits
+
 DEFAULT_TAG = "nginx_flask_server"
 
 
 def fail(message: str) -> NoReturn:
-    click.echo(f"flaskstack: error: {message}", err=True)
-    sys.exit(1)
+    exits.fail(message, exits.Exit.ERROR)
 
 
 def find_engine(choice: str | None) -> str:
@@ -41,13 +42,16 @@ def find_engine(choice: str | None) -> str:
          "answer")
 
 
-def repository_root() -> Path:
-    """The checkout this package runs from (the build context holds the Dockerfile)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "Dockerfile").is_file() and (parent / "pyproject.toml").is_file():
-            return parent
-    fail("the Dockerfile is not here: run `flaskstack image build` from a flaskstack checkout")
+def build_context(given: str | None) -> Path:
+    """The flaskstack checkout to build from: ``--context``, else the current directory or the
+    nearest folder above it that holds the Dockerfile (an installed kit has none)."""
+    start = Path(given or os.getcwd()).resolve()
+    for folder in [start] if given else [start, *start.parents]:
+        if (folder / "Dockerfile").is_file() and (folder / "pyproject.toml").is_file():
+            return folder
+    where = f"in {start}" if given else f"in {start} or above it"
+    fail(f"no flaskstack Dockerfile {where}: run `flaskstack image build` in a flaskstack "
+         "checkout, or give --context")
 
 
 def run(argv: list[str]) -> None:
@@ -72,11 +76,14 @@ def image() -> None:
 @click.option("--base-image", help="Base image (Dockerfile ARG BASE_IMAGE).")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA bundle for pip/npm inside the build (a proxy that re-signs HTTPS).")
+@click.option("--context", type=click.Path(file_okay=False),
+              help="The flaskstack checkout to build (default: the one you are in).")
 @engine_option
-def build(tag: str, base_image: str | None, ca_bundle: str | None, engine: str | None) -> None:
-    """Build the image from this checkout's Dockerfile."""
+def build(tag: str, base_image: str | None, ca_bundle: str | None, context: str | None,
+          engine: str | None) -> None:
+    """Build the image from a flaskstack checkout's Dockerfile."""
+    root = build_context(context)
     binary = find_engine(engine)
-    root = repository_root()
     argv = [binary, "build", "-t", tag, "-f", str(root / "Dockerfile")]
     if Path(binary).name == "podman":
         argv += ["--format", "docker"]  # keeps HEALTHCHECK

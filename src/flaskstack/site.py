@@ -33,7 +33,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_]\w*)(?::-([^}]*))?\}")
 
 @dataclass
 class SiteDeclaration:
-    path: Path | None = None
+    found: bool = False  # the app's top-level module exists (it is never imported)
+    path: Path | None = None  # its flaskstack.toml, if it has one
     prestart: str = ""
     health: str = "/"
     writable: list[str] = field(default_factory=list)
@@ -44,8 +45,8 @@ def expand(value: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
 
 
-def find(app: str, app_dir: str) -> Path | None:
-    """The ``flaskstack.toml`` beside the app's top-level module, if there is one."""
+def find(app: str, app_dir: str) -> tuple[bool, Path | None]:
+    """Whether the app's top-level module exists, and the ``flaskstack.toml`` beside it."""
     top = app.split(":", 1)[0].split(".", 1)[0]
     sys.path.insert(0, app_dir)
     try:
@@ -54,25 +55,26 @@ def find(app: str, app_dir: str) -> Path | None:
         spec = None
     finally:
         sys.path.remove(app_dir)
-    if spec is None or not spec.origin or spec.origin in {"built-in", "frozen"}:
-        return None
-    origin = Path(spec.origin)
-    candidate = origin.parent / FILENAME
-    return candidate if candidate.is_file() else None
+    if spec is None:
+        return False, None
+    if not spec.origin or spec.origin in {"built-in", "frozen"}:
+        return True, None
+    candidate = Path(spec.origin).parent / FILENAME
+    return True, candidate if candidate.is_file() else None
 
 
 def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDeclaration:
     """Read the site's declaration; an absent file is an empty declaration."""
     env = os.environ if env is None else env
-    path = find(app, app_dir)
+    found, path = find(app, app_dir)
     if path is None:
-        return SiteDeclaration()
+        return SiteDeclaration(found=found)
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise SettingError(f"{path}: {e}") from None
     base = path.parent
-    decl = SiteDeclaration(path=path)
+    decl = SiteDeclaration(found=True, path=path)
     prestart = data.get("prestart", "")
     health = data.get("health", "/")
     writable = data.get("writable", [])

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .rundir import RunDir
+
 
 def _read_unix(path: Path, request: bytes = b"") -> bytes:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -21,8 +23,8 @@ def _read_unix(path: Path, request: bytes = b"") -> bytes:
     return b"".join(chunks)
 
 
-def uwsgi_stats(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(_read_unix(run_dir / "uwsgi-stats.sock"))
+def uwsgi_stats(run: RunDir) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_read_unix(run.uwsgi_stats))
     return data
 
 
@@ -37,9 +39,9 @@ class NginxStatus:
     waiting: int
 
 
-def nginx_status(run_dir: Path) -> NginxStatus:
+def nginx_status(run: RunDir) -> NginxStatus:
     raw = _read_unix(
-        run_dir / "nginx-status.sock",
+        run.nginx_status,
         b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n",
     ).decode()
     body = raw.split("\r\n\r\n", 1)[1].split()
@@ -51,12 +53,12 @@ def nginx_status(run_dir: Path) -> NginxStatus:
     )
 
 
-def report(run_dir: Path) -> tuple[str, bool]:
+def report(run: RunDir) -> tuple[str, bool]:
     """A text report and whether every part that should answer did."""
     lines: list[str] = []
     ok = True
     try:
-        stats = uwsgi_stats(run_dir)
+        stats = uwsgi_stats(run)
     except (OSError, ValueError) as e:
         lines.append(f"uwsgi: not answering ({e})")
         ok = False
@@ -69,9 +71,9 @@ def report(run_dir: Path) -> tuple[str, bool]:
             lines.append(
                 f"  {w['id']:>6} {w['pid']:>8} {w['status']:<10} {w['requests']:>9} {rss:>10}"
             )
-    if (run_dir / "nginx.conf").exists():
+    if run.nginx_conf.exists():
         try:
-            n = nginx_status(run_dir)
+            n = nginx_status(run)
         except (OSError, ValueError, IndexError) as e:
             lines.append(f"nginx: not answering ({e})")
             ok = False

@@ -132,9 +132,10 @@ def test_sigint_stops_cleanly_too(make_stack) -> None:
 
 
 def worker_pids(stack) -> list[int]:
+    from flaskstack.rundir import RunDir
     from flaskstack.status import uwsgi_stats
 
-    return [w["pid"] for w in uwsgi_stats(Path(stack.run_dir))["workers"]]
+    return [w["pid"] for w in uwsgi_stats(RunDir(Path(stack.run_dir)))["workers"]]
 
 
 def test_a_killed_worker_is_respawned(make_stack) -> None:
@@ -157,9 +158,10 @@ def master_pid(stack, name: str) -> int:
     path = stack.run_dir / "nginx.pid"
     if name == "nginx":
         return int(path.read_text())
+    from flaskstack.rundir import RunDir
     from flaskstack.status import uwsgi_stats
 
-    return int(uwsgi_stats(Path(stack.run_dir))["pid"])
+    return int(uwsgi_stats(RunDir(Path(stack.run_dir)))["pid"])
 
 
 def test_nginx_dying_stops_the_stack_with_status_4(make_stack) -> None:
@@ -243,3 +245,29 @@ def test_runs_as_a_normal_user_on_a_high_port(make_stack) -> None:
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_a_proxyfix_app_sees_the_host_and_port_the_client_used(make_stack) -> None:
+    stack = make_stack("--app", "proxied:app").start()
+    for host in ("site.example:8080", "site.example", "[::1]:9443", "127.0.0.1:" + str(stack.port)):
+        r = requests.get(f"{stack.url}/absolute", headers={"Host": host}, timeout=10)
+        assert r.text == f"http://{host}/absolute"
+        moved = requests.get(f"{stack.url}/folder", headers={"Host": host}, timeout=10,
+                             allow_redirects=False)
+        assert moved.status_code == 308
+        assert moved.headers["Location"] in (f"http://{host}/folder/", "/folder/")
+
+
+def test_every_response_carries_the_request_id_the_app_saw(make_stack) -> None:
+    stack = make_stack("--app", "proxied:app", "--access-log-format", "json").start()
+    r = requests.get(f"{stack.url}/request-id", timeout=10)
+    rid = r.headers["X-Request-ID"]
+    assert len(rid) == 32 and r.text == rid
+    other = requests.get(f"{stack.url}/request-id", timeout=10)
+    assert other.headers["X-Request-ID"] != rid
+    static_miss = requests.get(f"{stack.url}/.hidden", timeout=10)
+    assert len(static_miss.headers["X-Request-ID"]) == 32
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and rid not in "".join(stack.stdout):
+        time.sleep(0.1)
+    assert json.loads(next(li for li in stack.stdout if rid in li))["request_id"] == rid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from flaskstack import settings as S
+from flaskstack.host import gather
+from flaskstack.plan import make
+from flaskstack.readme import blocks
+from flaskstack.site import SiteDeclaration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_defaults_follow_the_original_system() -> None:
     s = S.load(env={})
     assert s.port == 85
-    assert s.app_dir == "/web/web_data"
+    # the site is the current directory (as for gunicorn and `flask run`); the image keeps the
+    # original /web/web_data by setting the variable
+    assert s.app_dir == os.getcwd()
+    assert "FLASKSTACK_APP_DIR=/web/web_data" in (ROOT / "Dockerfile").read_text()
     assert s.app == "notes:create_app()"
     assert s.max_upload == 10 * 1024 * 1024
     assert s.keepalive_timeout == 50
@@ -69,8 +77,8 @@ def test_sizes_and_lists_parse() -> None:
 def test_unknown_variable_and_inconsistent_settings_are_errors() -> None:
     with pytest.raises(S.SettingError, match="FLASKSTACK_PROT"):
         S.load(env={"FLASKSTACK_PROT": "85"})
-    with pytest.raises(S.SettingError, match="upstreams"):
-        S.load(env={"FLASKSTACK_ROLE": "proxy"})
+    with pytest.raises(S.SettingError, match="upstreams"):  # what each role needs: the plan's
+        make(S.load(env={"FLASKSTACK_ROLE": "proxy"}), SiteDeclaration(), gather("root"))
     with pytest.raises(S.SettingError, match="tls_cert and tls_key"):
         S.load(env={"FLASKSTACK_TLS_CERT": "/x.pem"})
 
@@ -96,12 +104,23 @@ def test_every_setting_is_a_documented_flag() -> None:
     assert "Exit codes" in result.stdout
 
 
-def test_readme_settings_table_is_in_sync() -> None:
+def test_readme_settings_table_and_exit_codes_are_in_sync() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert S.readme_block() in readme, (
-        "README settings table is stale: run "
-        "`python -m flaskstack.settings --write-readme README.md`"
-    )
+    for name, block in blocks().items():
+        assert block in readme, (
+            f"README {name} block is stale: run `python -m flaskstack.readme README.md`"
+        )
+
+
+def test_each_limit_is_written_once_in_its_parser() -> None:
+    """The allowed text, the error message and --help all come from the parser."""
+    port = S.BY_NAME["port"]
+    assert port.allowed == "1-65535"
+    assert S.BY_NAME["grace"].allowed == "1-3600 seconds"
+    assert S.BY_NAME["buffer_size"].allowed.startswith("a size 4k-")
+    assert S.BY_NAME["upstreams"].allowed.startswith("HOST:PORT, several")
+    with pytest.raises(S.SettingError, match=r"allowed: 1-65535$"):
+        S.load(env={"FLASKSTACK_PORT": "70000"})
 
 
 def test_replica_name_can_be_the_host_name() -> None:

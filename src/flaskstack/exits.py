@@ -1,0 +1,46 @@
+"""Exit codes of every ``flaskstack`` command, declared once.
+
+``--help`` epilogs, the README and docs/design.md show :func:`describe`'s text.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import IntEnum
+from typing import NoReturn
+
+
+class Exit(IntEnum):
+    OK = 0
+    ERROR = 1
+    SETTINGS = 2
+    START = 3
+    DIED = 4
+    FORCED = 5
+
+
+MEANING = {
+    Exit.OK: "success (serve: stopped cleanly)",
+    Exit.ERROR: "error (reload/status/health: the stack is not running, not answering or "
+                "unhealthy; a command could not run)",
+    Exit.SETTINGS: "bad settings, site declaration or arguments",
+    Exit.START: "the app, the prestart command or a server failed to start",
+    Exit.DIED: "Nginx or the uWSGI master died while serving (the stack was stopped)",
+    Exit.FORCED: "a stop had to force a process after the grace period",
+}
+
+
+def describe() -> str:
+    """The exit codes as a click epilog (``\\b`` keeps click from rewrapping it)."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {int(c)}  {MEANING[c]}" for c in Exit)
+
+
+def markdown_table() -> str:
+    rows = [f"| {int(c)} | {MEANING[c]} |" for c in Exit]
+    return "\n".join(["| exit code | meaning |", "| --- | --- |", *rows])
+
+
+def fail(message: str, code: Exit = Exit.SETTINGS) -> NoReturn:
+    """One line on stderr naming the problem, then exit with ``code``."""
+    print(f"flaskstack: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(int(code))

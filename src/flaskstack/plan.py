@@ -1,0 +1,227 @@
+"""The stack plan: everything decided, once, from the settings, the site and the host.
+
+``settings -> plan -> render (pure) / supervisor (starts the plan's services) -> CLI``.
+The role (``all`` / ``app`` / ``proxy``) is compared here and nowhere else: the rest of the kit
+asks the plan what to run and what to render.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import upstreams
+from .host import Account, HostFacts
+from .rundir import RunDir
+from .settings import SettingError, Settings
+from .site import SiteDeclaration
+
+DEFAULT_SITE = "notes"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StaticMapping:
+    prefix: str
+    directory: str
+    source: str  # where it was declared: the site's flaskstack.toml, or a setting
+
+
+@dataclass(frozen=True)
+class UWSGIPlan:
+    """What ``uwsgi.ini`` says."""
+
+    module: str  # uWSGI's ``module``: ``pkg:app`` or ``pkg:factory()``
+    unix_socket: str | None  # None: the socket is inherited as fd 0 (the supervisor opens it)
+    backlog: int
+    harakiri: int
+    reload_on_rss_mb: int  # 0: off
+    add_header: str | None  # "Name: value" on every response, or None
+    logging: bool  # uWSGI's own request log (off when Nginx in front already logs)
+
+
+@dataclass(frozen=True)
+class NginxPlan:
+    """What ``nginx.conf`` says."""
+
+    rlimit_nofile: int
+    worker_connections: int
+    backlog: int
+    tls: bool
+    replica_header: str | None
+    static: tuple[StaticMapping, ...]
+    servers: tuple[str, ...]  # ``upstream`` lines, with their parameters
+    shared_zone: bool  # workers share which upstreams failed (several upstreams)
+    connect_timeout: int
+    read_timeout: int  # a little longer than uWSGI's harakiri, so Nginx never gives up first
+    busy_buffers_size: int
+    next_upstream: str | None  # when to retry a request on another upstream
+    next_upstream_tries: int
+    access_log: bool
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How `flaskstack health` and the readiness line reach this stack."""
+
+    protocol: str  # "http", "https" or "uwsgi"
+    host: str
+    port: int
+    path: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    settings: Settings
+    site: SiteDeclaration
+    run: RunDir
+    account: Account | None  # who the servers' workers and site commands run as (root only)
+    uwsgi: UWSGIPlan | None  # None: this role runs no uWSGI
+    nginx: NginxPlan | None  # None: this role runs no Nginx
+    prestart: tuple[str, ...]  # argv of the site's prestart command, or empty
+    app_listen: tuple[str, int] | None  # role app: the TCP address the supervisor opens
+    watch_upstreams: bool  # role proxy: re-resolve upstreams and reload Nginx on change
+    writable: tuple[str, ...]  # directories made (and owned by the account) before start
+    probe: Probe
+    notes: tuple[str, ...] = field(default=())  # adjustments worth telling the user
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services this plan runs, in start order (stopped in reverse)."""
+        names = []
+        if self.prestart:
+            names.append("prestart")
+        if self.uwsgi is not None:
+            names.append("uwsgi")
+        if self.watch_upstreams:
+            names.append("upstreams")
+        if self.nginx is not None:
+            names.append("nginx")
+        return tuple(names)
+
+
+def uwsgi_module(app: str) -> str:
+    """uWSGI's ``module`` value: ``pkg`` means ``pkg:app``; factories keep their ``()``."""
+    return app if ":" in app else f"{app}:app"
+
+
+def static_mappings(settings: Settings, decl: SiteDeclaration) -> tuple[StaticMapping, ...]:
+    """The site's mappings, then the settings' (which win for the same prefix); longest prefix
+    first, so nested prefixes resolve as expected."""
+    merged: dict[str, StaticMapping] = {}
+    for prefix, directory in decl.static:
+        merged[prefix] = StaticMapping(prefix, directory, str(decl.path))
+    for prefix, directory in settings.static:
+        merged[prefix] = StaticMapping(prefix, directory, settings.sources["static"])
+    return tuple(sorted(merged.values(), key=lambda m: -len(m.prefix)))
+
+
+def prestart_argv(settings: Settings, decl: SiteDeclaration) -> tuple[str, ...]:
+    command = settings.prestart or decl.prestart
+    if not command or command.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(shlex.split(command))
+    except ValueError as e:
+        raise SettingError(f"setting prestart: {e}") from None
+
+
+def make(
+    settings: Settings,
+    decl: SiteDeclaration,
+    facts: HostFacts,
+    servers: Sequence[str] = (),
+) -> Plan:
+    """Decide everything. ``servers``: the proxy role's upstream addresses now in rotation
+    (resolved by the caller: see :mod:`.upstreams`)."""
+    s = settings
+    role = s.role
+    run = RunDir(Path(s.run_dir))
+    runs_app, runs_proxy = role in {"all", "app"}, role in {"all", "proxy"}
+    notes: list[str] = []
+    if role == "proxy" and not s.upstreams:
+        raise SettingError(
+            f"setting upstreams (from {s.sources['upstreams']}): role proxy needs at least "
+            "one HOST:PORT upstream"
+        )
+    if runs_app and not decl.found and s.sources["app"] == "default":
+        # (another missing app is reported by uWSGI itself, with Python's import error)
+        raise SettingError(
+            f"the default site {DEFAULT_SITE!r} is not installed: pip install flaskstack-notes "
+            "(from a checkout: pip install ./sites/notes), or name your app with --app"
+        )
+
+    backlog = s.backlog
+    if backlog > facts.somaxconn:
+        notes.append(f"backlog {backlog} capped at net.core.somaxconn = {facts.somaxconn}")
+        backlog = facts.somaxconn
+
+    uwsgi = None
+    if runs_app:
+        uwsgi = UWSGIPlan(
+            module=uwsgi_module(s.app),
+            unix_socket=str(run.uwsgi_socket) if role == "all" else None,
+            backlog=backlog,
+            harakiri=s.request_timeout,
+            reload_on_rss_mb=max(1, s.max_rss // MIB) if s.max_rss else 0,
+            add_header=f"X-Replica: {s.replica_name}"
+            if s.replica_name and role == "app" else None,
+            logging=role == "app" and s.access_log,
+        )
+
+    nginx = None
+    if runs_proxy:
+        rlimit_nofile = min(facts.nofile_hard, 2 * s.nginx_connections + 64)
+        worker_connections = min(s.nginx_connections, max(64, rlimit_nofile - 32))
+        if worker_connections < s.nginx_connections:
+            notes.append(
+                f"nginx_connections {s.nginx_connections} lowered to {worker_connections}: "
+                f"the open-files limit is {facts.nofile_hard}"
+            )
+        if role == "proxy":
+            lines = tuple(f"{a} max_fails=3 fail_timeout=5s" for a in servers)
+        else:
+            lines = (f"unix:{run.uwsgi_socket}",)
+        nginx = NginxPlan(
+            rlimit_nofile=rlimit_nofile,
+            worker_connections=worker_connections,
+            backlog=backlog,
+            tls=bool(s.tls_cert),
+            replica_header=s.replica_name if s.replica_name and role == "all" else None,
+            static=static_mappings(s, decl),
+            servers=lines,
+            shared_zone=role == "proxy",
+            connect_timeout=1 if role == "proxy" else 5,
+            read_timeout=s.request_timeout + 5,
+            busy_buffers_size=2 * s.buffer_size,
+            next_upstream="error timeout invalid_header http_503" if role == "proxy" else None,
+            next_upstream_tries=len(s.upstreams) + 1,
+            access_log=s.access_log,
+        )
+
+    if role == "app":
+        host, port = upstreams.split_host_port(s.app_listen)
+        probe = Probe("uwsgi", upstreams.loopback(host), port, decl.health)
+    else:
+        probe = Probe("https" if s.tls_cert else "http", upstreams.loopback(s.host), s.port,
+                      decl.health)
+    return Plan(
+        settings=s,
+        site=decl,
+        run=run,
+        account=facts.account,
+        uwsgi=uwsgi,
+        nginx=nginx,
+        prestart=prestart_argv(s, decl) if runs_app else (),
+        app_listen=upstreams.split_host_port(s.app_listen) if role == "app" else None,
+        watch_upstreams=role == "proxy",
+        writable=tuple(decl.writable) if runs_app else (),
+        probe=probe,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,69 @@
+"""Running things as the stack does: its binaries, its user, its environment, its folders.
+
+Shared by ``serve`` (the supervisor) and the commands that act like it (``exec``, ``config
+--check``), so that a site command run by hand sees what the app sees.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from .host import Account
+from .plan import Plan
+from .settings import SettingError
+
+
+def binary(name: str) -> str:
+    """``uwsgi`` from this Python's environment first; ``nginx`` from PATH or /usr/sbin."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+    if not found:
+        raise SettingError(f"{name} is not installed (not on PATH, not in /usr/sbin)")
+    return found
+
+
+def child_env(account: Account | None) -> dict[str, str]:
+    """The environment of the servers and site commands: this venv's bin first on PATH, and
+    the account's HOME/USER when running as another user."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    if account is not None:
+        env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+    return env
+
+
+def as_user(account: Account | None) -> dict[str, Any]:
+    """Popen arguments that run a command as ``account`` (none: as ourselves)."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": []}
+
+
+def chown(path: Path, account: Account | None) -> None:
+    if account is not None:
+        os.chown(path, account.uid, account.gid)
+
+
+def prepare_site(plan: Plan) -> None:
+    """The site directory and the site's writable directories (owned by the account)."""
+    if plan.uwsgi is None:
+        return
+    app_dir = Path(plan.settings.app_dir)
+    if not app_dir.is_dir():
+        try:
+            app_dir.mkdir(parents=True)
+        except OSError as e:
+            raise SettingError(f"setting app_dir: cannot create {app_dir}: {e}") from None
+    for directory in map(Path, plan.writable):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SettingError(f"{plan.site.path}: cannot create {directory}: {e}") from None
+        chown(directory, plan.account)

@@ -1,0 +1,118 @@
+"""The plan and the rendered files, in process: no nginx, no uWSGI, host facts chosen here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from flaskstack import plan as planning
+from flaskstack import render
+from flaskstack.host import Account, HostFacts
+from flaskstack.settings import SettingError, load
+from flaskstack.site import SiteDeclaration
+
+FACTS = HostFacts(somaxconn=4096, nofile_hard=1 << 20, root=False, account=None)
+ROOT_FACTS = HostFacts(somaxconn=128, nofile_hard=1024, root=True,
+                       account=Account("www-data", 33, 33, "www-data", "/var/www"))
+SITE = SiteDeclaration(found=True, path=Path("/site/mysite/flaskstack.toml"), health="/healthz",
+                       prestart="flask db upgrade", writable=["/data"],
+                       static=[("/static/", "/site/mysite/static")])
+
+
+def make(facts: HostFacts = FACTS, servers: tuple[str, ...] = (), **env: str) -> planning.Plan:
+    base = {"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_APP_DIR": "/site",
+            "FLASKSTACK_APP": "mysite:create_app()"}
+    settings = load(env={**base, **{f"FLASKSTACK_{k.upper()}": v for k, v in env.items()}})
+    return planning.make(settings, SITE, facts, servers)
+
+
+def directive(conf: str, name: str) -> list[str]:
+    return re.findall(rf"^\s*{name} ([^;\n]+);(?:\s*#.*)?$", conf, re.MULTILINE)
+
+
+def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
+    plan = make()
+    assert plan.services == ("prestart", "uwsgi", "nginx")
+    files = render.render(plan)
+    assert set(files) >= {"nginx.conf", "uwsgi.ini", "mime.types", "uwsgi_params",
+                          "errors/502.html", "errors/502.json"}
+    nginx, ini = files["nginx.conf"], files["uwsgi.ini"]
+    assert directive(nginx, "server") == ["unix:/run/fs/uwsgi.sock"]
+    assert "socket = /run/fs/uwsgi.sock" in ini
+    assert "module = mysite:create_app()" in ini
+    assert "disable-logging = true" in ini  # Nginx logs the requests
+    assert directive(nginx, "uwsgi_read_timeout") == ["65s"]  # harakiri 60 + 5
+    assert "harakiri = 60" in ini
+    assert "location ^~ /static/ {\n            alias /site/mysite/static/;" in nginx
+    assert "uwsgi_next_upstream" not in nginx and "zone" not in nginx
+    assert plan.probe.url == "http://127.0.0.1:85" and plan.probe.path == "/healthz"
+
+
+def test_role_app_renders_uwsgi_only_on_an_inherited_socket() -> None:
+    plan = make(role="app", app_listen="0.0.0.0:8001", replica_name="r1")
+    assert plan.services == ("prestart", "uwsgi")
+    files = render.render(plan)
+    assert set(files) == {"uwsgi.ini"}
+    ini = files["uwsgi.ini"]
+    assert "\nsocket =" not in ini and "inherited as fd 0" in ini
+    assert "add-header = X-Replica: r1" in ini
+    assert "disable-logging" not in ini  # no Nginx here: uWSGI logs
+    assert plan.app_listen == ("0.0.0.0", 8001)
+    assert plan.probe.protocol == "uwsgi" and plan.probe.port == 8001
+
+
+def test_role_proxy_renders_nginx_only_over_the_upstreams() -> None:
+    plan = make(role="proxy", upstreams="app1:8000,app2:8000",
+                servers=("10.0.0.1:8000", "10.0.0.2:8000"))
+    assert plan.services == ("upstreams", "nginx")
+    assert plan.prestart == () and plan.writable == ()
+    files = render.render(plan)
+    assert "uwsgi.ini" not in files
+    nginx = files["nginx.conf"]
+    assert directive(nginx, "server")[:2] == ["10.0.0.1:8000 max_fails=3 fail_timeout=5s",
+                                              "10.0.0.2:8000 max_fails=3 fail_timeout=5s"]
+    assert directive(nginx, "zone") == ["flaskstack_app 64k"]
+    assert directive(nginx, "uwsgi_next_upstream_tries") == ["3"]
+    assert directive(nginx, "uwsgi_connect_timeout") == ["1s"]
+
+
+def test_proxy_without_upstreams_is_a_settings_error() -> None:
+    with pytest.raises(SettingError, match="role proxy needs at least one"):
+        make(role="proxy")
+
+
+def test_host_limits_cap_backlog_and_connections_and_are_reported() -> None:
+    plan = make(ROOT_FACTS)
+    assert plan.nginx is not None and plan.uwsgi is not None
+    assert plan.nginx.backlog == plan.uwsgi.backlog == 128
+    assert plan.nginx.worker_connections == 1024 - 32
+    assert any("somaxconn" in n for n in plan.notes)
+    assert any("open-files limit is 1024" in n for n in plan.notes)
+    files = render.render(plan)
+    assert files["nginx.conf"].startswith("# Rendered") and "user www-data www-data;" in files[
+        "nginx.conf"]
+    assert "uid = www-data" in files["uwsgi.ini"]
+    assert "listen = 128" in files["uwsgi.ini"]
+
+
+def test_forwarded_host_keeps_the_port_the_client_used() -> None:
+    nginx = render.render(make())["nginx.conf"]
+    assert "uwsgi_param HTTP_X_FORWARDED_HOST $http_host;" in nginx
+    assert "uwsgi_param HTTP_X_FORWARDED_PORT $flaskstack_forwarded_port;" in nginx
+    assert "uwsgi_param HTTP_X_REQUEST_ID $request_id;" in nginx
+
+
+def test_templates_hold_no_arithmetic_and_no_role_tests() -> None:
+    templates = Path(render.__file__).parent / "templates"
+    for name in ("nginx.conf.j2", "uwsgi.ini.j2"):
+        text = (templates / name).read_text()
+        expressions = re.findall(r"\{[{%](.*?)[%}]\}", text, re.DOTALL)
+        assert not [e for e in expressions if re.search(r"[-+*/]\s*\d|//", e)], name
+        assert "s.role ==" not in text and "s.role !=" not in text, name
+
+
+def test_rendering_is_pure() -> None:
+    plan = make()
+    assert render.render(plan) == render.render(plan)
