@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
-from notes.api import issue_token
 from notes.extensions import db
 from notes.models import ApiToken, Note, User
+from notes.services import issue_token
 
 from .test_site import XSS
 

@@ -10,8 +10,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from notes.api import issue_token
 from notes.auth import create_user
+from notes.services import issue_token
 
 from .conftest import PASSWORD, make_app
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from apiflask import APIFlask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import admin, api, auth, errors, excel, views
 from . import config as site_config
 from .extensions import ckeditor, csrf, db, login_manager, migrate, server_session
 
@@ -53,18 +53,19 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     )
 
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(HERE / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
     ckeditor.init_app(app)
     server_session.init_app(app)
 
-    from . import admin, api, auth, errors, excel, views
-
     auth.init_app(app)
     views.init_app(app)
     errors.init_app(app)
-    admin.init_app(app)
+    admin.init_app(app, views=[excel.admin_view()])
     api.init_app(app)
     excel.init_app(app)
     return app
@@ -109,12 +110,11 @@ def _sessions(app: APIFlask) -> None:
     app.config.setdefault("SESSION_KEY_PREFIX", "notes:session:")
 
 
-@event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
-    """SQLite: write-ahead log (readers never block the writer) and foreign keys on."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
-        cursor.close()
+    """SQLite (this app's engine only): write-ahead log (readers never block the writer),
+    foreign keys on, and waiting for a lock instead of failing at once."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, abort, redirect, request, url_for
-from flask_admin import Admin, AdminIndexView, expose
+from flask_admin import Admin, AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.theme import Bootstrap4Theme
 from flask_ckeditor import CKEditorField
@@ -82,11 +83,13 @@ class NoteView(SecureModelView):
             model.published_at = None
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, views: Iterable[BaseView] = ()) -> None:
+    """The admin, with the model views and ``views`` from other modules (e.g. Excel)."""
     admin = Admin(
         app, name="notes admin", theme=Bootstrap4Theme(swatch="default"),
         index_view=HomeView(url="/admin"),
     )
     admin.add_view(UserView(User, db, name="Users"))
     admin.add_view(NoteView(Note, db, name="Notes"))
-    app.extensions["notes_admin"] = admin
+    for view in views:
+        admin.add_view(view)

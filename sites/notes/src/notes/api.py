@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import click
@@ -14,23 +13,21 @@ from sqlalchemy import select
 
 from .extensions import csrf, db
 from .models import ApiToken, Note, User, utcnow
-from .services import TITLE_MAX, create_note, notes_query, save_note, update_note
+from .services import (
+    TITLE_MAX,
+    create_note,
+    issue_token,
+    notes_query,
+    save_note,
+    update_note,
+)
 
 bp = APIBlueprint("api", __name__, url_prefix="/api", tag="Notes")
-auth = HTTPTokenAuth(scheme="Bearer", description="A personal API token (account page or "
+token_auth = HTTPTokenAuth(scheme="Bearer", description="A personal API token (account page or "
                      "`flask --app notes tokens create EMAIL`).")
 
 
-def issue_token(user: User, name: str) -> str:
-    """Create a token for ``user``; the token itself is returned once and stored hashed."""
-    token = "nt_" + secrets.token_urlsafe(32)
-    db.session.add(ApiToken(user=user, name=name.strip()[:100] or "token",
-                            token_hash=ApiToken.hash(token), prefix=token[:10]))
-    db.session.commit()
-    return token
-
-
-@auth.verify_token
+@token_auth.verify_token
 def verify_token(token: str) -> User | None:
     if not token:
         return None
@@ -95,38 +92,38 @@ def visible(note: Note | None, user: User | None) -> Note:
 
 
 @bp.get("/notes")
-@bp.auth_required(auth, optional=True)
+@bp.auth_required(token_auth, optional=True)
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(NoteList)
 @bp.doc(summary="List notes", description="Published notes, plus your own with a token.")
 def list_notes(query: dict[str, Any]) -> dict[str, Any]:
-    page = db.paginate(notes_query(query, auth.current_user), page=query["page"],
+    page = db.paginate(notes_query(query, token_auth.current_user), page=query["page"],
                        per_page=query["per_page"], error_out=False)
     return {"items": [out(n) for n in page.items], "page": page.page,
             "per_page": page.per_page, "total": page.total, "pages": page.pages}
 
 
 @bp.get("/notes/<int(max=2147483647):note_id>")
-@bp.auth_required(auth, optional=True)
+@bp.auth_required(token_auth, optional=True)
 @bp.output(NoteOut)
 @bp.doc(summary="Get a note", responses=[404])
 def get_note(note_id: int) -> Note:
-    return out(visible(db.session.get(Note, note_id), auth.current_user))
+    return out(visible(db.session.get(Note, note_id), token_auth.current_user))
 
 
 @bp.post("/notes")
-@bp.auth_required(auth)
+@bp.auth_required(token_auth)
 @bp.input(NoteIn, arg_name="data")
 @bp.output(NoteOut, status_code=201)
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Note:
-    note = save_note(lambda: create_note(auth.current_user, data["title"], data["body"],
+    note = save_note(lambda: create_note(token_auth.current_user, data["title"], data["body"],
                                          data["published"]))
     return out(note)
 
 
 def own(note_id: int) -> Note:
-    user = auth.current_user
+    user = token_auth.current_user
     note = visible(db.session.get(Note, note_id), user)
     if note.author_id != user.id:
         abort(403, "This note is not yours.")
@@ -134,7 +131,7 @@ def own(note_id: int) -> Note:
 
 
 @bp.patch("/notes/<int(max=2147483647):note_id>")
-@bp.auth_required(auth)
+@bp.auth_required(token_auth)
 @bp.input(NotePatch, arg_name="data")
 @bp.output(NoteOut)
 @bp.doc(summary="Change a note", responses=[403, 404])
@@ -146,7 +143,7 @@ def update(note_id: int, data: dict[str, Any]) -> Note:
 
 
 @bp.delete("/notes/<int(max=2147483647):note_id>")
-@bp.auth_required(auth)
+@bp.auth_required(token_auth)
 @bp.output({}, status_code=204)
 @bp.doc(summary="Delete a note", responses=[403, 404])
 def delete(note_id: int) -> tuple[str, int]:

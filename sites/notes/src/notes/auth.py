@@ -27,6 +27,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from .extensions import db, login_manager
 from .models import ApiToken, LoginFailure, User, utcnow
+from .services import issue_token
 
 bp = Blueprint("auth", __name__)
 _hasher = PasswordHasher()  # argon2id: memory-hard
@@ -174,8 +175,6 @@ def account() -> object:
             flash("Your password is changed.", "info")
             return redirect(url_for("auth.account"))
     if "tok-name" in request.form and token_form.validate_on_submit():
-        from .api import issue_token
-
         new_token = issue_token(current_user, token_form.name.data or "")
     tokens = db.session.scalars(
         select(ApiToken).where(ApiToken.user_id == current_user.id).order_by(ApiToken.id)

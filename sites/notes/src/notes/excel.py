@@ -225,8 +225,10 @@ def import_command(file: Path) -> None:
     click.echo(f"imported {count} notes from {file}")
 
 
+def admin_view() -> ExcelView:
+    """The admin's "Export / import" page (given to :func:`notes.admin.init_app`)."""
+    return ExcelView(name="Export / import", endpoint="excel", url="/admin/excel")
+
+
 def init_app(app: Flask) -> None:
-    app.extensions["notes_admin"].add_view(
-        ExcelView(name="Export / import", endpoint="excel", url="/admin/excel")
-    )
     app.cli.add_command(notes_cli)

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import Note, User, utcnow
+from .models import ApiToken, Note, User, utcnow
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del",
@@ -166,3 +166,12 @@ def save_note(write: Callable[[], Note], attempts: int = 6) -> Note:
         finally:
             _contended.reset(contended)
     raise AssertionError("unreachable")
+
+
+def issue_token(user: User, name: str) -> str:
+    """Create a token for ``user``; the token itself is returned once and stored hashed."""
+    token = "nt_" + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user=user, name=name.strip()[:100] or "token",
+                            token_hash=ApiToken.hash(token), prefix=token[:10]))
+    db.session.commit()
+    return token
