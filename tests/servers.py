@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,29 @@ class Server:
                                      stderr=subprocess.DEVNULL, start_new_session=True,
                                      **self.popen)
         wait_for_port(self.port, timeout=60)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the server answers a login, not just accepts on its port (PostgreSQL accepts
+        while it is still "starting up" and refuses sessions meanwhile)."""
+        if self.name not in {"postgresql", "mariadb"}:
+            return
+        import sqlalchemy as sa
+
+        url = self.url + ("/postgres" if self.name == "postgresql" else "")
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    with engine.connect():
+                        return
+                except sa.exc.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            engine.dispose()
 
 
 @contextlib.contextmanager

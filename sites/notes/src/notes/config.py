@@ -57,10 +57,14 @@ def _int(raw: str) -> int:
 
 @dataclass(frozen=True)
 class Var:
+    """One ``NOTES_<name>`` variable; its parsed value is the Flask config key
+    ``NOTES_<name>`` and, when named, the Flask keys in ``also``."""
+
     name: str
     parse: Callable[[str], Any]
     default: str
     help: str
+    also: tuple[str, ...] = ()
 
     @property
     def env(self) -> str:
@@ -85,7 +89,8 @@ VARS: tuple[Var, ...] = (
     Var("TIMEZONE", _timezone, "UTC", "Time zone for displayed times (stored in UTC)."),
     Var("REGISTRATION", _choice("open", "closed"), "open", "Whether anyone may register."),
     Var("SECURE_COOKIES", _bool, "off",
-        "Mark cookies Secure (also automatic for requests that arrived over HTTPS)."),
+        "Mark cookies Secure (also automatic for requests that arrived over HTTPS).",
+        also=("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE")),
     Var("PER_PAGE", _int, "10", "Notes per page."),
     Var("MAX_IMAGE", _int, "5242880", "Largest image upload in bytes."),
     Var("LOGIN_ATTEMPTS", _int, "5",
@@ -103,26 +108,18 @@ def load(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             values[var.name] = var.parse(raw) if raw != "" else ""
         except ValueError as e:
             raise ConfigError(f"{var.env}={raw!r} is not valid: expected {e}") from None
+    config = {var.env: values[var.name] for var in VARS}
+    config.update({key: values[var.name] for var in VARS for key in var.also})
     data = Path(values["DATA_DIR"]).resolve()
     url = values["DATABASE_URL"] or f"sqlite:///{data / 'notes.db'}"
     if values["DATABASE_PASSWORD_FILE"]:
         url = _with_password(url, values["DATABASE_PASSWORD_FILE"])
-    return {
-        "NOTES_DATA_DIR": str(data),
-        "SQLALCHEMY_DATABASE_URI": url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_recycle": 1800},
-        "NOTES_DB_WAIT": values["DB_WAIT"],
-        "NOTES_SECRET_KEY": values["SECRET_KEY"],
-        "NOTES_SECRET_KEY_FILE": values["SECRET_KEY_FILE"],
-        "NOTES_SESSION_REDIS_URL": values["SESSION_REDIS_URL"],
-        "NOTES_TIMEZONE": values["TIMEZONE"],
-        "NOTES_REGISTRATION": values["REGISTRATION"],
-        "SESSION_COOKIE_SECURE": values["SECURE_COOKIES"],
-        "REMEMBER_COOKIE_SECURE": values["SECURE_COOKIES"],
-        "NOTES_PER_PAGE": values["PER_PAGE"],
-        "NOTES_MAX_IMAGE": values["MAX_IMAGE"],
-        "NOTES_LOGIN_ATTEMPTS": values["LOGIN_ATTEMPTS"],
-    }
+    config.update(
+        NOTES_DATA_DIR=str(data),
+        SQLALCHEMY_DATABASE_URI=url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "pool_recycle": 1800},
+    )
+    return config
 
 
 def _with_password(url: str, path: str) -> str:
