@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 FLASKSTACK = [sys.executable, "-m", "flaskstack"]
@@ -82,3 +84,24 @@ def test_exec_runs_the_command_as_the_stack_user_in_the_app_dir(tmp_path: Path) 
     missing = run("exec", "--app-dir", str(app_dir), "--", "no-such-command-xyz")
     assert missing.returncode != 0
     assert "no-such-command-xyz" in missing.stderr
+
+
+def test_exec_prepares_the_sites_writable_directories_as_serve_does() -> None:
+    """A site command (e.g. migrations) run before the first `serve` finds its folders."""
+    # world-readable (pytest's tmp_path is not): the command runs as www-data when root
+    tmp_path = Path(tempfile.mkdtemp(prefix="flaskstack-exec-"))
+    site = tmp_path / "site"
+    (site / "mysite").mkdir(parents=True)
+    (site / "mysite" / "__init__.py").write_text("")
+    data = tmp_path / "data" / "deep"
+    (site / "mysite" / "flaskstack.toml").write_text(f'writable = ["{data}"]\n')
+    for path in (tmp_path, site, site / "mysite"):
+        path.chmod(0o755)
+    try:
+        result = run("exec", "--app", "mysite:app", "--app-dir", str(site), "--run-dir",
+                     str(tmp_path / "run"), "--", "sh", "-c", f"touch {data}/made && echo ok")
+        assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+        if os.geteuid() == 0:
+            assert data.stat().st_uid == 33  # the stack's user (www-data) owns it
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
