@@ -37,7 +37,7 @@ class AdminOnly:
         return refuse()
 
 
-class HomeView(AdminOnly, AdminIndexView):  # type: ignore[misc]
+class HomeView(AdminOnly, AdminIndexView):
     @expose("/")
     def index(self) -> Any:
         counts = {
@@ -48,7 +48,7 @@ class HomeView(AdminOnly, AdminIndexView):  # type: ignore[misc]
         return self.render("admin/home.html", counts=counts)
 
 
-class SecureModelView(AdminOnly, ModelView):  # type: ignore[misc]
+class SecureModelView(AdminOnly, ModelView):
     # With app-wide CSRFProtect, Flask-Admin's SecureForm would get the wrong token and edits
     # would silently not save: use Flask-WTF's form, whose token CSRFProtect checks.
     form_base_class = FlaskForm

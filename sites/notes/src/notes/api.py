@@ -23,6 +23,8 @@ from .services import (
 )
 
 bp = APIBlueprint("api", __name__, url_prefix="/api", tag="Notes")
+# (`auth_required(..., optional=True)` below carries a type: ignore: APIFlask annotates
+# `optional` as str | None, while Flask-HTTPAuth, which receives it, takes a bool.)
 token_auth = HTTPTokenAuth(scheme="Bearer", description="A personal API token (account page or "
                      "`flask --app notes tokens create EMAIL`).")
 
@@ -31,7 +33,8 @@ token_auth = HTTPTokenAuth(scheme="Bearer", description="A personal API token (a
 def verify_token(token: str) -> User | None:
     if not token:
         return None
-    found = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token)))
+    found: ApiToken | None = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token)))
     if found is None or not found.user.active:
         return None
     found.last_used_at = utcnow()
@@ -81,7 +84,7 @@ class NoteList(Schema):
 
 
 def out(note: Note) -> Note:
-    note.url = url_for("views.note", slug=note.slug, _external=False)  # type: ignore[attr-defined]
+    note.url = url_for("views.note", slug=note.slug, _external=False)
     return note
 
 
@@ -92,7 +95,7 @@ def visible(note: Note | None, user: User | None) -> Note:
 
 
 @bp.get("/notes")
-@bp.auth_required(token_auth, optional=True)
+@bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(NoteList)
 @bp.doc(summary="List notes", description="Published notes, plus your own with a token.")
@@ -104,7 +107,7 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/notes/<int(max=2147483647):note_id>")
-@bp.auth_required(token_auth, optional=True)
+@bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.output(NoteOut)
 @bp.doc(summary="Get a note", responses=[404])
 def get_note(note_id: int) -> Note:
@@ -117,13 +120,20 @@ def get_note(note_id: int) -> Note:
 @bp.output(NoteOut, status_code=201)
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Note:
-    note = save_note(lambda: create_note(token_auth.current_user, data["title"], data["body"],
+    note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
                                          data["published"]))
     return out(note)
 
 
-def own(note_id: int) -> Note:
+def api_user() -> User:
+    """The token's user, in a view behind ``auth_required(token_auth)``."""
     user = token_auth.current_user
+    assert isinstance(user, User), "auth_required() lets only a verified token in"
+    return user
+
+
+def own(note_id: int) -> Note:
+    user = api_user()
     note = visible(db.session.get(Note, note_id), user)
     if note.author_id != user.id:
         abort(403, "This note is not yours.")
@@ -169,9 +179,11 @@ def create_token_command(email: str, name: str) -> None:
 OPTIONAL_AUTH = (("/api/notes", "get"), ("/api/notes/{note_id}", "get"))
 
 
-def _complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
+def _complete_spec(spec: dict[str, Any] | str) -> dict[str, Any] | str:
     """Say what the decorators cannot: reads work without a token (an empty security
     requirement), and every request body is required."""
+    if isinstance(spec, str):  # only asked for the JSON or YAML text
+        return spec
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
             if isinstance(operation, dict) and "requestBody" in operation:

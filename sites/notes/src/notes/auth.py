@@ -19,6 +19,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import delete, func, select
@@ -111,7 +112,7 @@ def _too_many(keys: list[str]) -> bool:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> object:
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("views.index"))
     form = LoginForm()
@@ -137,14 +138,14 @@ def login() -> object:
 
 
 @bp.route("/logout", methods=["POST"])
-def logout() -> object:
+def logout() -> ResponseReturnValue:
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("views.index"))
 
 
 @bp.route("/register", methods=["GET", "POST"])
-def register() -> object:
+def register() -> ResponseReturnValue:
     if current_app.config["NOTES_REGISTRATION"] != "open":
         abort(403, "Registration is closed on this site.")
     form = RegisterForm()
@@ -162,7 +163,7 @@ def register() -> object:
 
 @bp.route("/account", methods=["GET", "POST"])
 @login_required
-def account() -> object:
+def account() -> ResponseReturnValue:
     password_form = PasswordForm(prefix="pw")
     token_form = TokenForm(prefix="tok")
     new_token = None
@@ -187,7 +188,7 @@ def account() -> object:
 
 @bp.route("/account/tokens/<int(max=2147483647):token_id>/delete", methods=["POST"])
 @login_required
-def delete_token(token_id: int) -> object:
+def delete_token(token_id: int) -> ResponseReturnValue:
     token = db.session.get(ApiToken, token_id)
     if token is None or token.user_id != current_user.id:
         abort(404)

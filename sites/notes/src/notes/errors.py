@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -47,7 +48,7 @@ def error_response(code: int, message: str | None = None) -> tuple[Response | st
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException) -> object:
+    def http_error(e: HTTPException) -> ResponseReturnValue:
         if request.path.startswith("/api/"):  # APIFlask's error format
             return jsonify(detail={}, message=e.name), e.code or 500
         code = e.code or 500
@@ -58,13 +59,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
-    def database_down(e: Exception) -> object:
+    def database_down(e: Exception) -> ResponseReturnValue:
         app.logger.error("database error: %s", e)
         db.session.rollback()
         return error_response(503)
 
     @app.errorhandler(500)
-    def server_error(e: Exception) -> object:
+    def server_error(e: Exception) -> ResponseReturnValue:
         db.session.rollback()
         return error_response(500)
 

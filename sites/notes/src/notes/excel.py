@@ -139,6 +139,8 @@ def import_rows(records: list[dict[str, Any]], progress: Callable[[int], None] |
     try:
         for i, record in enumerate(records, start=1):
             author = db.session.get(User, record["author_id"])
+            if author is None:  # validated before; deleted since
+                raise ImportFailed([Problem(i + 1, "author", "this account no longer exists")])
             create_note(author, record["title"], record["body"], record["published"])
             if progress and i % 100 == 0:
                 progress(100)
@@ -158,7 +160,7 @@ class ImportForm(FlaskForm):
     file = FileField("Excel file (.xlsx)", validators=[FileRequired()])
 
 
-class ExcelView(AdminOnly, BaseView):  # type: ignore[misc]
+class ExcelView(AdminOnly, BaseView):
     @expose("/")
     def index(self) -> Any:
         return self.render("admin/excel.html", form=ImportForm(), problems=None)

@@ -98,7 +98,7 @@ def notes_query(
     """
     stmt = select(Note).join(Note.author)
     if not everything:
-        visible = Note.published.is_(True)
+        visible: ColumnElement[bool] = Note.published.is_(True)
         if viewer is not None:
             visible = visible | (Note.author_id == viewer.id)
         stmt = stmt.where(visible)

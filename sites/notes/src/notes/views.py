@@ -20,6 +20,7 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_ckeditor import CKEditorField
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
@@ -87,7 +88,7 @@ def own_note(note_id: int) -> Note:
 
 @bp.route("/notes/new", methods=["GET", "POST"])
 @login_required
-def new_note() -> object:
+def new_note() -> ResponseReturnValue:
     form = NoteForm()
     if form.validate_on_submit():
         created = save_note(lambda: create_note(current_user, form.title.data or "",
@@ -99,7 +100,7 @@ def new_note() -> object:
 
 @bp.route("/notes/<int(max=2147483647):note_id>/edit", methods=["GET", "POST"])
 @login_required
-def edit_note(note_id: int) -> object:
+def edit_note(note_id: int) -> ResponseReturnValue:
     found = own_note(note_id)
     form = NoteForm(obj=found)
     if form.validate_on_submit():
@@ -112,7 +113,7 @@ def edit_note(note_id: int) -> object:
 
 @bp.route("/notes/<int(max=2147483647):note_id>/publish", methods=["POST"])
 @login_required
-def publish_note(note_id: int) -> object:
+def publish_note(note_id: int) -> ResponseReturnValue:
     found = own_note(note_id)
     update_note(found, published=not found.published)
     db.session.commit()
@@ -122,20 +123,20 @@ def publish_note(note_id: int) -> object:
 
 @bp.route("/notes/<int(max=2147483647):note_id>/delete", methods=["POST"])
 @login_required
-def delete_note(note_id: int) -> object:
+def delete_note(note_id: int) -> ResponseReturnValue:
     db.session.delete(own_note(note_id))
     db.session.commit()
     flash("Note deleted.", "info")
     return redirect(url_for("views.my_notes"))
 
 
-def _upload_error(message: str, status: int = 400):  # type: ignore[no-untyped-def]
+def _upload_error(message: str, status: int = 400) -> ResponseReturnValue:
     return jsonify(uploaded=0, error={"message": message}), status
 
 
 @bp.route("/upload", methods=["POST"])
 @login_required
-def upload() -> object:
+def upload() -> ResponseReturnValue:
     """CKEditor image upload: checked by content and size, stored under a random name."""
     file = request.files.get("upload")
     if file is None:
@@ -157,14 +158,14 @@ def upload() -> object:
 
 
 @bp.route("/media/<path:name>")
-def media(name: str) -> object:
+def media(name: str) -> ResponseReturnValue:
     """Uploaded images (Nginx serves /media/ itself; this is for running without it)."""
     return send_from_directory(Path(current_app.config["NOTES_DATA_DIR"]) / "uploads", name,
                                max_age=7 * 86400)
 
 
 @bp.route("/healthz")
-def healthz() -> object:
+def healthz() -> ResponseReturnValue:
     """For probes: 200 when the database answers, else the 503 of the database error handler.
 
     Replicas' host names are in the X-Replica header (set by the kit), not here.

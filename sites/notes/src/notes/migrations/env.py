@@ -2,10 +2,13 @@ import contextlib
 import fcntl
 import logging
 import time
+from collections.abc import Iterator
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.exc import OperationalError
 
 # this is the Alembic Config object, which provides
@@ -14,15 +17,17 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-fileConfig(config.config_file_name)
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name)
 logger = logging.getLogger('alembic.env')
 
 
-def get_engine():
-    return current_app.extensions['migrate'].db.engine
+def get_engine() -> Engine:
+    engine: Engine = current_app.extensions['migrate'].db.engine
+    return engine
 
 
-def get_engine_url():
+def get_engine_url() -> str:
     # '%' doubled: alembic's config is an interpolating ConfigParser
     return get_engine().url.render_as_string(hide_password=False).replace('%', '%%')
 
@@ -40,13 +45,12 @@ target_db = current_app.extensions['migrate'].db
 # ... etc.
 
 
-def get_metadata():
-    if hasattr(target_db, 'metadatas'):
-        return target_db.metadatas[None]
-    return target_db.metadata
+def get_metadata() -> MetaData:
+    metadata: MetaData = target_db.metadatas[None]
+    return metadata
 
 
-def run_migrations_offline():
+def run_migrations_offline() -> None:
     """Run migrations in 'offline' mode.
 
     This configures the context with just a URL
@@ -68,7 +72,7 @@ def run_migrations_offline():
 
 
 @contextlib.contextmanager
-def migration_lock(connection):
+def migration_lock(connection: Connection) -> Iterator[None]:
     """One migration at a time: replicas upgrading together wait for each other.
 
     Alembic takes no lock itself. MariaDB/MySQL: GET_LOCK; PostgreSQL: an advisory lock;
@@ -94,7 +98,7 @@ def migration_lock(connection):
             connection.exec_driver_sql("SELECT pg_advisory_unlock(7007001)")
             connection.commit()
     elif dialect == "sqlite" and connection.engine.url.database not in (None, "", ":memory:"):
-        with open(connection.engine.url.database + ".migrate-lock", "a") as lock:
+        with open(f"{connection.engine.url.database}.migrate-lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -104,7 +108,7 @@ def migration_lock(connection):
         yield
 
 
-def connect_patiently(engine):
+def connect_patiently(engine: Engine) -> Connection:
     """Connect, retrying for NOTES_DB_WAIT seconds: replicas may start before the database."""
     deadline = time.monotonic() + current_app.config.get("NOTES_DB_WAIT", 60)
     while True:
@@ -117,7 +121,7 @@ def connect_patiently(engine):
             time.sleep(1)
 
 
-def run_migrations_online():
+def run_migrations_online() -> None:
     """Run migrations in 'online' mode.
 
     In this scenario we need to create an Engine
@@ -128,7 +132,7 @@ def run_migrations_online():
     # this callback is used to prevent an auto-migration from being generated
     # when there are no changes to the schema
     # reference: http://alembic.zzzcomputing.com/en/latest/cookbook.html
-    def process_revision_directives(context, revision, directives):
+    def process_revision_directives(context: Any, revision: Any, directives: Any) -> None:
         if getattr(config.cmd_opts, 'autogenerate', False):
             script = directives[0]
             if script.upgrade_ops.is_empty():

@@ -20,12 +20,12 @@ notes = sa.table('notes', sa.column('id', sa.Integer), sa.column('body', sa.Text
                  sa.column('body_text', sa.Text))
 
 
-def plain_text(body):
+def plain_text(body: str | None) -> str:
     # as notes.models.plain_text at this revision (a migration keeps its own copy)
     return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body or "")).split())
 
 
-def upgrade():
+def upgrade() -> None:
     with op.batch_alter_table('notes', schema=None) as batch_op:
         batch_op.add_column(sa.Column('body_text', sa.Text(), nullable=True))
     conn = op.get_bind()
@@ -43,6 +43,6 @@ def upgrade():
         batch_op.alter_column('body_text', existing_type=sa.Text(), nullable=False)
 
 
-def downgrade():
+def downgrade() -> None:
     with op.batch_alter_table('notes', schema=None) as batch_op:
         batch_op.drop_column('body_text')

@@ -1,0 +1,6 @@
+from typing import Any
+
+class Bootstrap4Theme:
+    def __init__(self, **kwargs: Any) -> None: ...
+
+def __getattr__(name: str) -> Any: ...
