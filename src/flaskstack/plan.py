@@ -20,6 +20,13 @@ from .site import SiteDeclaration
 
 DEFAULT_SITE = "notes"
 MIB = 1024 * 1024
+# Nginx refuses a request line or header line over HEADER_LINE (414/400) and all of them over
+# the buffer_size setting (400). What it passes to uWSGI is then at most about buffer_size plus
+# the URL twice more (PATH_INFO, QUERY_STRING) plus the forwarded Host: under 64k for
+# buffer_size <= 32k, so uWSGI (at the protocol's maximum) never refuses it with a 502.
+HEADER_LINE = 8192
+SMALLEST_HEADER_LINE = 4  # "a:\r\n"
+UWSGI_PACKET_MAX = 65535
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class StaticMapping:
     prefix: str
     directory: str
     source: str  # where it was declared: the site's flaskstack.toml, or a setting
+    untrusted: bool = False  # people's uploads: served with a sandboxing CSP
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,9 @@ class UWSGIPlan:
     module: str  # uWSGI's ``module``: ``pkg:app`` or ``pkg:factory()``
     unix_socket: str | None  # None: the socket is inherited as fd 0 (the supervisor opens it)
     backlog: int
-    harakiri: int
+    harakiri: int  # uWSGI checks it each whole second: one more, so never before the timeout
+    buffer_size: int  # the largest uwsgi packet: always holds what Nginx passes
+    max_vars: int  # as many variables as the smallest header lines Nginx lets through
     reload_on_rss_mb: int  # 0: off
     add_header: str | None  # "Name: value" on every response, or None
     logging: bool  # uWSGI's own request log (off when Nginx in front already logs)
@@ -50,12 +60,16 @@ class NginxPlan:
     worker_connections: int
     backlog: int
     tls: bool
+    server_names: tuple[str, ...]  # empty: any Host; else others get 421
+    header_buffers: int  # large_client_header_buffers: this many lines ...
+    header_line: int  # ... of this many bytes at most each
     replica_header: str | None
     static: tuple[StaticMapping, ...]
     servers: tuple[str, ...]  # ``upstream`` lines, with their parameters
     shared_zone: bool  # workers share which upstreams failed (several upstreams)
     connect_timeout: int
-    read_timeout: int  # a little longer than uWSGI's harakiri, so Nginx never gives up first
+    upstream_timeout: int  # sending to and reading from uWSGI: longer than harakiri, so
+    # Nginx never gives up (504) on a request that still runs (and may hold a lock)
     busy_buffers_size: int
     next_upstream: str | None  # when to retry a request on another upstream
     next_upstream_tries: int
@@ -116,7 +130,8 @@ def static_mappings(settings: Settings, decl: SiteDeclaration) -> tuple[StaticMa
     first, so nested prefixes resolve as expected."""
     merged: dict[str, StaticMapping] = {}
     for prefix, directory in decl.static:
-        merged[prefix] = StaticMapping(prefix, directory, str(decl.path))
+        merged[prefix] = StaticMapping(prefix, directory, str(decl.path),
+                                       prefix in decl.untrusted)
     for prefix, directory in settings.static:
         merged[prefix] = StaticMapping(prefix, directory, settings.sources["static"])
     return tuple(sorted(merged.values(), key=lambda m: -len(m.prefix)))
@@ -168,7 +183,9 @@ def make(
             module=uwsgi_module(s.app),
             unix_socket=str(run.uwsgi_socket) if role == "all" else None,
             backlog=backlog,
-            harakiri=s.request_timeout,
+            harakiri=s.request_timeout + 1,
+            buffer_size=UWSGI_PACKET_MAX,
+            max_vars=s.buffer_size // SMALLEST_HEADER_LINE + 64,
             reload_on_rss_mb=max(1, s.max_rss // MIB) if s.max_rss else 0,
             add_header=f"X-Replica: {s.replica_name}"
             if s.replica_name and role == "app" else None,
@@ -193,12 +210,15 @@ def make(
             worker_connections=worker_connections,
             backlog=backlog,
             tls=bool(s.tls_cert),
+            server_names=tuple(s.server_names),
+            header_buffers=max(1, s.buffer_size // HEADER_LINE),
+            header_line=HEADER_LINE,
             replica_header=s.replica_name if s.replica_name and role == "all" else None,
             static=static_mappings(s, decl),
             servers=lines,
             shared_zone=role == "proxy",
             connect_timeout=1 if role == "proxy" else 5,
-            read_timeout=s.request_timeout + 5,
+            upstream_timeout=s.request_timeout + 5,
             busy_buffers_size=2 * s.buffer_size,
             next_upstream="error timeout invalid_header http_503" if role == "proxy" else None,
             next_upstream_tries=len(s.upstreams) + 1,

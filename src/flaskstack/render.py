@@ -16,8 +16,11 @@ from .plan import Plan
 from .rundir import NGINX_TEMP, RunDir
 
 ERRORS = {
+    400: ("Bad request", "The request was malformed or its headers were too large."),
     413: ("Upload too large", "The file or form you sent is larger than this site accepts."),
     502: ("Bad gateway", "The application did not answer properly. Please try again shortly."),
+    414: ("Address too long", "The address (URL) of the request is longer than this site "
+                               "accepts."),
     503: ("Service unavailable", "The site is busy or restarting. Please try again shortly."),
     504: ("Gateway timeout", "The application took too long to answer. Please try again."),
 }

@@ -202,6 +202,25 @@ class Host(Parser):
         return value
 
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")  # IDNs in their xn-- form
+
+
+class ServerName(Parser):
+    """A host name as Nginx's ``server_name`` takes it (``*.`` wildcards allowed)."""
+
+    description = "host names, *.example.com wildcards allowed"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip().lower()
+        labels = value.removeprefix("*.").split(".")
+        if not value or not all(
+            label and len(label) <= 63 and label[0] != "-" and label[-1] != "-"
+            and all(c in _NAME_CHARS for c in label) for label in labels
+        ):
+            raise ValueError
+        return value
+
+
 class HostPort(Parser):
     description = "HOST:PORT"
 
@@ -308,6 +327,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("replica_name", "server", ReplicaName(), "",
             "When set, responses carry the header X-Replica with this name; {hostname} is "
             "replaced by the host (container, pod) name."),
+    Setting("server_names", "server", ServerName(), [],
+            "Host names this site answers to (e.g. example.com, www.example.com, "
+            "*.example.com); any other Host header gets 421. Empty: any host.",
+            multiple=True),
     Setting("tls_cert", "server", OptionalPath(), "",
             "PEM certificate: when set (with TLS_KEY) Nginx serves HTTPS on PORT."),
     Setting("tls_key", "server", OptionalPath(), "", "PEM private key for TLS_CERT."),
@@ -335,10 +358,13 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="number of CPUs"),
     Setting("threads", "app", Integer(1, 256), 1, "Threads per uWSGI worker."),
     Setting("request_timeout", "app", Seconds(1, 3600), 60,
-            "Seconds a request may run before uWSGI kills its worker (harakiri); Nginx waits "
-            "a little longer."),
-    Setting("buffer_size", "app", Size(4096, 65535), 32768,
-            "Largest request header block uWSGI and Nginx accept."),
+            "Seconds a request may run, body included, before uWSGI kills its worker "
+            "(harakiri, checked each second: within a second after); Nginx waits a little "
+            "longer."),
+    Setting("buffer_size", "app", Size(8192, 32768), 32768,
+            "Largest request line + headers Nginx accepts (each line at most 8k); beyond it "
+            "Nginx answers 400 or 414, never the app. uWSGI takes the uwsgi protocol's "
+            "maximum (64k), which always holds what Nginx passes."),
     Setting("max_requests", "app", Integer(0, 10**9), 0,
             "Restart a worker after this many requests (0: never)."),
     Setting("max_rss", "app", Size(0, 1 << 40, zero="off"), 0,

@@ -8,10 +8,12 @@ The kit never imports the site: it finds the top-level module with
     writable = ["${NOTES_DATA_DIR:-/web/data}"]
     [static]
     "/static/" = "static"
-    "/media/" = "${NOTES_DATA_DIR:-/web/data}/uploads"
+    "/media/" = { path = "${NOTES_DATA_DIR:-/web/data}/uploads", untrusted = true }
 
 ``${VAR:-default}`` and ``${VAR}`` are expanded from the environment; relative directories are
-relative to the file's folder.
+relative to the file's folder. A mapping marked ``untrusted`` holds files people uploaded: Nginx
+serves them with a sandboxing Content-Security-Policy, so an HTML or SVG file among them runs no
+script in the site's origin.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class SiteDeclaration:
     health: str = "/"
     writable: list[str] = field(default_factory=list)
     static: list[tuple[str, str]] = field(default_factory=list)
+    untrusted: set[str] = field(default_factory=set)  # prefixes of uploaded (hostile) files
 
 
 def expand(value: str, env: Mapping[str, str]) -> str:
@@ -89,10 +92,18 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
     decl.health = health
     decl.prestart = expand(prestart, env)
     decl.writable = [str(base / expand(str(d), env)) for d in writable]
-    for prefix, directory in static.items():
+    for prefix, value in static.items():
+        options = value if isinstance(value, dict) else {"path": value}
+        directory, untrusted = options.get("path"), options.get("untrusted", False)
+        if (not isinstance(directory, str) or not isinstance(untrusted, bool)
+                or set(options) - {"path", "untrusted"}):
+            raise SettingError(f"{path}: static mapping {prefix!r} must be a directory or "
+                               "{ path = DIR, untrusted = true|false }")
         try:
-            mapping = static_mapping(f"{prefix}={base / expand(str(directory), env)}")
+            mapping = static_mapping(f"{prefix}={base / expand(directory, env)}")
         except ValueError:
             raise SettingError(f"{path}: bad static mapping {prefix!r}") from None
         decl.static.append(mapping)
+        if untrusted:
+            decl.untrusted.add(mapping[0])
     return decl

@@ -117,7 +117,7 @@ def test_each_limit_is_written_once_in_its_parser() -> None:
     port = S.BY_NAME["port"]
     assert port.allowed == "1-65535"
     assert S.BY_NAME["grace"].allowed == "1-3600 seconds"
-    assert S.BY_NAME["buffer_size"].allowed.startswith("a size 4k-")
+    assert S.BY_NAME["buffer_size"].allowed.startswith("a size 8k-32k")
     assert S.BY_NAME["upstreams"].allowed.startswith("HOST:PORT, several")
     with pytest.raises(S.SettingError, match=r"allowed: 1-65535$"):
         S.load(env={"FLASKSTACK_PORT": "70000"})

@@ -22,6 +22,22 @@ def application(environ, start_response):
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
+    if path in ("/lock", "/write"):  # a SQLite write lock held while sleeping, and a writer
+        import sqlite3
+
+        db = sqlite3.connect(os.environ["PROBE_DB"], timeout=0.5, isolation_level=None)
+        db.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO t VALUES (1)")
+            if path == "/lock":
+                time.sleep(float(environ.get("QUERY_STRING") or 2))
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [str(e).encode()]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"written"]
     if path == "/upload":
         size = len(environ["wsgi.input"].read())
         start_response("200 OK", [("Content-Type", "text/plain")])
