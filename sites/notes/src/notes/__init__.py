@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import admin, api, auth, errors, excel, views
 from . import config as site_config
+from . import sqlite  # noqa: F401  (a missing SQLite file is an error)
 from .extensions import ckeditor, csrf, db, login_manager, migrate, server_session
 
 HERE = Path(__file__).parent

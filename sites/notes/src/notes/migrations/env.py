@@ -11,6 +11,8 @@ from flask import current_app
 from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.exc import OperationalError
 
+from notes.sqlite import create_missing
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -144,6 +146,8 @@ def run_migrations_online() -> None:
         conf_args["process_revision_directives"] = process_revision_directives
 
     connectable = get_engine()
+    # the only place a missing SQLite file is created: the site itself refuses to
+    create_missing(connectable.url)
 
     with connect_patiently(connectable) as connection, migration_lock(connection):
         context.configure(
