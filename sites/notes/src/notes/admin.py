@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.model import typefmt
 from flask_admin.theme import Bootstrap4Theme
 from flask_ckeditor import CKEditorField
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+from wtforms.validators import Email, Length, ValidationError
 
 from .extensions import db
 from .models import Note, User, utcnow
-from .services import clean_html, unique_slug
+from .services import BODY_MAX, clean_html, unique_slug
+from .views import localtime
 
 
 def is_admin() -> bool:
@@ -48,11 +54,69 @@ class HomeView(AdminOnly, AdminIndexView):
         return self.render("admin/home.html", counts=counts)
 
 
+class AdminForm(FlaskForm):
+    """Flask-WTF's form (with app-wide CSRFProtect, Flask-Admin's SecureForm would get the wrong
+    token and edits would silently not save) that also keeps the edited object, as Flask-Admin's
+    own form does: its unique validators compare with it (else every edit is "Already exists.")."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._obj = kwargs.get("obj")
+        super().__init__(*args, **kwargs)
+
+
+MAX_ID = 2**31 - 1  # the largest id every database's INTEGER holds
+MAX_PAGE = 1_000_000
+
+
+def _row_id(value: Any) -> bool:
+    return isinstance(value, str) and value.isascii() and value.isdigit() and (
+        int(value) <= MAX_ID)
+
+
+def _when(view: Any, value: datetime | None, name: str = "") -> str:
+    return localtime(value)
+
+
 class SecureModelView(AdminOnly, ModelView):
-    # With app-wide CSRFProtect, Flask-Admin's SecureForm would get the wrong token and edits
-    # would silently not save: use Flask-WTF's form, whose token CSRFProtect checks.
-    form_base_class = FlaskForm
+    form_base_class = AdminForm
     page_size = 25
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _when}
+    column_type_formatters_detail = column_type_formatters
+    column_labels = {"is_admin": "Admin", "created_at": "Created", "updated_at": "Updated",
+                     "published_at": "Published on", "body": "Text", "body_text": "Text"}
+    placeholder = "Search"
+
+    def search_placeholder(self) -> str:
+        return self.placeholder
+
+    # Bad ids and pages are the visitor's mistake (404/400), not a database error (503/500).
+    def get_one(self, id: Any) -> Any:
+        return super().get_one(id) if _row_id(id) else None
+
+    def get_list(self, page: int | None, *args: Any, **kwargs: Any) -> Any:
+        if page is not None and not 0 <= page <= MAX_PAGE:
+            abort(404)
+        return super().get_list(page, *args, **kwargs)
+
+    def handle_action(self, return_view: str | None = None) -> Any:
+        if not all(_row_id(i) for i in request.form.getlist("rowid")):
+            abort(400)
+        return super().handle_action(return_view)
+
+    def handle_view_exception(self, exc: Exception) -> bool:
+        """Say what happened in words; SQL and tracebacks go to the log, never to the page."""
+        if isinstance(exc, ValidationError):
+            return bool(super().handle_view_exception(exc))  # our own one-line message
+        if not isinstance(exc, IntegrityError):
+            raise exc  # the site's error pages (503 for the database, else 500)
+        current_app.logger.warning("admin: %s refused by the database: %s", self.name, exc.orig)
+        flash("Not saved: another record already uses this value (emails and addresses of "
+              "notes must be unique). Change it and save again.", "error")
+        return True
+
+
+def _lower(value: str | None) -> str | None:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 class UserView(SecureModelView):
@@ -60,7 +124,18 @@ class UserView(SecureModelView):
     column_searchable_list = ("email",)
     column_filters = ("is_admin", "active")
     form_columns = ("email", "is_admin", "active")
+    form_args = {"email": {"validators": [Email()], "filters": [_lower]}}
     can_create = False  # accounts are made by registering or `flask --app notes users create`
+    placeholder = "Search by email"
+
+    def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
+        if model.id == current_user.id and not (model.is_admin and model.active):
+            raise ValidationError("You cannot take away your own admin rights or deactivate "
+                                  "yourself: ask another admin.")
+
+    def on_model_delete(self, model: User) -> None:
+        if model.id == current_user.id:
+            raise ValidationError("You cannot delete your own account here.")
 
 
 class NoteView(SecureModelView):
@@ -70,13 +145,19 @@ class NoteView(SecureModelView):
     column_default_sort = ("updated_at", True)
     form_columns = ("author", "title", "body", "published")
     form_overrides = {"body": CKEditorField}
+    form_args = {"body": {"validators": [Length(max=BODY_MAX)]}}
     create_template = "admin/note_create.html"
     edit_template = "admin/note_edit.html"
+    placeholder = "Search titles and text"
 
     def on_model_change(self, form: Any, model: Note, is_created: bool) -> None:
         model.title = (model.title or "").strip()
         model.body = clean_html(model.body or "")
-        model.slug = unique_slug(model.title, exclude_id=None if is_created else model.id)
+        # the new note is in the session already: the slug query must not flush it slug-less
+        with db.session.no_autoflush:
+            if is_created or inspect(model).attrs.title.history.has_changes():
+                model.slug = unique_slug(model.title,
+                                         exclude_id=None if is_created else model.id)
         if model.published and model.published_at is None:
             model.published_at = utcnow()
         if not model.published:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from .extensions import csrf, db
 from .models import ApiToken, Note, User, utcnow
 from .services import (
+    BODY_MAX,
     TITLE_MAX,
     create_note,
     issue_token,
@@ -44,13 +45,13 @@ def verify_token(token: str) -> User | None:
 
 class NoteIn(Schema):
     title = String(required=True, validate=Length(1, TITLE_MAX))
-    body = String(load_default="", validate=Length(0, 1_000_000))
+    body = String(load_default="", validate=Length(0, BODY_MAX))
     published = Boolean(load_default=False)
 
 
 class NotePatch(Schema):
     title = String(validate=Length(1, TITLE_MAX))
-    body = String(validate=Length(0, 1_000_000))
+    body = String(validate=Length(0, BODY_MAX))
     published = Boolean()
 
 

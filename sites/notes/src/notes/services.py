@@ -40,6 +40,7 @@ ALLOWED_ATTRIBUTES = {
 URL_SCHEMES = {"http", "https", "mailto"}
 
 TITLE_MAX = 200
+BODY_MAX = 1_000_000  # characters of HTML, in every way in: form, API, admin, Excel import
 SLUG_MAX = 200
 # set by save_note when concurrent writers keep taking the same next free slug
 _contended: ContextVar[bool] = ContextVar("slug_contended", default=False)
@@ -64,13 +65,18 @@ def slugify(text: str) -> str:
     return text[:SLUG_MAX].strip("-") or "note"
 
 
-def unique_slug(title: str, exclude_id: int | None = None) -> str:
-    """A slug for ``title`` not used by any other note (``-2``, ``-3``… on collision)."""
+def unique_slug(title: str, exclude_id: int | None = None, taken: set[str] | None = None) -> str:
+    """A slug for ``title`` not used by any other note (``-2``, ``-3``… on collision).
+
+    ``taken``: the slugs in use, when the caller knows them all (a bulk import), instead of
+    asking the database.
+    """
     base = slugify(title)
     if _contended.get():  # step aside from the writers racing for -2, -3…
         base = f"{base[:SLUG_MAX - 7]}-{secrets.token_hex(3)}"
-    stmt = select(Note.id, Note.slug).where(Note.slug.like(f"{base}%"))
-    taken = {slug for note_id, slug in db.session.execute(stmt) if note_id != exclude_id}
+    if taken is None:
+        stmt = select(Note.id, Note.slug).where(Note.slug.like(f"{base}%"))
+        taken = {slug for note_id, slug in db.session.execute(stmt) if note_id != exclude_id}
     if base not in taken:
         return base
     n = 2

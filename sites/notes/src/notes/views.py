@@ -30,7 +30,7 @@ from wtforms.validators import DataRequired, Length
 
 from .extensions import db
 from .models import Note
-from .services import TITLE_MAX, create_note, save_note, search, update_note
+from .services import BODY_MAX, TITLE_MAX, create_note, save_note, search, update_note
 
 bp = Blueprint("views", __name__)
 
@@ -44,7 +44,7 @@ IMAGE_TYPES = {  # magic bytes -> extension: the content decides, not the file n
 
 class NoteForm(FlaskForm):
     title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX)])
-    body = CKEditorField("Text", validators=[Length(max=1_000_000)])
+    body = CKEditorField("Text", validators=[Length(max=BODY_MAX)])
     published = BooleanField("Published")
 
 
