@@ -43,10 +43,10 @@ def test_export_then_import_round_trip(app, client, user, admin, login) -> None:
     r = boss.get("/admin/excel/export")
     assert r.status_code == 200
     rows = list(load_workbook(io.BytesIO(r.data)).active.iter_rows(values_only=True))
-    assert rows[0][:4] == ("title", "author", "published", "body")
-    assert {row[0] for row in rows[1:]} == {"One", "Two"}
+    assert rows[0][:5] == ("id", "title", "author", "published", "body")
+    assert {row[1] for row in rows[1:]} == {"One", "Two"}
     only = boss.get("/admin/excel/export?published=no")
-    assert [r[0] for r in load_workbook(io.BytesIO(only.data)).active.iter_rows(
+    assert [r[1] for r in load_workbook(io.BytesIO(only.data)).active.iter_rows(
         values_only=True)][1:] == ["Two"]
     data = xlsx([["title", "author", "body", "published"],
                  ["Imported", user[0].email, "<p>x</p><script>y</script>", "yes"]])
@@ -152,7 +152,7 @@ def test_cli_users_tokens_export_import(db_url: str, tmp_path: Path) -> None:
     source = tmp_path / "in.xlsx"
     source.write_bytes(xlsx([["title", "author", "body"], ["From CLI", "cli@example.com", "x"]]))
     r = flask_cli(env, "notes", "import", str(source))
-    assert r.returncode == 0 and "imported 1 notes" in r.stdout
+    assert r.returncode == 0 and "1 created, 0 updated, 0 skipped" in r.stdout
     bad = tmp_path / "bad.xlsx"
     bad.write_bytes(xlsx([["title", "author", "body"], ["", "cli@example.com", "x"]]))
     r = flask_cli(env, "notes", "import", str(bad))
@@ -160,7 +160,7 @@ def test_cli_users_tokens_export_import(db_url: str, tmp_path: Path) -> None:
     out = tmp_path / "out.xlsx"
     r = flask_cli(env, "notes", "export", str(out))
     assert r.returncode == 0 and "exported 1 notes" in r.stdout
-    assert load_workbook(out).active["A2"].value == "From CLI"
+    assert load_workbook(out).active["B2"].value == "From CLI"
 
 
 def test_concurrent_migrations_do_not_collide(db_url: str, tmp_path: Path) -> None:

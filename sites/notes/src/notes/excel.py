@@ -1,46 +1,106 @@
-"""Excel export (streamed, write-only) and all-or-nothing import, in the admin and the CLI."""
+"""Excel export (streamed, write-only) and import, in the admin and the CLI.
+
+An import is read and checked in full first, without writing (and so without taking the
+database's write lock); then every change is written in one short transaction. A row names an
+existing note by ``id`` (a file exported here) or else by ``slug``, and updates it; other rows
+create notes. Any bad row: nothing is written, and every problem is listed.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import click
-from flask import Flask, Response, flash, redirect, request, stream_with_context, url_for
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_admin import BaseView, expose
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils.exceptions import InvalidFileException
-from sqlalchemy import select
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .admin import AdminOnly
 from .extensions import db
-from .models import User
-from .services import TITLE_MAX, create_note, notes_query
+from .models import Note, User, plain_text, utcnow
+from .services import BODY_MAX, TITLE_MAX, clean_html, notes_query, slugify, unique_slug
 
-COLUMNS = ("title", "author", "published", "body", "slug", "created_at", "updated_at")
+COLUMNS = ("id", "title", "author", "published", "body", "slug", "created_at", "updated_at")
 REQUIRED = ("title", "author", "body")
 TRUE = {"true", "yes", "1", "y", "on"}
 FALSE = {"false", "no", "0", "n", "off", ""}
 CHUNK = 64 * 1024
+# A spreadsheet evaluates a cell typed with these first characters (formula injection: OWASP's
+# list, plus line feed and the full-width forms some spreadsheets also accept).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# A spreadsheet cell holds at most 32,767 characters (UTF-16 units; openpyxl truncates there):
+# longer bodies continue in columns body_2, body_3… (kept well under, for astral characters).
+CELL_MAX = 16_000
+MAX_ID = 2**31 - 1
+SHEET_ROWS = 1_048_576  # a spreadsheet's own limit: a sheet claiming more rows is not real
+MAX_MEMBERS = 1000  # an .xlsx holds a few dozen files
+SHOWN_PROBLEMS = 100
+BATCH = 500  # ids/slugs per IN (…) when matching rows to notes
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _text(sheet: Any, value: str) -> Any:
+    """A string cell that stays text: never a formula, also after editing in a spreadsheet."""
+    value = ILLEGAL_CHARACTERS_RE.sub("", value)  # XML cannot hold them
+    if not value.startswith(FORMULA_START):
+        return value
+    cell = WriteOnlyCell(sheet, value)
+    cell.data_type = "s"  # openpyxl would write "=…" as a live formula
+    cell.quotePrefix = True  # the spreadsheet's own "typed with a leading '" mark
+    return cell
 
 
 def export(stmt: Any, out: IO[bytes], progress: Callable[[int], None] | None = None) -> int:
-    """Write the notes of ``stmt`` to ``out`` as .xlsx in write-only mode; return the count."""
+    """Write the notes of ``stmt`` to ``out`` as .xlsx in write-only mode; return the count.
+
+    Times are in the site's time zone (``NOTES_TIMEZONE``), as everywhere on the site.
+    """
+    zone = ZoneInfo(current_app.config["NOTES_TIMEZONE"])
+    longest = db.session.scalar(select(func.max(func.length(Note.body)))) or 0
+    parts = max(1, -(-longest // CELL_MAX))
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("notes")
-    sheet.append(COLUMNS)
+    sheet.append(COLUMNS + tuple(f"body_{n}" for n in range(2, parts + 1)))
     count = 0
+
+    def when(value: datetime) -> datetime:
+        return value.astimezone(zone).replace(tzinfo=None)
+
     for note in db.session.scalars(stmt.execution_options(yield_per=1000)):
+        body = [_text(sheet, note.body[i:i + CELL_MAX])
+                for i in range(0, max(len(note.body), 1), CELL_MAX)]
         sheet.append([
-            note.title, note.author.email, note.published, note.body, note.slug,
-            note.created_at.replace(tzinfo=None), note.updated_at.replace(tzinfo=None),
+            note.id, _text(sheet, note.title), _text(sheet, note.author.email), note.published,
+            body[0], _text(sheet, note.slug), when(note.created_at), when(note.updated_at),
+            *body[1:],
         ])
         count += 1
         if progress and count % 1000 == 0:
@@ -60,6 +120,9 @@ def stream(stmt: Any) -> Iterator[bytes]:
             yield chunk
 
 
+# -- import: read and check ------------------------------------------------------------------
+
+
 @dataclass
 class Problem:
     row: int
@@ -67,28 +130,127 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if self.row == 0:  # the file as a whole
+            return self.message
         return f"row {self.row}, column {self.column}: {self.message}"
 
 
 class ImportFailed(Exception):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(f"{len(problems)} problem(s); nothing was imported")
-        self.problems = problems
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        total = len(problems) if total is None else total
+        super().__init__(f"{total} problem(s); nothing was imported")
+        self.problems = problems[:SHOWN_PROBLEMS]
+        self.hidden = total - len(self.problems)
 
 
-def _rows(path: Path | IO[bytes]) -> Iterable[tuple[Any, ...]]:
+@dataclass(frozen=True)
+class Limits:
+    size: int  # bytes of the file
+    rows: int  # notes
+    unpacked: int  # bytes the file unpacks to, and characters of text read from it
+
+    @classmethod
+    def from_config(cls, config: Any) -> Limits:
+        return cls(config["NOTES_IMPORT_MAX_SIZE"], config["NOTES_IMPORT_MAX_ROWS"],
+                   config["NOTES_IMPORT_MAX_UNPACKED"])
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.3g} MB"
+
+
+def _fail(message: str) -> ImportFailed:
+    return ImportFailed([Problem(0, "-", message)])
+
+
+def _size(source: Path | IO[bytes]) -> int:
+    if isinstance(source, Path):
+        return source.stat().st_size
+    source.seek(0, os.SEEK_END)
+    size = source.tell()
+    source.seek(0)
+    return size
+
+
+def _rows(source: Path | IO[bytes], limits: Limits) -> Iterator[tuple[Any, ...]]:
+    """The first sheet's rows, after checking the file's size and what it unpacks to.
+
+    zipfile never inflates a member past the size the archive declares for it (a lie ends in a
+    CRC error), so the declared sizes bound what is read: a zip bomb is refused unopened.
+    """
+    if _size(source) > limits.size:
+        raise _fail(f"the file is larger than {_mb(limits.size)} (NOTES_IMPORT_MAX_SIZE)")
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise ImportFailed([Problem(0, "-", f"not a readable .xlsx file ({e})")]) from None
-    sheet = workbook.worksheets[0]
-    yield from sheet.iter_rows(values_only=True)
-    workbook.close()
+        with zipfile.ZipFile(source) as archive:
+            members = archive.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise _fail(f"not a readable .xlsx file ({len(members)} parts)")
+        if sum(m.file_size for m in members) > limits.unpacked:
+            raise _fail(f"the file unpacks to more than {_mb(limits.unpacked)} "
+                        "(NOTES_IMPORT_MAX_UNPACKED)")
+        if not isinstance(source, Path):
+            source.seek(0)
+        workbook = load_workbook(source, read_only=True, data_only=True)
+        try:
+            yield from workbook.worksheets[0].iter_rows(values_only=True)
+        finally:
+            workbook.close()
+    except (InvalidFileException, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError,
+            ValueError, IndexError, EOFError, SyntaxError) as e:
+        # SyntaxError: expat's errors (malformed XML, entity expansion refused)
+        raise _fail(f"not a readable .xlsx file ({type(e).__name__}: "
+                    f"{str(e)[:200]})") from None
 
 
-def validate(path: Path | IO[bytes]) -> list[dict[str, Any]]:
-    """Every row checked before anything is written; ``ImportFailed`` lists every problem."""
-    rows = iter(_rows(path))
+@dataclass
+class Row:
+    number: int
+    title: str
+    author_id: int
+    body: str  # sanitised
+    published: bool
+    id: int | None = None
+    slug: str | None = None
+
+
+@dataclass
+class Plan:
+    """What an import will write: checked, matched to notes, slugs chosen."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+
+
+@dataclass
+class Counts:
+    created: int
+    updated: int
+    skipped: int
+
+    def __str__(self) -> str:
+        return (f"{self.created} created, {self.updated} updated, "
+                f"{self.skipped} skipped (unchanged)")
+
+
+def _whole(value: Any) -> int | None:
+    """A cell holding a whole number (Excel may store 5 as 5.0); None if empty."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    number = int(str(value).strip()) if not isinstance(value, int) else value
+    if not 1 <= number <= MAX_ID:
+        raise ValueError
+    return number
+
+
+def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
+    """Every row checked with the limits of the form and the API; ``ImportFailed`` lists every
+    problem. Memory is bounded by ``limits`` (sizes are checked before values are kept)."""
+    rows = _rows(source, limits)
     header = next(rows, None)
     if header is None:
         raise ImportFailed([Problem(1, "-", "the sheet is empty")])
@@ -97,63 +259,195 @@ def validate(path: Path | IO[bytes]) -> list[dict[str, Any]]:
     if missing:
         raise ImportFailed([Problem(1, c, "column missing from the header row") for c in missing])
     index = {name: names.index(name) for name in COLUMNS if name in names}
-    users = {u.email: u.id for u in db.session.scalars(select(User))}
+    continued = sorted((int(name[5:]), i) for i, name in enumerate(names)
+                       if re.fullmatch(r"body_[0-9]{1,3}", name))
+    index.update((f"body_{n}", i) for n, i in continued)
+    users = dict(db.session.execute(select(User.email, User.id)).tuples().all())
     problems: list[Problem] = []
-    records: list[dict[str, Any]] = []
+    total = 0  # problems, shown or not
+    found: list[Row] = []
+    text = 0  # characters read, all cells together
     for number, row in enumerate(rows, start=2):
-        if row is None or all(v is None or str(v).strip() == "" for v in row):
+        if number > SHEET_ROWS + 1:
+            raise _fail(f"the sheet has more than {SHEET_ROWS} rows: not a real spreadsheet")
+        values = {name: row[i] if i < len(row) else None for name, i in index.items()}
+        if all(v is None or str(v).strip() == "" for v in values.values()):
             continue
+        if len(found) >= limits.rows:
+            raise _fail(f"the file has more than {limits.rows} notes (NOTES_IMPORT_MAX_ROWS)")
+        text += sum(len(v) for v in values.values() if isinstance(v, str))
+        if text > limits.unpacked:
+            raise _fail(f"the file holds more than {limits.unpacked} characters of text "
+                        "(NOTES_IMPORT_MAX_UNPACKED)")
 
-        def cell(name: str, row: tuple[Any, ...] = row) -> Any:
-            i = index.get(name)
-            return row[i] if i is not None and i < len(row) else None
+        def problem(column: str, message: str, number: int = number) -> None:
+            nonlocal total
+            total += 1
+            if len(problems) < SHOWN_PROBLEMS:
+                problems.append(Problem(number, column, message))
 
-        title = str(cell("title") or "").strip()
-        author = str(cell("author") or "").strip().lower()
-        body = cell("body")
-        body = "" if body is None else str(body)
-        published_raw = cell("published")
+        title = str(values.get("title") or "").strip()
         if not title:
-            problems.append(Problem(number, "title", "empty"))
+            problem("title", "empty")
         elif len(title) > TITLE_MAX:
-            problems.append(Problem(number, "title", f"longer than {TITLE_MAX} characters"))
+            problem("title", f"longer than {TITLE_MAX} characters")
+        author = str(values.get("author") or "").strip().lower()
         if author not in users:
-            problems.append(Problem(number, "author", f"no user with the email {author!r}"))
+            problem("author", f"no user with the email {author[:254]!r}")
+        body = "".join("" if values.get(part) is None else str(values.get(part)) for part in
+                       ["body", *(f"body_{n}" for n, _ in continued)])
+        if len(body) > BODY_MAX:
+            problem("body", f"longer than {BODY_MAX} characters")
+            body = ""
+        published_raw = values.get("published")
+        published = False
         if isinstance(published_raw, bool):
             published = published_raw
         elif str(published_raw or "").strip().lower() in TRUE | FALSE:
             published = str(published_raw or "").strip().lower() in TRUE
         else:
-            problems.append(Problem(number, "published", f"{published_raw!r} is not yes/no"))
-            published = False
-        records.append({"title": title, "author_id": users.get(author), "body": body,
-                        "published": published})
+            problem("published", f"{str(published_raw)[:50]!r} is not yes/no")
+        try:
+            note_id = _whole(values.get("id"))
+        except ValueError:
+            problem("id", f"{str(values.get('id'))[:50]!r} is not a note number")
+            note_id = None
+        slug = str(values.get("slug") or "").strip() or None
+        if slug is not None and len(slug) > 220:
+            problem("slug", "longer than 220 characters")
+            slug = None
+        if total == 0:  # only rows that will be written are kept
+            found.append(Row(number, title, users[author], clean_html(body), published,
+                             note_id, slug))
+    if total:
+        raise ImportFailed(problems, total)
+    return found
+
+
+_NOTE = (Note.id, Note.slug, Note.title, Note.body, Note.published, Note.author_id,
+         Note.published_at)
+
+
+def _existing(column: Any, keys: Iterable[Any]) -> dict[Any, Any]:
+    keys = list(dict.fromkeys(keys))
+    found: dict[Any, Any] = {}
+    for start in range(0, len(keys), BATCH):
+        batch = keys[start:start + BATCH]
+        found.update((getattr(r, column.key), r) for r in db.session.execute(
+            select(*_NOTE).where(column.in_(batch))))
+    return found
+
+
+def plan(rows: list[Row]) -> Plan:
+    """Match rows to notes (by id, else by slug), choose new notes' slugs, drop unchanged rows.
+
+    Only reads. Bodies of matched notes are read a batch at a time, so memory stays bounded.
+    """
+    by_id = _existing(Note.id, (r.id for r in rows if r.id is not None))
+    by_slug = _existing(Note.slug, (r.slug for r in rows if r.slug is not None))
+    problems: list[Problem] = []
+    claimed: dict[int, int] = {}  # note id -> row number
+    result = Plan()
+    new: list[Row] = []
+    now = utcnow()
+    for row in rows:
+        note = by_id.get(row.id) if row.id is not None else None
+        if note is not None and row.slug and row.slug != note.slug and row.slug in by_slug:
+            problems.append(Problem(row.number, "slug", f"id {row.id} and slug {row.slug!r} "
+                                    "name two different notes"))
+            continue
+        if note is None and row.slug is not None:
+            note = by_slug.get(row.slug)
+        if note is None:
+            new.append(row)
+            continue
+        if note.id in claimed:
+            problems.append(Problem(row.number, "id", f"the same note as row {claimed[note.id]}"))
+            continue
+        claimed[note.id] = row.number
+        if (note.title, note.body, note.published, note.author_id) == (
+                row.title, row.body, row.published, row.author_id):
+            result.skipped += 1
+            continue
+        published_at = note.published_at
+        if row.published and published_at is None:
+            published_at = now
+        elif not row.published:
+            published_at = None
+        result.updates.append({
+            "id": note.id, "title": row.title, "body": row.body, "body_text": plain_text(row.body),
+            "published": row.published, "author_id": row.author_id, "published_at": published_at,
+            "updated_at": now,
+        })
     if problems:
         raise ImportFailed(problems)
-    return records
+    for row in new:
+        result.inserts.append({
+            "number": row.number, "wanted": row.slug, "title": row.title, "body": row.body,
+            "body_text": plain_text(row.body), "published": row.published,
+            "author_id": row.author_id, "published_at": now if row.published else None,
+            "created_at": now, "updated_at": now,
+        })
+    _choose_slugs(result.inserts)
+    return result
 
 
-def import_rows(records: list[dict[str, Any]], progress: Callable[[int], None] | None = None
-                ) -> int:
-    """Write all validated records in one transaction."""
+def _choose_slugs(inserts: list[dict[str, Any]], fresh: bool = False) -> None:
+    """A free slug per new note: the one the row names if it is free and well formed (a file
+    from another site keeps its links), else one from its title."""
+    if not inserts:
+        return
+    taken = set(db.session.scalars(select(Note.slug)))
+    for record in inserts:
+        wanted = record["wanted"]
+        if wanted and slugify(wanted) == wanted and wanted not in taken and not fresh:
+            record["slug"] = wanted
+        else:  # after a race, a random suffix, so that this import cannot keep losing
+            title = f"{record['title']} {secrets.token_hex(3)}" if fresh else record["title"]
+            record["slug"] = unique_slug(title, taken=taken)
+        taken.add(record["slug"])
+
+
+# -- import: write ---------------------------------------------------------------------------
+
+
+def write(todo: Plan, attempts: int = 3) -> Counts:
+    """All changes in one transaction: the write lock is held only for these statements.
+
+    A note created meanwhile with a slug chosen here makes the database refuse the write: the
+    slugs are chosen again (with random suffixes) and the write retried.
+    """
+    columns = ("title", "slug", "body", "body_text", "published", "author_id", "published_at",
+               "created_at", "updated_at")
+    for attempt in range(attempts):
+        try:
+            if todo.updates:
+                db.session.execute(update(Note), todo.updates)
+            if todo.inserts:
+                db.session.execute(insert(Note), [{c: r[c] for c in columns}
+                                                  for r in todo.inserts])
+            db.session.commit()
+            return Counts(len(todo.inserts), len(todo.updates), todo.skipped)
+        except IntegrityError as e:
+            db.session.rollback()
+            if "slug" not in str(e.orig).lower() or attempt == attempts - 1:
+                raise
+            _choose_slugs(todo.inserts, fresh=True)
+    raise AssertionError("unreachable")
+
+
+def import_file(source: Path | IO[bytes], limits: Limits) -> Counts:
+    """Read, check and match everything (no lock held), then one short write."""
     try:
-        for i, record in enumerate(records, start=1):
-            author = db.session.get(User, record["author_id"])
-            if author is None:  # validated before; deleted since
-                raise ImportFailed([Problem(i + 1, "author", "this account no longer exists")])
-            create_note(author, record["title"], record["body"], record["published"])
-            if progress and i % 100 == 0:
-                progress(100)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
-    if progress:
-        progress(len(records) % 100)
-    return len(records)
+        rows = read(source, limits)
+        todo = plan(rows)
+    finally:
+        db.session.rollback()  # end the read transaction before writing
+    del rows
+    return write(todo)
 
 
-# -- admin ---------------------------------------------------------------------------------------
+# -- admin -----------------------------------------------------------------------------------
 
 
 class ImportForm(FlaskForm):
@@ -163,7 +457,12 @@ class ImportForm(FlaskForm):
 class ExcelView(AdminOnly, BaseView):
     @expose("/")
     def index(self) -> Any:
-        return self.render("admin/excel.html", form=ImportForm(), problems=None)
+        return self.page()
+
+    def page(self, problems: list[Problem] | None = None, hidden: int = 0) -> Any:
+        return self.render("admin/excel.html", form=ImportForm(), problems=problems,
+                           hidden=hidden, limits=Limits.from_config(current_app.config),
+                           title_max=TITLE_MAX, body_max=BODY_MAX)
 
     @expose("/export")
     def download(self) -> Response:
@@ -180,19 +479,30 @@ class ExcelView(AdminOnly, BaseView):
 
     @expose("/import", methods=["POST"])
     def upload(self) -> Any:
+        limits = Limits.from_config(current_app.config)
+        slack = 64 * 1024  # the multipart envelope and the form's other fields
+        if (request.content_length or 0) > limits.size + slack:
+            failed = _fail(f"the file is larger than {_mb(limits.size)} (NOTES_IMPORT_MAX_SIZE)")
+            return self.page(failed.problems), 413
+        request.max_content_length = limits.size + slack
         form = ImportForm()
         if not form.validate_on_submit():
             flash("Choose an .xlsx file to import.", "error")
             return redirect(url_for("excel.index"))
         try:
-            count = import_rows(validate(form.file.data.stream))
+            counts = import_file(form.file.data.stream, limits)
         except ImportFailed as e:
-            return self.render("admin/excel.html", form=ImportForm(), problems=e.problems), 422
-        flash(f"Imported {count} notes.", "success")
+            return self.page(e.problems, e.hidden), 422
+        except IntegrityError as e:
+            current_app.logger.warning("import refused by the database: %s", e.orig)
+            failed = _fail("a user or note named in the file changed during the import; "
+                           "nothing was imported: try again")
+            return self.page(failed.problems), 409
+        flash(f"Imported: {counts}.", "success")
         return redirect(url_for("excel.index"))
 
 
-# -- CLI -----------------------------------------------------------------------------------------
+# -- CLI -------------------------------------------------------------------------------------
 
 notes_cli = click.Group("notes", help="Export and import notes as Excel files.")
 
@@ -215,16 +525,17 @@ def export_command(file: Path, author: str | None, published: bool | None, q: st
 @notes_cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_command(file: Path) -> None:
-    """Import notes from FILE (.xlsx): all rows or, if any row is bad, none."""
+    """Import notes from FILE (.xlsx): rows naming a note (id or slug) update it, others create
+    notes; if any row is bad, nothing is written."""
     try:
-        records = validate(file)
+        counts = import_file(file, Limits.from_config(current_app.config))
     except ImportFailed as e:
         for problem in e.problems:
             click.echo(str(problem), err=True)
+        if e.hidden:
+            click.echo(f"… and {e.hidden} more", err=True)
         raise click.ClickException(str(e)) from None
-    with click.progressbar(length=len(records), label="importing", show_pos=True) as bar:
-        count = import_rows(records, progress=bar.update)
-    click.echo(f"imported {count} notes from {file}")
+    click.echo(f"imported from {file}: {counts}")
 
 
 def admin_view() -> ExcelView:
