@@ -86,7 +86,10 @@ def test_image_upload_checks_content_and_size(app, client, user, login) -> None:
                     content_type="multipart/form-data")
     assert r.status_code == 200 and r.json["uploaded"] == 1
     assert r.json["url"].startswith("/media/") and r.json["url"].endswith(".png")
-    assert client.get(r.json["url"]).data == PNG
+    from PIL import Image
+
+    served = Image.open(io.BytesIO(client.get(r.json["url"]).data))  # written anew, same pixels
+    assert served.format == "PNG" and served.tobytes() == Image.open(io.BytesIO(PNG)).tobytes()
     fake = client.post("/upload", data={"upload": (io.BytesIO(b"<?php evil"), "x.png")},
                        headers=headers, content_type="multipart/form-data")
     assert fake.status_code == 415 and fake.json["uploaded"] == 0

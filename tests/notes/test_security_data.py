@@ -432,3 +432,125 @@ def test_an_import_does_not_lock_other_writers_out(app, client, user, admin, log
     assert statuses and set(statuses) == {302}, sorted(set(statuses))
     with app.app_context():
         assert db.session.query(Note).count() == 5000 + len(statuses)
+
+
+# -- 10. uploads ----------------------------------------------------------------------------
+
+
+def upload(client, data: bytes, name: str = "x.png"):  # type: ignore[no-untyped-def]
+    return client.post("/upload", data={"upload": (io.BytesIO(data), name)},
+                       headers={"X-CSRFToken": csrf(client, "/notes/new")},
+                       content_type="multipart/form-data")
+
+
+def picture(fmt: str, size: tuple[int, int] = (40, 20), **options: object) -> bytes:
+    from PIL import Image
+
+    image = Image.new("RGB", size, (200, 30, 30))
+    image.paste((20, 20, 200), (0, 0, size[0] // 2, size[1]))  # left half blue: orientation
+    out = io.BytesIO()
+    image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def stored(client, response) -> bytes:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200, response.get_data(as_text=True)
+    served = client.get(response.json["url"])
+    assert served.status_code == 200
+    return bytes(served.data)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # files, not the database
+def test_polyglot_uploads_are_written_anew(client, user, login) -> None:
+    from PIL import Image
+
+    login(client, user[0].email)
+    html = b"<html><script>alert(document.cookie)</script></html>"
+    gif = picture("GIF", comment=html) + html  # a GIF that is also an HTML page
+    assert Image.open(io.BytesIO(gif)).format == "GIF" and html in gif
+    out = stored(client, upload(client, gif, "x.gif"))
+    assert b"<script" not in out and b"alert" not in out
+    assert Image.open(io.BytesIO(out)).size == (40, 20)
+    php = b"<?php system($_GET['c']); ?>"
+    jpeg = picture("JPEG", comment=php) + php
+    out = stored(client, upload(client, jpeg, "x.jpg"))
+    assert b"<?php" not in out and b"system(" not in out
+    png = picture("PNG")
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("payload", html.decode())
+    tagged = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(tagged, format="PNG", pnginfo=info)
+    out = stored(client, upload(client, tagged.getvalue() + html))
+    assert b"<script" not in out and Image.open(io.BytesIO(out)).format == "PNG"
+    webp = stored(client, upload(client, picture("WEBP") + html, "x.webp"))
+    assert b"<script" not in webp and Image.open(io.BytesIO(webp)).format == "WEBP"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_photo_metadata_goes_and_orientation_is_applied(client, user, login) -> None:
+    from PIL import Image
+
+    login(client, user[0].email)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; show it rotated 90° clockwise
+    exif[0x010F] = "PhoneMaker"
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
+    jpeg = picture("JPEG", exif=exif.tobytes())
+    assert Image.open(io.BytesIO(jpeg)).getexif().get_ifd(0x8825)
+    out = stored(client, upload(client, jpeg, "photo.jpg"))
+    image = Image.open(io.BytesIO(out))
+    assert b"Exif" not in out and b"PhoneMaker" not in out
+    assert not image.getexif() and "exif" not in image.info
+    assert image.size == (20, 40)  # turned upright
+    top = image.convert("RGB").getpixel((10, 2))
+    assert top[2] > 150 and top[0] < 100  # the blue half is now on top
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_bad_and_huge_images_are_refused_in_words(app, client, user, login) -> None:
+    from PIL import Image
+
+    login(client, user[0].email)
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, format="PNG")  # 100 megapixels, ~20 KB
+    assert len(bomb.getvalue()) < 100_000
+    r = upload(client, bomb.getvalue())
+    assert r.status_code == 413
+    assert r.json["error"]["message"] == ("The image is 10000 x 10000 pixels; the largest "
+                                          "accepted is 40 megapixels.")
+    frames = [Image.new("L", (1000, 1000), 5 * i) for i in range(41)]  # 41 megapixels in all
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
+    r = upload(client, gif.getvalue(), "x.gif")
+    assert r.status_code == 413 and "too many frames" in r.json["error"]["message"]
+    animation = io.BytesIO()
+    frames[0].save(animation, format="GIF", save_all=True, append_images=frames[1:3],
+                   duration=200, loop=0)
+    out = stored(client, upload(client, animation.getvalue(), "a.gif"))
+    assert Image.open(io.BytesIO(out)).n_frames == 3  # animations stay animated
+    truncated = picture("PNG", (400, 400))[:300]
+    r = upload(client, truncated)
+    assert r.status_code == 400 and "damaged or incomplete" in r.json["error"]["message"]
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
+    assert upload(client, svg, "x.svg").status_code == 415
+    r = upload(client, b"x" * (app.config["NOTES_MAX_IMAGE"] + 1))
+    assert r.status_code == 413 and "at most 5 MB" in r.json["error"]["message"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_what_the_app_serves_is_never_sniffed(app, client, user, login) -> None:
+    login(client, user[0].email)
+    url = upload(client, picture("PNG")).json["url"]
+    served = app.test_client().get(url)
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert served.headers["Content-Type"] == "image/png"
+    assert "sandbox" in served.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in served.headers["Content-Security-Policy"]
+    for path in ("/static/style.css", "/", "/api/notes", "/openapi.json", "/nothing-here"):
+        assert app.test_client().get(path).headers["X-Content-Type-Options"] == "nosniff", path
+    uploads = Path(app.config["NOTES_DATA_DIR"]) / "uploads"
+    (uploads / ".half-written.png.tmp").write_bytes(b"<script>")
+    assert app.test_client().get("/media/.half-written.png.tmp").status_code == 404

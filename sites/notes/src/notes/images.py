@@ -1,0 +1,94 @@
+"""Uploaded images, decoded and written anew with Pillow.
+
+Checking magic bytes is not enough: a GIF can carry HTML, a JPEG a PHP script, and photos carry
+EXIF metadata (the GPS position included). Only the decoded pixels are kept: the file that is
+stored is a new one, with the orientation applied, colours converted to sRGB, and no metadata,
+comment or trailing bytes. Sizes are checked before decoding (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
+
+FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
+MAX_FRAMES = 1000  # an animation with more is not a picture for a note
+
+
+class Refused(ValueError):
+    """An upload that is not stored: ``str()`` is the message for the person, with a status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def reencode(data: bytes, max_pixels: int) -> tuple[bytes, str]:
+    """The image in ``data`` written anew in its own format; returns (bytes, extension)."""
+    try:
+        # only these four decoders: no exotic format's parser is exposed to uploads
+        with Image.open(io.BytesIO(data), formats=list(FORMATS)) as image:
+            return _reencode(image, max_pixels)
+    except Refused:
+        raise
+    except UnidentifiedImageError:
+        raise Refused("Only PNG, JPEG, GIF and WebP images can be uploaded.", 415) from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        raise Refused("The image could not be read: the file is damaged or incomplete.",
+                      400) from None
+
+
+def _reencode(image: Any, max_pixels: int) -> tuple[bytes, str]:
+    fmt = image.format
+    width, height = image.size
+    animated = fmt in ("GIF", "WEBP") and getattr(image, "is_animated", False)
+    if width * height > max_pixels:
+        raise Refused(f"The image is {width} x {height} pixels; the largest accepted is "
+                      f"{max_pixels / 1e6:g} megapixels.", 413)
+    frames = []
+    for number, frame in enumerate(ImageSequence.Iterator(image) if animated else [image]):
+        if number >= MAX_FRAMES or (number + 1) * width * height > max_pixels:
+            raise Refused(f"The animation has too many frames (at most {MAX_FRAMES}, and "
+                          f"{max_pixels / 1e6:g} megapixels in all).", 413)
+        duration = frame.info.get("duration", 100)
+        frame = _clean(ImageOps.exif_transpose(frame) if not animated else frame.copy(), fmt)
+        frames.append((frame, duration))
+    out = io.BytesIO()
+    first = frames[0][0]
+    options: dict[str, Any] = {}
+    if animated:
+        options = {"save_all": True, "append_images": [f for f, _ in frames[1:]],
+                   "duration": [d for _, d in frames], "loop": image.info.get("loop", 0)}
+    if fmt == "JPEG":
+        options.update(quality=90, optimize=True)
+    elif fmt == "WEBP":
+        options.update(quality=90)
+    elif fmt == "PNG":
+        options.update(optimize=False)
+    if "transparency" in first.info and fmt in ("PNG", "GIF"):
+        options["transparency"] = first.info["transparency"]
+    for frame, _ in frames:
+        frame.info = {key: frame.info[key] for key in ("transparency",) if key in frame.info}
+    first.save(out, format=fmt, **options)
+    return out.getvalue(), FORMATS[fmt]
+
+
+def _clean(frame: Any, fmt: str) -> Any:
+    """A frame with sRGB colours (ICC profile applied, then dropped) in a mode ``fmt`` takes."""
+    icc = frame.info.get("icc_profile")
+    if icc and frame.mode in ("RGB", "RGBA", "CMYK"):
+        try:
+            frame = ImageCms.profileToProfile(
+                frame, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+                outputMode="RGBA" if frame.mode == "RGBA" else "RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unusable profile: keep the pixels as they are
+    if fmt == "JPEG" and frame.mode not in ("L", "RGB"):
+        frame = frame.convert("RGB")
+    elif fmt == "WEBP" and frame.mode not in ("RGB", "RGBA"):
+        frame = frame.convert("RGBA")
+    if frame.mode == "CMYK":
+        frame = frame.convert("RGB")
+    return frame
