@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -239,3 +240,43 @@ def test_readme_lists_the_site_settings() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("<!-- notes-settings -->\n", 1)[1].split("\n<!-- /notes-settings -->")[0]
     assert block == site_config.markdown_table(), "README's NOTES_* table is stale"
+
+
+def test_token_creation_is_post_redirect_get(app, client, user, login) -> None:
+    from notes.models import ApiToken
+
+    login(client, user[0].email)
+    token = csrf(client, "/account")
+    r = client.post("/account", data={"tok-name": "laptop", "tok-csrf_token": token})
+    assert r.status_code == 302 and r.location.endswith("/account")
+    page = client.get("/account")
+    assert page.headers["Cache-Control"] == "no-store"
+    shown = re.search(r'id="new-token">(nt_[^<]+)<', page.get_data(as_text=True))
+    assert shown, "the new token is shown once"
+    again = client.get("/account").get_data(as_text=True)  # a reload
+    assert shown.group(1) not in again and "laptop" in again
+    with app.app_context():
+        assert db.session.query(ApiToken).count() == 1
+    assert client.get("/api/notes", headers={"Authorization": f"Bearer {shown.group(1)}"}
+                      ).status_code == 200
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_admin_dates_are_readable_in_the_site_time_zone(db_url, tmp_path, login) -> None:
+    from datetime import UTC, datetime
+
+    from notes.auth import create_user
+
+    app = make_app(db_url, tmp_path / "data", NOTES_TIMEZONE="Asia/Tokyo")
+    with app.app_context():
+        boss = create_user("root@example.com", PASSWORD, is_admin=True)
+        boss.created_at = datetime(2026, 11, 29, 23, 17, 39, 51764, tzinfo=UTC)
+        db.session.commit()
+    client = app.test_client()
+    login(client, "root@example.com")
+    page = client.get("/admin/user/").get_data(as_text=True)
+    assert "2026-11-30 08:17" in page  # Tokyo is UTC+9
+    assert "23:17:39" not in page and "+00:00" not in page
+    assert 'placeholder="Search by email"' in page
+    notes = client.get("/admin/note/").get_data(as_text=True)
+    assert 'placeholder="Search titles and text"' in notes and "body_text" not in notes

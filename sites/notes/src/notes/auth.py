@@ -14,9 +14,11 @@ from flask import (
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -176,14 +178,22 @@ def account() -> ResponseReturnValue:
             flash("Your password is changed.", "info")
             return redirect(url_for("auth.account"))
     if "tok-name" in request.form and token_form.validate_on_submit():
-        new_token = issue_token(current_user, token_form.name.data or "")
+        # POST/redirect/GET: a reload shows the page again, it does not make a second token.
+        # The token waits in the (server-side) session and is shown once.
+        session["new_token"] = issue_token(current_user, token_form.name.data or "")
+        flash("Token created: copy it now, it is shown only once.", "info")
+        return redirect(url_for("auth.account"))
+    if request.method == "GET":
+        new_token = session.pop("new_token", None)
     tokens = db.session.scalars(
         select(ApiToken).where(ApiToken.user_id == current_user.id).order_by(ApiToken.id)
     ).all()
-    return render_template(
+    page = make_response(render_template(
         "account.html", password_form=password_form, token_form=token_form, tokens=tokens,
         new_token=new_token,
-    )
+    ))
+    page.headers["Cache-Control"] = "no-store"  # the token must not come back from a cache
+    return page
 
 
 @bp.route("/account/tokens/<int(max=2147483647):token_id>/delete", methods=["POST"])

@@ -8,6 +8,7 @@ comment or trailing bytes. Sizes are checked before decoding (decompression bomb
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import Any
 
@@ -79,12 +80,11 @@ def _clean(frame: Any, fmt: str) -> Any:
     """A frame with sRGB colours (ICC profile applied, then dropped) in a mode ``fmt`` takes."""
     icc = frame.info.get("icc_profile")
     if icc and frame.mode in ("RGB", "RGBA", "CMYK"):
-        try:
+        # an unusable profile: keep the pixels as they are
+        with contextlib.suppress(ImageCms.PyCMSError, OSError, ValueError):
             frame = ImageCms.profileToProfile(
                 frame, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
                 outputMode="RGBA" if frame.mode == "RGBA" else "RGB")
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            pass  # an unusable profile: keep the pixels as they are
     if fmt == "JPEG" and frame.mode not in ("L", "RGB"):
         frame = frame.convert("RGB")
     elif fmt == "WEBP" and frame.mode not in ("RGB", "RGBA"):
