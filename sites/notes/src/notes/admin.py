@@ -167,8 +167,8 @@ class NoteView(SecureModelView):
 def init_app(app: Flask, views: Iterable[BaseView] = ()) -> None:
     """The admin, with the model views and ``views`` from other modules (e.g. Excel)."""
     admin = Admin(
-        app, name="notes admin", theme=Bootstrap4Theme(swatch="default"),
-        index_view=HomeView(url="/admin"),
+        app, name="notes admin", index_view=HomeView(url="/admin"),
+        theme=Bootstrap4Theme(swatch="default", base_template="admin/notes_base.html"),
     )
     admin.add_view(UserView(User, db, name="Users"))
     admin.add_view(NoteView(Note, db, name="Notes"))
