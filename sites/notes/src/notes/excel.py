@@ -262,7 +262,8 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
     continued = sorted((int(name[5:]), i) for i, name in enumerate(names)
                        if re.fullmatch(r"body_[0-9]{1,3}", name))
     index.update((f"body_{n}", i) for n, i in continued)
-    users = dict(db.session.execute(select(User.email, User.id)).tuples().all())
+    users: dict[str, int] = {email: user_id for email, user_id in db.session.execute(
+        select(User.email, User.id))}
     problems: list[Problem] = []
     total = 0  # problems, shown or not
     found: list[Row] = []

@@ -19,6 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
     event,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -31,6 +32,10 @@ def utcnow() -> datetime:
 def plain_text(body: str) -> str:
     """The words of a note's (sanitised) HTML, for search: tags, entities and runs of space go."""
     return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body or "")).split())
+
+
+# A note's HTML and text: up to 1,000,000 characters. MariaDB/MySQL's TEXT holds 64 KiB.
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -87,8 +92,8 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     )
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     slug: Mapped[str] = mapped_column(String(220), unique=True, nullable=False)
-    body: Mapped[str] = mapped_column(Text, nullable=False, default="")  # sanitised HTML
-    body_text: Mapped[str] = mapped_column(Text, nullable=False, default="")  # for search
+    body: Mapped[str] = mapped_column(LongText, nullable=False, default="")  # sanitised HTML
+    body_text: Mapped[str] = mapped_column(LongText, nullable=False, default="")  # for search
     published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
