@@ -498,12 +498,15 @@ def test_photo_metadata_goes_and_orientation_is_applied(client, user, login) -> 
     exif[0x010F] = "PhoneMaker"
     gps = exif.get_ifd(0x8825)
     gps.update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
-    jpeg = picture("JPEG", exif=exif.tobytes())
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    jpeg = picture("JPEG", exif=exif.tobytes(), icc_profile=icc)
     assert Image.open(io.BytesIO(jpeg)).getexif().get_ifd(0x8825)
     out = stored(client, upload(client, jpeg, "photo.jpg"))
     image = Image.open(io.BytesIO(out))
     assert b"Exif" not in out and b"PhoneMaker" not in out
-    assert not image.getexif() and "exif" not in image.info
+    assert not image.getexif() and "exif" not in image.info and "icc_profile" not in image.info
     assert image.size == (20, 40)  # turned upright
     top = image.convert("RGB").getpixel((10, 2))
     assert top[2] > 150 and top[0] < 100  # the blue half is now on top
@@ -554,3 +557,18 @@ def test_what_the_app_serves_is_never_sniffed(app, client, user, login) -> None:
     uploads = Path(app.config["NOTES_DATA_DIR"]) / "uploads"
     (uploads / ".half-written.png.tmp").write_bytes(b"<script>")
     assert app.test_client().get("/media/.half-written.png.tmp").status_code == 404
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_uploads_stored_before_are_written_anew_on_request(app, tmp_path) -> None:
+    """`flask --app notes uploads reencode`: for files stored when only magic bytes were
+    checked."""
+    uploads = Path(app.config["NOTES_DATA_DIR"]) / "uploads"
+    html = b"<script>alert(1)</script>"
+    (uploads / "old.gif").write_bytes(picture("GIF") + html)
+    (uploads / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + html)
+    r = app.test_cli_runner().invoke(args=["uploads", "reencode"])
+    assert r.exit_code == 0 and "1 rewritten, 1 refused" in r.output
+    assert html not in (uploads / "old.gif").read_bytes()
+    assert not (uploads / "fake.png").exists()
+    assert (Path(app.config["NOTES_DATA_DIR"]) / "uploads-refused" / "fake.png").exists()

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 from typing import Any
 
+import click
+from flask import current_app
+from flask.cli import AppGroup
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 
 FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
@@ -92,3 +96,36 @@ def _clean(frame: Any, fmt: str) -> Any:
     if frame.mode == "CMYK":
         frame = frame.convert("RGB")
     return frame
+
+
+# -- CLI: files uploaded before uploads were written anew --------------------------------------
+
+uploads_cli = AppGroup("uploads", help="Manage uploaded images.")
+
+
+@uploads_cli.command("reencode")
+def reencode_command() -> None:
+    """Write every stored upload anew, as new uploads are (for files stored before that).
+
+    A file that is not a readable image is moved to DATA_DIR/uploads-refused, where it is no
+    longer served. Names stay the same, so notes keep showing their images.
+    """
+    data = Path(current_app.config["NOTES_DATA_DIR"])
+    refused = data / "uploads-refused"
+    counts = {"rewritten": 0, "refused": 0}
+    for path in sorted((data / "uploads").iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            fresh, _ = reencode(path.read_bytes(), current_app.config["NOTES_MAX_IMAGE_PIXELS"])
+        except Refused as e:
+            refused.mkdir(exist_ok=True)
+            path.replace(refused / path.name)
+            click.echo(f"{path.name}: moved to {refused}: {e}", err=True)
+            counts["refused"] += 1
+            continue
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(fresh)
+        tmp.replace(path)
+        counts["rewritten"] += 1
+    click.echo(f"{counts['rewritten']} rewritten, {counts['refused']} refused")

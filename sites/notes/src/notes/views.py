@@ -189,3 +189,4 @@ def localtime(value: datetime | None) -> str:
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(localtime)
+    app.cli.add_command(images.uploads_cli)
