@@ -6,10 +6,11 @@ import re
 
 import requests
 
-# a 1 x 1 transparent PNG: the smallest image the site's upload accepts
+# a 1 x 1 transparent PNG: the smallest image the site's upload accepts (a valid one: uploads
+# are decoded, and the former constant's pixel data failed its checksum)
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
-       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
-       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\x0bIDATx\xdac`\x00\x02\x00\x00\x05\x00\x01\xe9\xfa"
+       b"\xdc\xd8\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def form_token(page: str) -> str:

@@ -9,9 +9,8 @@ from apiflask import APIFlask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, auth, errors, excel, views
+from . import admin, api, auth, errors, excel, sqlite, views
 from . import config as site_config
-from . import sqlite  # noqa: F401  (a missing SQLite file is an error)
 from .extensions import ckeditor, csrf, db, login_manager, migrate, server_session
 
 HERE = Path(__file__).parent
@@ -57,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
+            sqlite.watch(db.engine)  # a missing database file is an error
     migrate.init_app(app, db, directory=str(HERE / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)

@@ -28,7 +28,13 @@ def _file(dialect: Any, cargs: list[Any], cparams: dict[str, Any]) -> str | None
     return None if path in ("", ":memory:") else path
 
 
-@event.listens_for(Engine, "do_connect")
+def watch(engine: Engine) -> None:
+    """Open ``engine``'s SQLite file read-write only, and check it is still there at checkout."""
+    event.listen(engine, "do_connect", _open_existing_only)
+    event.listen(engine, "connect", _remember_file)
+    event.listen(engine, "checkout", _same_file)
+
+
 def _open_existing_only(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]
                         ) -> None:
     path = _file(dialect, cargs, cparams)
@@ -39,7 +45,6 @@ def _open_existing_only(dialect: Any, record: Any, cargs: list[Any], cparams: di
     record.info["sqlite_path"] = path
 
 
-@event.listens_for(Engine, "connect")
 def _remember_file(dbapi_connection: Any, record: Any) -> None:
     path = record.info.get("sqlite_path")
     if path is not None:
@@ -47,7 +52,6 @@ def _remember_file(dbapi_connection: Any, record: Any) -> None:
         record.info["sqlite_file"] = (st.st_dev, st.st_ino)
 
 
-@event.listens_for(Engine, "checkout")
 def _same_file(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """A pooled connection whose file was moved or replaced is dropped (the pool reconnects,
     which fails while the file is missing)."""

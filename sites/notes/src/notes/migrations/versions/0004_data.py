@@ -19,18 +19,18 @@ branch_labels = None
 depends_on = None
 
 
-def _mysql():
+def _mysql() -> bool:
     return op.get_bind().dialect.name in ('mysql', 'mariadb')
 
 
-def upgrade():
+def upgrade() -> None:
     if _mysql():
         for column in ('body', 'body_text'):
             op.alter_column('notes', column, type_=mysql.MEDIUMTEXT(), existing_type=sa.Text(),
                             existing_nullable=False)
 
 
-def downgrade():
+def downgrade() -> None:
     if _mysql():
         for column in ('body', 'body_text'):
             op.alter_column('notes', column, type_=sa.Text(), existing_type=mysql.MEDIUMTEXT(),
