@@ -40,7 +40,9 @@ def reencode(data: bytes, max_pixels: int) -> tuple[bytes, str]:
         raise
     except UnidentifiedImageError:
         raise Refused("Only PNG, JPEG, GIF and WebP images can be uploaded.", 415) from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours
+        raise Refused(f"The image has more than {max_pixels / 1e6:g} megapixels.", 413) from None
+    except (OSError, ValueError, SyntaxError, EOFError):
         raise Refused("The image could not be read: the file is damaged or incomplete.",
                       400) from None
 
