@@ -152,9 +152,10 @@ def upload() -> ResponseReturnValue:
 
 
 # What the app serves from the uploads folder is an image and nothing else: no sniffing it into
-# HTML, and if opened as a document, no scripts, plugins or forms (Nginx serves /media/ itself
-# in production; the kit sets the same headers there).
-MEDIA_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+# HTML, and if opened as a document, no scripts, plugins or forms. In production Nginx serves
+# /media/ itself, with the same policy (the kit's `untrusted` static mapping).
+MEDIA_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
+             "sandbox")
 
 
 @bp.route("/media/<path:name>")
