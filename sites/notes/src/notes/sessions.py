@@ -247,7 +247,10 @@ class ServerSessions(SessionInterface):
         assert isinstance(session, ServerSession)
         name = self.get_cookie_name(app)
         domain, path = self.get_cookie_domain(app), self.get_cookie_path(app)
-        stored = {k: v for k, v in session.items() if k != "_t"}
+        # bookkeeping alone (the refresh time; Flask-Login's marks without a user) is no reason
+        # to keep a session
+        noise = {"_t"} if "_user_id" in session else {"_t", "_fresh", "_id"}
+        stored = {k: v for k, v in session.items() if k not in noise}
         if not stored:  # nothing worth keeping: no store entry, no cookie
             if session.sid or session.lost:
                 self._delete(session.sid)
@@ -305,8 +308,7 @@ def cache_policy(response: Response, personal: bool) -> None:
 def refuse(response: Response) -> None:
     """Turn ``response`` into the session-store-down 503 (HTML or JSON), in place: the session
     interface runs after the view, when the response object already exists."""
-    page, _ = error_response(503, UNAVAILABLE)
-    assert isinstance(page, Response)
+    page = current_app.make_response(error_response(503, UNAVAILABLE))
     for header in ("Location", "Set-Cookie", "Content-Type", "Content-Length", "Vary"):
         response.headers.pop(header, None)
     response.status_code = 503
