@@ -124,7 +124,7 @@ def test_the_file_store_is_swept_by_age_off_the_request_path(app) -> None:
 def test_a_hostile_session_cookie_is_no_path(app, client) -> None:
     folder = Path(app.config["NOTES_DATA_DIR"]) / "sessions"
     (folder.parent / "x").write_text('{"_user_id": "1:0"}')
-    for value in ("../x", "..%2fx", "x" * 5000, "\x00", ""):
+    for value in ("../x", "..%2fx", "x" * 4000, "\x00", ""):
         client.set_cookie("session", value)
         r = client.get("/my")
         assert r.status_code == 302
