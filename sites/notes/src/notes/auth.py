@@ -35,6 +35,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import delete, event, func, inspect, select
+from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm import Session as OrmSession
 from wtforms import BooleanField, EmailField, Field, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
@@ -133,9 +134,9 @@ def _end_sessions_on_change(orm: OrmSession, _context: Any, _instances: Any) -> 
     for obj in list(orm.dirty):
         if not isinstance(obj, User):
             continue
-        attrs = inspect(obj).attrs
+        state: InstanceState[User] = inspect(obj)
         changed = {name for name in ("password_hash", "active", "is_admin", "session_version")
-                   if attrs[name].history.has_changes()}
+                   if state.attrs[name].history.has_changes()}
         if not changed:
             continue
         if "session_version" not in changed:
@@ -271,7 +272,7 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """Log out everywhere: every session, remember-me cookie and API token of the user ends."""
     if current_user.is_authenticated:
-        end_sessions(current_user._get_current_object())  # type: ignore[attr-defined]
+        end_sessions(current_user._get_current_object())
     session.clear()
     logout_user()  # also has Flask-Login delete the remember-me cookie
     rotate()
@@ -306,7 +307,7 @@ def account() -> ResponseReturnValue:
         if not verify_password(current_user.password_hash, password_form.current.data or ""):
             password_form.current.errors = ["This is not your current password."]
         else:
-            user = current_user._get_current_object()  # type: ignore[attr-defined]
+            user = current_user._get_current_object()
             user.password_hash = hash_password(password_form.password.data or "")
             db.session.commit()  # ends every session and API token of the user (see above)
             sign_in(user)  # but this one goes on, under a new id

@@ -39,6 +39,7 @@ from flask import (
 )
 from flask.cli import with_appcontext
 from flask.sessions import SessionInterface, SessionMixin
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.datastructures import CallbackDict
 
@@ -75,7 +76,7 @@ class RedisStore:
         # fail fast while Redis is down (one retry covers a connection closed by a restart)
         self.client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2,
                                            retry=Retry(NoBackoff(), 1))
-        self.errors = (redis.RedisError, OSError)
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.ttl, self.prefix = ttl, prefix
 
     def get(self, sid: str) -> dict[str, Any] | None:
@@ -346,7 +347,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(sweep_command)
 
     @app.before_request
-    def store_down() -> object:
+    def store_down() -> ResponseReturnValue | None:
         if (getattr(session, "unavailable", False) and request.method not in SAFE_METHODS
                 and not request.path.startswith("/api/")):  # the API uses tokens, not sessions
             response = Response()
@@ -355,7 +356,7 @@ def init_app(app: Flask) -> None:
         return None
 
     @app.errorhandler(CSRFError)
-    def session_ended(e: CSRFError) -> object:
+    def session_ended(e: CSRFError) -> ResponseReturnValue:
         """A form posted from a session that has ended: sign in again, not a bare 400."""
         if getattr(session, "lost", False) and not wants_json():
             flash("Your session has ended: please sign in again.", "info")
