@@ -354,6 +354,39 @@ def test_logout_ends_every_session_remember_me_and_api_token(site: Site) -> None
     assert not signed_in(site, replay)
 
 
+def test_requests_racing_a_logout_cannot_keep_the_session_alive(site: Site) -> None:
+    """Requests of the same session in flight while it logs out may write it back to the store;
+    the user's session version still refuses it."""
+    here, _ = register(site)
+    sid = here.cookies["session"]
+    stop = threading.Event()
+    clients = []
+
+    def hammer() -> None:
+        web = browser()
+        plant(web, sid)
+        clients.append(web)
+        while not stop.is_set():
+            web.get(f"{site.url}/my", allow_redirects=False, timeout=10)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    r = here.post(f"{site.url}/logout", data={"csrf_token": token(
+        here.get(f"{site.url}/account", timeout=10).text)}, allow_redirects=False, timeout=10)
+    assert r.status_code == 302
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert not signed_in(site, here)
+    assert not any(signed_in(site, web) for web in clients)
+    replay = browser()
+    plant(replay, sid)
+    assert not signed_in(site, replay)
+
+
 def test_a_password_change_ends_the_other_sessions_and_tokens(site: Site) -> None:
     here, email, there, remembered, auth = _everywhere(site)
     page = here.get(f"{site.url}/account", timeout=10).text

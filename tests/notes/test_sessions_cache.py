@@ -116,7 +116,7 @@ def test_the_file_store_is_swept_by_age_off_the_request_path(app) -> None:
         os.utime(path, (old, old))
     store.set("f" * 43, {"_user_id": "1:0"})
     assert store.get(f"{0:043d}") is None  # expired: never handed out, even before a sweep
-    r = app.test_cli_runner().invoke(args=["sweep-sessions"])
+    r = app.test_cli_runner().invoke(args=["sessions", "sweep"])
     assert "removed 50 expired sessions" in r.output
     assert [p.name for p in folder.iterdir()] == ["f" * 43]
 

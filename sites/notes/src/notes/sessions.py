@@ -344,7 +344,7 @@ def init_app(app: Flask) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         store = FileStore(folder, idle)
     app.session_interface = ServerSessions(store, idle)
-    app.cli.add_command(sweep_command)
+    app.cli.add_command(sessions_cli)
 
     @app.before_request
     def store_down() -> ResponseReturnValue | None:
@@ -364,7 +364,10 @@ def init_app(app: Flask) -> None:
         return error_response(400)
 
 
-@click.command("sweep-sessions")
+sessions_cli = click.Group("sessions", help="Manage server-side sessions.")
+
+
+@sessions_cli.command("sweep")
 @with_appcontext
 def sweep_command() -> None:
     """Delete expired session files now (workers also do it in the background)."""
