@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,9 @@ from apiflask import APIFlask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, auth, errors, excel, sqlite, views
+from . import admin, api, auth, errors, excel, sessions, sqlite, views
 from . import config as site_config
-from .extensions import ckeditor, csrf, db, login_manager, migrate, server_session
+from .extensions import ckeditor, csrf, db, login_manager, migrate
 
 HERE = Path(__file__).parent
 
@@ -30,8 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     if config:
         app.config.update(config)
     data = Path(app.config["NOTES_DATA_DIR"])
-    for sub in ("uploads", "sessions"):
-        (data / sub).mkdir(parents=True, exist_ok=True)
+    (data / "uploads").mkdir(parents=True, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = site_config.secret_key(app.config)
     app.config.update(
@@ -40,6 +40,8 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_NAME="remember_token",
+        REMEMBER_COOKIE_DURATION=timedelta(days=app.config["NOTES_REMEMBER_DAYS"]),
         WTF_CSRF_TIME_LIMIT=None,
         SWAGGER_UI_BUNDLE_JS="/static/vendor/swagger-ui/swagger-ui-bundle.js",
         SWAGGER_UI_CSS="/static/vendor/swagger-ui/swagger-ui.css",
@@ -47,7 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         CKEDITOR_SERVE_LOCAL=False,
         CKEDITOR_ENABLE_CSRF=True,
     )
-    _sessions(app)
+    sessions.init_app(app)  # first: its before_request runs before CSRF's
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         SecureCookiesOverHTTPS(app.wsgi_app), x_for=1, x_proto=1, x_host=1
     )
@@ -61,7 +63,6 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     login_manager.init_app(app)
     csrf.init_app(app)
     ckeditor.init_app(app)
-    server_session.init_app(app)
 
     auth.init_app(app)
     views.init_app(app)
@@ -92,23 +93,6 @@ class SecureCookiesOverHTTPS:
             return start_response(status, headers, *args)
 
         return self.app(environ, secure_start)
-
-
-def _sessions(app: APIFlask) -> None:
-    """Server-side sessions: Redis when configured (several replicas), else files."""
-    url = app.config["NOTES_SESSION_REDIS_URL"]
-    if url:
-        import redis
-
-        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(url))
-    else:
-        from cachelib import FileSystemCache
-
-        cache = FileSystemCache(
-            str(Path(app.config["NOTES_DATA_DIR"]) / "sessions"), threshold=100_000, mode=0o600
-        )
-        app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=cache)
-    app.config.setdefault("SESSION_KEY_PREFIX", "notes:session:")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:

@@ -1,9 +1,20 @@
-"""Accounts: register, log in/out, change password, API tokens, and the ``users`` CLI."""
+"""Accounts: register, log in/out, change password, API tokens, and the ``users`` CLI.
+
+A user's ``session_version`` is part of the id Flask-Login keeps in the session and in the
+remember-me cookie, and :func:`load_user` compares it on every request: logging out, changing
+the password, or an admin changing ``active`` or ``is_admin`` raises it (and deletes the user's
+API tokens), which ends every session of that user at once, on every replica.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import re
 import sys
 from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from argon2 import PasswordHasher
@@ -24,17 +35,25 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import delete, func, select
-from wtforms import BooleanField, EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from sqlalchemy import delete, event, func, inspect, select
+from sqlalchemy.orm import InstanceState
+from sqlalchemy.orm import Session as OrmSession
+from wtforms import BooleanField, EmailField, Field, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from .extensions import db, login_manager
 from .models import ApiToken, LoginFailure, User, utcnow
 from .services import issue_token
+from .sessions import rotate
 
 bp = Blueprint("auth", __name__)
 _hasher = PasswordHasher()  # argon2id: memory-hard
 WINDOW = timedelta(minutes=15)
+PASSWORD_MIN, PASSWORD_MAX = 8, 200
+# what a browser drops from a URL before resolving it (WHATWG URL parser)
+_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def hash_password(password: str) -> str:
@@ -48,15 +67,53 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against for unknown e-mails, so that they cost what a known one costs."""
+    return _hasher.hash("no such user")
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def password_problem(password: str, email: str = "") -> str | None:
+    """Why ``password`` is refused, in one sentence, or None. Common and guessable passwords
+    (dictionary words, names, keyboard patterns, dates, the e-mail itself) are refused by
+    zxcvbn, scored offline."""
+    if len(password) < PASSWORD_MIN:
+        return f"The password must have at least {PASSWORD_MIN} characters."
+    if len(password) > PASSWORD_MAX:
+        return f"The password must have at most {PASSWORD_MAX} characters."
+    from zxcvbn import zxcvbn  # imported here: it loads its word lists (start-up time)
+
+    local = email.split("@", 1)[0]
+    result = zxcvbn(password[:72], user_inputs=[email, local, "notes"])  # its length limit
+    if result["score"] >= 3:
+        return None
+    feedback = result["feedback"]
+    hint = feedback["warning"] or (feedback["suggestions"] or [""])[0]
+    return " ".join(["This password is too easy to guess.", hint,
+                     "Use a few uncommon words or a longer phrase."]).replace("  ", " ")
+
+
+class StrongPassword:
+    """WTForms validator: :func:`password_problem`, with the e-mail of the form or the user."""
+
+    def __call__(self, form: FlaskForm, field: Field) -> None:
+        email = getattr(getattr(form, "email", None), "data", None) or (
+            current_user.email if current_user.is_authenticated else "")
+        problem = password_problem(field.data or "", email)
+        if problem:
+            raise ValidationError(problem)
+
+
 def create_user(email: str, password: str, is_admin: bool = False) -> User:
-    """Add and commit a user; ``ValueError`` if the email is taken or the password short."""
+    """Add and commit a user; ``ValueError`` if the email is taken or the password weak."""
     email = normalise_email(email)
-    if len(password) < 8:
-        raise ValueError("the password must have at least 8 characters")
+    problem = password_problem(password, email)
+    if problem:
+        raise ValueError(problem)
     if db.session.scalar(select(User).where(User.email == email)):
         raise ValueError(f"a user with the email {email} exists already")
     user = User(email=email, password_hash=hash_password(password), is_admin=is_admin)
@@ -65,9 +122,60 @@ def create_user(email: str, password: str, is_admin: bool = False) -> User:
     return user
 
 
+def end_sessions(user: User) -> None:
+    """End every session, remember-me cookie and API token of ``user`` (committed)."""
+    user.session_version = (user.session_version or 0) + 1
+    db.session.commit()
+
+
+@event.listens_for(OrmSession, "before_flush")
+def _end_sessions_on_change(orm: OrmSession, _context: Any, _instances: Any) -> None:
+    """Whoever changes a password, ``active`` or ``is_admin`` (account page, admin, CLI), the
+    user's sessions and API tokens end with the same commit."""
+    for obj in list(orm.dirty):
+        if not isinstance(obj, User):
+            continue
+        state: InstanceState[User] = inspect(obj)
+        changed = {name for name in ("password_hash", "active", "is_admin", "session_version")
+                   if state.attrs[name].history.has_changes()}
+        if not changed:
+            continue
+        if "session_version" not in changed:
+            obj.session_version = (obj.session_version or 0) + 1
+        for token in obj.tokens:
+            orm.delete(token)
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site as a browser would read it, else the home page.
+
+    The browser drops tabs and newlines anywhere, control characters and spaces at both ends,
+    and reads backslashes as slashes: ``/\t/evil.example`` and ``/\\evil.example`` both mean
+    ``//evil.example``, another host. So normalise first, then check.
+    """
+    home = url_for("views.index")
+    cleaned = _TAB_NEWLINE.sub("", (target or "").strip(_C0_AND_SPACE)).replace("\\", "/")
+    if not cleaned.startswith("/") or cleaned.startswith("//") or _CONTROL.search(cleaned):
+        return home
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc:
+        return home
+    return cleaned
+
+
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    """The user of a session or remember-me cookie, if its session version is still current."""
+    number, _, version = user_id.partition(":")
+    user = db.session.get(User, int(number)) if number.isdigit() else None
+    if user is not None and version == str(user.session_version):
+        return user
+    # ended: forget it, and have Flask-Login delete the remember-me cookie too
+    for key in ("_user_id", "_fresh", "_id", "_remember_seconds"):
+        session.pop(key, None)
+    if current_app.config["REMEMBER_COOKIE_NAME"] in request.cookies:
+        session["_remember"] = "clear"
+    return None
 
 
 login_manager.login_view = "auth.login"
@@ -82,7 +190,7 @@ class LoginForm(FlaskForm):
 
 class RegisterForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])
+    password = PasswordField("Password", validators=[DataRequired(), StrongPassword()])
     confirm = PasswordField(
         "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")]
     )
@@ -90,7 +198,7 @@ class RegisterForm(FlaskForm):
 
 class PasswordForm(FlaskForm):
     current = PasswordField("Current password", validators=[DataRequired()])
-    password = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=200)])
+    password = PasswordField("New password", validators=[DataRequired(), StrongPassword()])
     confirm = PasswordField(
         "Repeat new password",
         validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
@@ -101,16 +209,39 @@ class TokenForm(FlaskForm):
     name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
 
 
-def _too_many(keys: list[str]) -> bool:
-    limit = current_app.config["NOTES_LOGIN_ATTEMPTS"]
+def _limits(email: str) -> list[tuple[str, int]]:
+    """Failure counters for this attempt: the client address, and the account from that address.
+
+    No counter is per account alone, so nobody can lock another person's account out.
+    """
+    config = current_app.config
+    address = request.remote_addr or "unknown"
+    account = hashlib.sha256(f"{email}\n{address}".encode()).hexdigest()
+    return [(f"addr:{address}", config["NOTES_LOGIN_ATTEMPTS_PER_ADDRESS"]),
+            (f"acct:{account}", config["NOTES_LOGIN_ATTEMPTS"])]
+
+
+def _too_many(limits: list[tuple[str, int]]) -> bool:
     since = utcnow() - WINDOW
-    for key in keys:
+    for key, limit in limits:
         count = db.session.scalar(
             select(func.count()).where(LoginFailure.key == key, LoginFailure.at > since)
         )
         if (count or 0) >= limit:
             return True
     return False
+
+
+def _failed(limits: list[tuple[str, int]]) -> None:
+    db.session.execute(delete(LoginFailure).where(LoginFailure.at <= utcnow() - WINDOW))
+    db.session.add_all([LoginFailure(key=key) for key, _ in limits])
+    db.session.commit()
+
+
+def sign_in(user: User, remember: bool = False) -> None:
+    """Log ``user`` in under a new session id: an id known before (planted) is worth nothing."""
+    rotate()
+    login_user(user, remember=remember)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -120,28 +251,32 @@ def login() -> ResponseReturnValue:
     form = LoginForm()
     if form.validate_on_submit():
         email = normalise_email(form.email.data or "")
-        keys = [f"ip:{request.remote_addr}", f"email:{email}"]
-        if _too_many(keys):
+        limits = _limits(email)
+        if _too_many(limits):
             flash("Too many failed logins: wait 15 minutes and try again.", "error")
             return render_template("login.html", form=form), 429
         user = db.session.scalar(select(User).where(User.email == email))
-        if user and user.active and verify_password(user.password_hash, form.password.data or ""):
-            db.session.execute(delete(LoginFailure).where(LoginFailure.key == keys[1]))
+        # one argon2 verification whether the account exists or not: same time either way
+        ok = verify_password(user.password_hash if user else _dummy_hash(),
+                             form.password.data or "")
+        if user is not None and user.active and ok:
+            db.session.execute(delete(LoginFailure).where(LoginFailure.key == limits[1][0]))
             db.session.commit()
-            login_user(user, remember=form.remember.data)
-            target = request.args.get("next", "")
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("views.index")
-            return redirect(target)
-        db.session.add_all([LoginFailure(key=key) for key in keys])
-        db.session.commit()
+            sign_in(user, remember=bool(form.remember.data))
+            return redirect(safe_next(request.args.get("next")))
+        _failed(limits)
         flash("Wrong email or password.", "error")
     return render_template("login.html", form=form)
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
-    logout_user()
+    """Log out everywhere: every session, remember-me cookie and API token of the user ends."""
+    if current_user.is_authenticated:
+        end_sessions(current_user._get_current_object())
+    session.clear()
+    logout_user()  # also has Flask-Login delete the remember-me cookie
+    rotate()
     flash("You are logged out.", "info")
     return redirect(url_for("views.index"))
 
@@ -157,7 +292,7 @@ def register() -> ResponseReturnValue:
         except ValueError as e:
             form.email.errors = [*form.email.errors, str(e)]
         else:
-            login_user(user)
+            sign_in(user)
             flash("Welcome! Your account is ready.", "info")
             return redirect(url_for("views.my_notes"))
     return render_template("register.html", form=form)
@@ -173,9 +308,12 @@ def account() -> ResponseReturnValue:
         if not verify_password(current_user.password_hash, password_form.current.data or ""):
             password_form.current.errors = ["This is not your current password."]
         else:
-            current_user.password_hash = hash_password(password_form.password.data or "")
-            db.session.commit()
-            flash("Your password is changed.", "info")
+            user = current_user._get_current_object()
+            user.password_hash = hash_password(password_form.password.data or "")
+            db.session.commit()  # ends every session and API token of the user (see above)
+            sign_in(user)  # but this one goes on, under a new id
+            flash("Your password is changed. Your other sessions and your API tokens have "
+                  "ended.", "info")
             return redirect(url_for("auth.account"))
     if "tok-name" in request.form and token_form.validate_on_submit():
         # POST/redirect/GET: a reload shows the page again, it does not make a second token.
@@ -226,6 +364,29 @@ def create_user_command(email: str, admin: bool, password_stdin: bool) -> None:
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"created {'admin' if user.is_admin else 'user'} {user.email}")
+
+
+def _set_active(email: str, active: bool) -> None:
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise click.ClickException(f"no user with the email {email}")
+    user.active = active
+    db.session.commit()
+    click.echo(f"{'activated' if active else 'deactivated'} {user.email}")
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+def deactivate_command(email: str) -> None:
+    """Disable an account: its sessions, remember-me cookies and API tokens end at once."""
+    _set_active(email, False)
+
+
+@users_cli.command("activate")
+@click.argument("email")
+def activate_command(email: str) -> None:
+    """Enable a disabled account again."""
+    _set_active(email, True)
 
 
 @users_cli.command("list")

@@ -49,10 +49,26 @@ def _url(raw: str) -> str:
 
 
 def _int(raw: str) -> int:
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
     if value < 1:
         raise ValueError("a whole number of at least 1")
     return value
+
+
+def _range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise ValueError(f"a whole number from {low} to {high}")
+        return value
+
+    return parse
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,17 @@ VARS: tuple[Var, ...] = (
     Var("IMPORT_MAX_UNPACKED", _int, "33554432",
         "Most bytes an Excel import may unpack to (and characters of text it may hold)."),
     Var("LOGIN_ATTEMPTS", _int, "5",
-        "Failed logins allowed per address and per account in 15 minutes."),
+        "Failed logins allowed per account from one address in 15 minutes (others can still "
+        "sign in to that account)."),
+    Var("LOGIN_ATTEMPTS_PER_ADDRESS", _int, "20",
+        "Failed logins allowed per client address, whatever the account, in 15 minutes."),
+    Var("SESSION_IDLE", _int, "3600",
+        "Seconds without a request after which a session ends on the server."),
+    Var("REMEMBER_DAYS", _int, "30",
+        "Days a \"Remember me\" sign-in lasts (else the cookie ends with the browser session)."),
+    Var("CACHE_SECONDS", _range(0, 10), "5",
+        "Seconds shared caches (the kit's Nginx cache) may serve anonymous public pages: "
+        "`Cache-Control: public, s-maxage=N`; 0 turns it off."),
 )
 
 

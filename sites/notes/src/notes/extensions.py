@@ -11,7 +11,6 @@ warnings.filterwarnings("ignore", message='The "bleach" library', category=UserW
 from flask_ckeditor import CKEditor  # noqa: E402
 from flask_login import LoginManager  # noqa: E402
 from flask_migrate import Migrate  # noqa: E402
-from flask_session import Session  # noqa: E402
 from flask_sqlalchemy import SQLAlchemy  # noqa: E402
 from flask_wtf.csrf import CSRFProtect  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase  # noqa: E402
@@ -38,5 +37,4 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-server_session = Session()
 ckeditor = CKEditor()

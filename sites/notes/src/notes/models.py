@@ -64,6 +64,10 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # part of the id Flask-Login keeps in sessions and remember-me cookies: raising it ends
+    # every session of the user at once (see auth.end_sessions)
+    session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                                 server_default="0")
 
     notes: Mapped[list[Note]] = relationship(
         back_populates="author", cascade="all, delete-orphan", passive_deletes=True
@@ -75,6 +79,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     @property
     def is_active(self) -> bool:  # Flask-Login
         return self.active
+
+    def get_id(self) -> str:  # Flask-Login: checked on every request by auth.load_user
+        return f"{self.id}:{self.session_version}"
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"

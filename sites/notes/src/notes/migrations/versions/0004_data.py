@@ -5,7 +5,7 @@ TEXT there holds 65,535 bytes: a long note (the form, the API and the Excel impo
 limit: nothing changes there.
 
 Revision ID: 0004_data
-Revises: 0002
+Revises: 0003_accounts
 Create Date: 2026-11-30 00:40:00
 
 """
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = '0004_data'
-down_revision = '0002'
+down_revision = '0003_accounts'
 branch_labels = None
 depends_on = None
 
