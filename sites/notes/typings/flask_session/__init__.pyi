@@ -1,9 +1,0 @@
-from typing import Any
-
-from flask import Flask
-
-class Session:
-    def __init__(self, app: Flask | None = ...) -> None: ...
-    def init_app(self, app: Flask) -> None: ...
-
-def __getattr__(name: str) -> Any: ...
