@@ -7,7 +7,7 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 python3-venv python3-dev gcc libc6-dev npm ca-certificates \
+      python3 python3-venv python3-dev gcc libc6-dev libssl-dev libpcre2-dev npm ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Browser assets (CKEditor 4.22.1, Swagger UI) from npm, pinned by the site's package-lock.json.
@@ -19,21 +19,26 @@ RUN --mount=type=secret,id=pipca \
  && bash sites/notes/assets.sh && rm -rf sites/notes/node_modules
 # Two distributions: the kit (the repository root) and the notes site (sites/notes).
 COPY pyproject.toml README.md ./
+COPY scripts/install-uwsgi.sh scripts/
 COPY src src
 COPY sites/notes/pyproject.toml sites/notes/README.md sites/notes/
 COPY sites/notes/src sites/notes/src
 RUN --mount=type=secret,id=pipca \
     if [ -s /run/secrets/pipca ]; then export PIP_CERT=/run/secrets/pipca; fi \
  && python3 -m venv /opt/flaskstack \
+ && bash scripts/install-uwsgi.sh /opt/flaskstack/bin/python \
  && /opt/flaskstack/bin/pip install --no-cache-dir --disable-pip-version-check \
       . "./sites/notes[mssql]" \
  && find /opt/flaskstack -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---- runtime: Python, Nginx, the venv; nothing else ----------------------------------------
 FROM ${BASE_IMAGE}
+# uWSGI (compiled in the build stage) links libpython3.X, libssl3 and libpcre2-8
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 nginx-light ca-certificates \
+      python3 nginx-light ca-certificates libpcre2-8-0 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      "lib$(readlink -f /usr/bin/python3 | xargs basename)" \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*
 COPY --from=build /opt/flaskstack /opt/flaskstack
 RUN mkdir -p /web/web_data /web/data && chown www-data:www-data /web/data
