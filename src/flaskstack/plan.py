@@ -45,6 +45,8 @@ class UWSGIPlan:
     unix_socket: str | None  # None: the socket is inherited as fd 0 (the supervisor opens it)
     backlog: int
     harakiri: int  # uWSGI checks it each whole second: one more, so never before the timeout
+    # (for every request but a WebSocket upgrade)
+    websocket_ping: int  # seconds between pings on an open WebSocket (below Nginx's timeout)
     buffer_size: int  # the largest uwsgi packet: always holds what Nginx passes
     max_vars: int  # as many variables as the smallest header lines Nginx lets through
     reload_on_rss_mb: int  # 0: off
@@ -184,6 +186,7 @@ def make(
             unix_socket=str(run.uwsgi_socket) if role == "all" else None,
             backlog=backlog,
             harakiri=s.request_timeout + 1,
+            websocket_ping=min(30, s.request_timeout),
             buffer_size=UWSGI_PACKET_MAX,
             max_vars=s.buffer_size // SMALLEST_HEADER_LINE + 64,
             reload_on_rss_mb=max(1, s.max_rss // MIB) if s.max_rss else 0,

@@ -6,7 +6,7 @@ import time
 from wsexample import app
 
 
-@app.get("/slow/<float:seconds>")
-def slow(seconds: float) -> str:
+@app.get("/slow/<int:seconds>")
+def slow(seconds: int) -> str:
     time.sleep(seconds)
     return "slept"
