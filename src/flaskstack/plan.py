@@ -102,6 +102,7 @@ class Plan:
     nginx: NginxPlan | None  # None: this role runs no Nginx
     prestart: tuple[str, ...]  # argv of the site's prestart command, or empty
     app_listen: tuple[str, int] | None  # role app: the TCP address the supervisor opens
+    metrics: tuple[str, int] | None  # where the Prometheus endpoint listens, or None (off)
     watch_upstreams: bool  # role proxy: re-resolve upstreams and reload Nginx on change
     writable: tuple[str, ...]  # directories made (and owned by the account) before start
     probe: Probe
@@ -119,6 +120,8 @@ class Plan:
             names.append("upstreams")
         if self.nginx is not None:
             names.append("nginx")
+        if self.metrics is not None:
+            names.append("metrics")
         return tuple(names)
 
 
@@ -234,6 +237,10 @@ def make(
     else:
         probe = Probe("https" if s.tls_cert else "http", upstreams.loopback(s.host), s.port,
                       decl.health)
+    metrics = upstreams.split_host_port(s.metrics_listen) if s.metrics_listen else None
+    if metrics is not None and runs_proxy and metrics[1] == s.port:
+        raise SettingError(f"setting metrics_listen (from {s.sources['metrics_listen']}): port "
+                           f"{s.port} is the site's own port")
     return Plan(
         settings=s,
         site=decl,
@@ -243,6 +250,7 @@ def make(
         nginx=nginx,
         prestart=prestart_argv(s, decl) if runs_app else (),
         app_listen=upstreams.split_host_port(s.app_listen) if role == "app" else None,
+        metrics=metrics,
         watch_upstreams=role == "proxy",
         writable=tuple(decl.writable) if runs_app else (),
         probe=probe,

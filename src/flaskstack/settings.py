@@ -232,6 +232,13 @@ class HostPort(Parser):
         return value
 
 
+class OptionalHostPort(HostPort):
+    description = "HOST:PORT, or empty (off)"
+
+    def __call__(self, raw: str) -> str:
+        return super().__call__(raw) if raw.strip() else ""
+
+
 class AbsolutePath(Parser):
     description = "a path"
 
@@ -334,6 +341,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_cert", "server", OptionalPath(), "",
             "PEM certificate: when set (with TLS_KEY) Nginx serves HTTPS on PORT."),
     Setting("tls_key", "server", OptionalPath(), "", "PEM private key for TLS_CERT."),
+    Setting("metrics_listen", "server", OptionalHostPort(), "",
+            "Serve Prometheus metrics (GET /metrics: Nginx connections and requests, uWSGI "
+            "workers, reloads, uptime) on this address; keep it off the public network."),
     Setting("run_dir", "server", AbsolutePath(), default_run_dir,
             "Directory for rendered configs, sockets, pid files and temp files.",
             default_doc="/run/flaskstack as root, else $XDG_RUNTIME_DIR/flaskstack "

@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from . import metrics, render, runtime, upstreams
 from . import plan as planning
-from . import render, runtime, upstreams
 from .exits import Exit
 from .host import HostFacts
 from .plan import Plan
@@ -92,6 +92,9 @@ class Supervisor:
         self.listener: socket.socket | None = None  # role app: uWSGI's socket, shared
         self.servers: list[str] = []  # upstream addresses in rotation (role proxy)
         self.resolved_at = 0.0
+        self.started = time.time()
+        self.reloads = 0
+        self.stop_metrics: Callable[[], None] | None = None
 
     # -- processes -------------------------------------------------------------------------
 
@@ -259,6 +262,22 @@ class Supervisor:
             return Exit.START
         return None
 
+    def start_metrics(self) -> Exit | None:
+        """The Prometheus endpoint, in a thread: every scrape reads the servers' status."""
+        assert self.plan.metrics is not None
+        host, port = self.plan.metrics
+        sources = metrics.Sources(self.run, uwsgi=self.plan.uwsgi is not None,
+                                  nginx=self.plan.nginx is not None, started=self.started,
+                                  reloads=lambda: self.reloads)
+        try:
+            self.stop_metrics = metrics.serve(host, port, sources)
+        except OSError as e:
+            log(f"cannot listen on {host}:{port} for metrics: {e.strerror or e}")
+            return Exit.START
+        shown = f"[{host}]" if ":" in host else host
+        print(f"metrics: http://{shown}:{port}/metrics", flush=True)
+        return None
+
     # -- running ---------------------------------------------------------------------------
 
     def serve(self) -> int:
@@ -277,6 +296,8 @@ class Supervisor:
             print(f"ready: {self.plan.probe.url}", flush=True)
             return self.loop()
         finally:
+            if self.stop_metrics is not None:
+                self.stop_metrics()
             self.kill_all()
             self.run.pid.unlink(missing_ok=True)
 
@@ -320,6 +341,7 @@ class Supervisor:
     def reload(self) -> None:
         """Re-render the configs, then reload Nginx and chain-reload the uWSGI workers."""
         log("reload: nginx configuration and app workers (one at a time)")
+        self.reloads += 1
         render.write(render.render(self.plan), self.run)
         if self.nginx is not None:
             self.nginx.signal(signal.SIGHUP)

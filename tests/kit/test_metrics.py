@@ -49,7 +49,8 @@ def test_metrics_move_with_traffic(make_stack) -> None:
             >= before["flaskstack_nginx_requests_total"][()] + 31)
     assert total(after["flaskstack_uwsgi_worker_harakiri_total"]) == 1
     assert total(after["flaskstack_uwsgi_worker_respawns_total"]) >= 1
-    assert all(v > 1_000_000 for v in after["flaskstack_uwsgi_worker_rss_bytes"].values())
+    assert max(after["flaskstack_uwsgi_worker_rss_bytes"].values()) > 1_000_000  # a respawned
+    # worker reports its RSS after its first request
     assert after["flaskstack_uwsgi_listen_queue"][()] == 0
     assert after["flaskstack_nginx_connections"][(("state", "active"),)] >= 0
     assert after["flaskstack_uptime_seconds"][()] > 0
@@ -77,7 +78,8 @@ def test_a_server_that_does_not_answer_is_up_0_not_a_failed_scrape(tmp_path: Pat
 
 def test_role_app_has_no_nginx_figures(tmp_path: Path) -> None:
     port = free_port()
-    stop = metrics.serve("127.0.0.1", port, metrics.Sources(RunDir(tmp_path), uwsgi=True, nginx=False))
+    sources = metrics.Sources(RunDir(tmp_path), uwsgi=True, nginx=False)
+    stop = metrics.serve("127.0.0.1", port, sources)
     try:
         found = scrape(f"http://127.0.0.1:{port}/metrics")
     finally:
