@@ -144,7 +144,17 @@ def test_topology_app_behind_a_headless_service_proxy_on_8080(docs: list[Doc]) -
     assert proxy_env["FLASKSTACK_ROLE"] == "proxy"
     assert proxy_env["FLASKSTACK_UPSTREAMS"] == f"notes-app:{listen_port}"
     assert proxy_env["FLASKSTACK_PORT"] == "8080"
-    assert proxy["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert proxy["ports"] == [{"name": "http", "containerPort": 8080},
+                              {"name": "metrics", "containerPort": 9100}]
+    for container in (app_container, proxy):
+        listen = env(container)["FLASKSTACK_METRICS_LISTEN"]
+        assert {"name": "metrics", "containerPort": int(listen.rpartition(":")[2])} in \
+            container["ports"]
+    for name in ("notes-app", "notes-proxy"):
+        annotations = find(docs, "Deployment", name)["spec"]["template"]["metadata"][
+            "annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == "9100"
     assert find(docs, "Service", "notes-proxy")["spec"]["ports"][0]["targetPort"] == "http"
     claim = find(docs, "PersistentVolumeClaim", "notes-uploads")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
