@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import click
 
-from . import __version__, host, probe, render, runtime, site, status, upstreams
+from . import __version__, host, preflight, probe, render, runtime, site, status, upstreams
 from . import plan as planning
 from .exits import Exit, describe, fail
 from .image import image
@@ -76,6 +75,9 @@ def serve(**options: Any) -> None:
     """
     plan, facts = make_plan(effective(options))
     try:
+        preflight.check_files(plan)
+        if plan.nginx is not None and (plan.nginx.snippet_server or plan.nginx.snippet_http):
+            preflight.nginx_test(plan, facts)  # the site's own lines, before they can fail
         code = Supervisor(plan, facts).serve()
     except SettingError as e:
         fail(str(e))
@@ -119,22 +121,15 @@ def config(check: bool, **options: Any) -> None:
 
 
 def check_nginx(plan: Plan, facts: host.HostFacts, servers: Sequence[str]) -> None:
-    """Render into a scratch directory and run ``nginx -t`` on it."""
+    """The files the plan names, then ``nginx -t`` on the plan rendered in a scratch dir."""
     if plan.nginx is None:
         click.echo("\n# check: this role runs no nginx; uwsgi.ini rendered")
         return
-    with tempfile.TemporaryDirectory(prefix="flaskstack-check-") as tmp:
-        settings = Settings({**plan.settings.values, "run_dir": tmp}, plan.settings.sources)
-        scratch = planning.make(settings, plan.site, facts, servers)
-        render.write(render.render(scratch), scratch.run)
-        result = subprocess.run(
-            [runtime.binary("nginx"), "-t", "-q", "-p", tmp, "-c", str(scratch.run.nginx_conf),
-             "-e", "stderr"],
-            capture_output=True, text=True, check=False,
-        )
-    if result.returncode != 0:
-        message = " ".join(result.stderr.replace(tmp, "<run_dir>").split())
-        fail(f"nginx -t rejected the configuration: {message}")
+    try:
+        preflight.check_files(plan)
+        preflight.nginx_test(plan, facts, servers)
+    except SettingError as e:
+        fail(str(e))
     click.echo("\n# check: nginx -t: configuration ok")
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import upstreams
+from . import tls, upstreams
 from .host import Account, HostFacts
 from .rundir import RunDir
 from .settings import SettingError, Settings
@@ -61,10 +61,18 @@ class NginxPlan:
     rlimit_nofile: int
     worker_connections: int
     backlog: int
-    tls: bool
+    tls: bool  # HTTPS (and HTTP/2) on the site's port
     server_names: tuple[str, ...]  # empty: any Host; else others get 421
     header_buffers: int  # large_client_header_buffers: this many lines ...
     header_line: int  # ... of this many bytes at most each
+    tls_protocols: str
+    tls_ciphers: str
+    redirect_port: int  # a plain-HTTP port that redirects to HTTPS (0: none)
+    redirect_to: str  # the redirect's target, port included unless 443
+    hsts: int  # Strict-Transport-Security max-age (0: no header)
+    trusted_proxies: tuple[str, ...]  # set_real_ip_from: X-Forwarded-For believed from these
+    snippet_server: str | None  # the site's Nginx lines inside its server block
+    snippet_http: str | None  # ... inside the http block
     replica_header: str | None
     static: tuple[StaticMapping, ...]
     servers: tuple[str, ...]  # ``upstream`` lines, with their parameters
@@ -219,6 +227,15 @@ def make(
             server_names=tuple(s.server_names),
             header_buffers=max(1, s.buffer_size // HEADER_LINE),
             header_line=HEADER_LINE,
+            tls_protocols=tls.PROTOCOLS,
+            tls_ciphers=tls.CIPHERS,
+            redirect_port=s.http_redirect_port,
+            redirect_to="https://$host" + ("" if s.port == 443 else f":{s.port}")
+            + "$request_uri",
+            hsts=s.hsts,
+            trusted_proxies=tuple(s.trusted_proxies),
+            snippet_server=decl.nginx_server,
+            snippet_http=decl.nginx_http,
             replica_header=s.replica_name if s.replica_name and role == "all" else None,
             static=static_mappings(s, decl),
             servers=lines,

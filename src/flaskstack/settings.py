@@ -8,6 +8,7 @@ environment < flags.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -239,6 +240,15 @@ class OptionalHostPort(HostPort):
         return super().__call__(raw) if raw.strip() else ""
 
 
+class Network(Parser):
+    """An address or CIDR block, IPv4 or IPv6 (``10.0.0.0/8``, ``fd00::/8``, ``192.0.2.7``)."""
+
+    description = "an address or CIDR block (IPv4 or IPv6)"
+
+    def __call__(self, raw: str) -> str:
+        return str(ipaddress.ip_network(raw.strip(), strict=False))
+
+
 class AbsolutePath(Parser):
     description = "a path"
 
@@ -341,6 +351,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_cert", "server", OptionalPath(), "",
             "PEM certificate: when set (with TLS_KEY) Nginx serves HTTPS on PORT."),
     Setting("tls_key", "server", OptionalPath(), "", "PEM private key for TLS_CERT."),
+    Setting("http_redirect_port", "server", Integer(0, 65535), 0,
+            "With TLS: a plain-HTTP port on HOST that redirects every request to HTTPS on PORT "
+            "(0: none)."),
+    Setting("hsts", "server", Seconds(0, 63072000), 0,
+            "With TLS: Strict-Transport-Security max-age (0: no header). Browsers then refuse "
+            "plain HTTP to this host for that long: raise it once HTTPS works."),
+    Setting("trusted_proxies", "server", Network(), [],
+            "Load balancers in front of Nginx: only from these addresses is X-Forwarded-For "
+            "believed (the client address in logs, limits and the app) and X-Request-ID kept.",
+            multiple=True),
     Setting("metrics_listen", "server", OptionalHostPort(), "",
             "Serve Prometheus metrics (GET /metrics: Nginx connections and requests, uWSGI "
             "workers, reloads, uptime) on this address; keep it off the public network."),
@@ -482,6 +502,12 @@ def _check_together(settings: Settings) -> None:
     v = settings.values
     if bool(v["tls_cert"]) != bool(v["tls_key"]):
         raise SettingError("settings tls_cert and tls_key: give both or neither")
+    for name in ("http_redirect_port", "hsts"):
+        if v[name] and not v["tls_cert"]:
+            raise SettingError(f"setting {name} (from {settings.sources[name]}): needs TLS "
+                               "(tls_cert and tls_key)")
+    if v["http_redirect_port"] and v["http_redirect_port"] == v["port"]:
+        raise SettingError("settings http_redirect_port and port: two different ports")
 
 
 def markdown_table() -> str:

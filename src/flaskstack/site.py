@@ -42,6 +42,10 @@ class SiteDeclaration:
     writable: list[str] = field(default_factory=list)
     static: list[tuple[str, str]] = field(default_factory=list)
     untrusted: set[str] = field(default_factory=set)  # prefixes of uploaded (hostile) files
+    # [nginx] server = "FILE" / http = "FILE": the site's own Nginx lines, included inside the
+    # site's server block / the http block (absolute paths)
+    nginx_server: str | None = None
+    nginx_http: str | None = None
 
 
 def expand(value: str, env: Mapping[str, str]) -> str:
@@ -106,4 +110,13 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
         decl.static.append(mapping)
         if untrusted:
             decl.untrusted.add(mapping[0])
+    nginx = data.get("nginx", {})
+    if not isinstance(nginx, dict) or set(nginx) - {"server", "http"} or not all(
+            isinstance(v, str) and v.strip() for v in nginx.values()):
+        raise SettingError(f'{path}: [nginx] takes server = "FILE" and http = "FILE" only')
+    for key, value in nginx.items():
+        snippet = base / expand(value, env)  # relative to the flaskstack.toml
+        if not snippet.is_file():
+            raise SettingError(f"{path}: [nginx] {key} = {value!r}: {snippet} is not a file")
+        setattr(decl, f"nginx_{key}", str(snippet))
     return decl

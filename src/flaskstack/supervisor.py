@@ -20,11 +20,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import metrics, render, runtime, upstreams
+from . import metrics, preflight, render, runtime, upstreams
 from . import plan as planning
 from .exits import Exit
 from .host import HostFacts
 from .plan import Plan
+from .settings import SettingError
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
 STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
@@ -340,6 +341,14 @@ class Supervisor:
 
     def reload(self) -> None:
         """Re-render the configs, then reload Nginx and chain-reload the uWSGI workers."""
+        try:
+            preflight.check_files(self.plan)  # e.g. a renewed certificate and key
+            if self.plan.nginx is not None and (self.plan.nginx.snippet_server
+                                                or self.plan.nginx.snippet_http):
+                preflight.nginx_test(self.plan, self.facts, self.servers)
+        except SettingError as e:
+            log(f"reload refused, still serving the running configuration: {e}")
+            return
         log("reload: nginx configuration and app workers (one at a time)")
         self.reloads += 1
         render.write(render.render(self.plan), self.run)

@@ -103,7 +103,9 @@ def test_forwarded_host_keeps_the_port_the_client_used() -> None:
     nginx = render.render(make())["nginx.conf"]
     assert "uwsgi_param HTTP_X_FORWARDED_HOST $http_host;" in nginx
     assert "uwsgi_param HTTP_X_FORWARDED_PORT $flaskstack_forwarded_port;" in nginx
-    assert "uwsgi_param HTTP_X_REQUEST_ID $request_id;" in nginx
+    # Nginx's $request_id, or a trusted proxy's X-Request-ID (trusted_proxies)
+    assert "uwsgi_param HTTP_X_REQUEST_ID $flaskstack_request_id;" in nginx
+    assert "default $request_id;" in nginx
 
 
 def test_templates_hold_no_arithmetic_and_no_role_tests() -> None:
