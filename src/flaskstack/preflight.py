@@ -18,8 +18,8 @@ from .plan import Plan
 from .settings import SettingError, Settings
 
 # nginx: [emerg] unknown directive "foo" in /site/server.conf:3
-_NGINX_ERROR = re.compile(r"\[(?:emerg|alert|crit|error)\] (?P<message>.*?) in (?P<file>\S+):"
-                          r"(?P<line>\d+)")
+_NGINX_ERROR = re.compile(r"\[(?:emerg|alert|crit|error)\] (?:\d+#\d+: )?(?P<message>.*?) in "
+                          r"(?P<file>\S+):(?P<line>\d+)")
 
 
 def check_files(plan: Plan) -> None:
