@@ -183,6 +183,16 @@ def test_network_policies_let_only_the_right_pods_in(docs: list[Doc]) -> None:
     assert sources("redis") == {"app"}
 
 
+
+def test_the_ingress_example_makes_the_proxies_trust_the_controller() -> None:
+    docs = render(Path(__file__).resolve().parents[2] / "deploy" / "k8s-ingress")
+    assert find(docs, "Ingress", "notes")["spec"]["rules"][0]["http"]["paths"][0]["backend"][
+        "service"]["name"] == "notes-proxy"
+    (proxy,) = pod_spec(find(docs, "Deployment", "notes-proxy"))["containers"]
+    variables = env(proxy)
+    loaded = settings.load({k: v for k, v in variables.items() if k.startswith("FLASKSTACK_")})
+    assert "10.0.0.0/8" in loaded.trusted_proxies
+
 # -- podman kube play ---------------------------------------------------------------------------
 # Measured on podman 4.3.1: kinds Pod, Deployment, PersistentVolumeClaim and ConfigMap work; a
 # secret volume crashes it (nil pointer in VolumeFromSecret); no Services, so names are pod
