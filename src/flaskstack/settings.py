@@ -418,8 +418,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("send_timeout", "http", Seconds(1, 3600), 15,
             "Seconds between two writes of the response."),
     Setting("nginx_workers", "http", WorkerCount(), "auto", "Nginx worker processes."),
-    Setting("nginx_connections", "http", Integer(64, 65535), 4096,
-            "Connections per Nginx worker."),
+    Setting("nginx_connections", "http", Integer(64, 65535), 16384,
+            "Connections per Nginx worker (idle and slow clients included); Nginx's open-files "
+            "limit is sized with it, within the host's hard limit (serve says when that caps "
+            "it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
     Setting("access_log_format", "http", Choice("combined", "json"), "combined",
             "Access log format."),
