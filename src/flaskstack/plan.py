@@ -52,6 +52,7 @@ class UWSGIPlan:
     reload_on_rss_mb: int  # 0: off
     add_header: str | None  # "Name: value" on every response, or None
     logging: bool  # uWSGI's own request log (off when Nginx in front already logs)
+    json_logs: bool  # uWSGI writes its lines as JSON (access_log_format = json)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def make(
             add_header=f"X-Replica: {s.replica_name}"
             if s.replica_name and role == "app" else None,
             logging=role == "app" and s.access_log,
+            json_logs=s.access_log_format == "json",
         )
 
     nginx = None

@@ -20,20 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import metrics, preflight, render, runtime, upstreams
+from . import logs, metrics, preflight, render, runtime, upstreams
 from . import plan as planning
 from .exits import Exit
 from .host import HostFacts
+from .logs import log
 from .plan import Plan
 from .settings import SettingError
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
 STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 RESOLVE_EVERY = 5.0  # seconds between two looks at the proxy's upstream names
-
-
-def log(message: str) -> None:
-    print(f"flaskstack: {message}", file=sys.stderr, flush=True)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -96,6 +93,7 @@ class Supervisor:
         self.started = time.time()
         self.reloads = 0
         self.stop_metrics: Callable[[], None] | None = None
+        logs.configure(plan.settings.access_log_format == "json")
 
     # -- processes -------------------------------------------------------------------------
 
@@ -184,10 +182,14 @@ class Supervisor:
             if self.listener is None:
                 return Exit.START
             stdin = self.listener.fileno()
+        output = self.server_output("uwsgi")
         uwsgi = self.uwsgi = self.spawn(
             "uwsgi", [runtime.binary("uwsgi"), "--ini", str(self.run.uwsgi_ini)],
-            cwd=self.plan.settings.app_dir, stdout=sys.stderr, stdin=stdin,
+            cwd=self.plan.settings.app_dir, stdout=output or sys.stderr, stderr=output,
+            stdin=stdin,
         )
+        if output is not None:
+            os.close(output)
         self.wait_until(lambda: self.run.uwsgi_ready.exists() or not uwsgi.running, None)
         if not uwsgi.running:
             log(f"the app failed to start (uWSGI {uwsgi.describe()}): see uWSGI's messages "
@@ -245,16 +247,25 @@ class Supervisor:
 
         threading.Thread(target=copy, name="access-log", daemon=True).start()
 
+    def server_output(self, source: str) -> int | None:
+        """JSON logs: a pipe that turns the server's message lines into JSON lines (its
+        requests are logged as JSON by the server itself); plain logs: None (inherit)."""
+        return logs.relay(source) if logs.json_lines() else None
+
     def start_nginx(self) -> Exit | None:
         assert self.plan.nginx is not None
         render.write(render.render(self.plan), self.run)  # with the upstreams now known
         if self.plan.nginx.access_log:
             self.relay_access_log()
+        output = self.server_output("nginx")
         nginx = self.nginx = self.spawn(
             "nginx",
             [runtime.binary("nginx"), "-p", str(self.run), "-c", str(self.run.nginx_conf),
              "-e", "stderr", "-g", "daemon off; master_process on;"],
+            stderr=output,
         )
+        if output is not None:
+            os.close(output)
         probe = self.plan.probe
         self.wait_until(lambda: not nginx.running or upstreams.accepts(probe.host, probe.port),
                         None)
