@@ -93,6 +93,7 @@ def main() -> None:
     routed: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-ops-") as folder:
         tmp = Path(folder)
+        tmp.chmod(0o755)  # the servers' workers (www-data under root) reach the run dir
         cert, key = certificate(tmp)
         metrics_port = free_port()
         with stack(tmp, "--tls-cert", cert, "--tls-key", key, "--metrics-listen",
