@@ -387,6 +387,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workers", "app", Integer(1, 512), cpu_count, "uWSGI worker processes.",
             default_doc="number of CPUs"),
     Setting("threads", "app", Integer(1, 256), 1, "Threads per uWSGI worker."),
+    Setting("gevent", "app", Integer(0, 100000), 0,
+            "Greenlets per uWSGI worker on uWSGI's gevent loop (0: off): many WebSockets, "
+            "Flask-SocketIO's uWSGI mode; the site's environment needs the gevent package."),
     Setting("request_timeout", "app", Seconds(1, 3600), 60,
             "Seconds a request may run, body included, before uWSGI kills its worker "
             "(harakiri, checked each second: within a second after); Nginx waits a little "
@@ -508,6 +511,9 @@ def _check_together(settings: Settings) -> None:
         if v[name] and not v["tls_cert"]:
             raise SettingError(f"setting {name} (from {settings.sources[name]}): needs TLS "
                                "(tls_cert and tls_key)")
+    if v["gevent"] and v["threads"] > 1:
+        raise SettingError("settings gevent and threads: uWSGI's gevent loop runs one thread per "
+                           "worker (set threads to 1)")
     if v["http_redirect_port"] and v["http_redirect_port"] == v["port"]:
         raise SettingError("settings http_redirect_port and port: two different ports")
 

@@ -130,3 +130,35 @@ def test_reload_closes_open_sockets_and_serves_throughout(ws_stack) -> None:
             done.set()
             loader.join(30)
     assert failures == []
+
+
+def test_flask_socketio_uwsgi_mode_on_the_gevent_loop(make_stack) -> None:
+    import socketio
+
+    stack = make_stack("--app", "sioapp:app", "--gevent", "100", "--workers", "1",
+                       "--request-timeout", "2")
+    shutil.copy(EXAMPLE.with_name("socketio_app.py"), stack.app_dir / "sioapp.py")
+    (stack.app_dir / "sioapp.py").chmod(0o644)
+    stack.start()
+    client = socketio.Client()
+    answers: list[dict[str, str]] = []
+    client.on("echoed", answers.append)
+    client.connect(f"http://127.0.0.1:{stack.port}", transports=["websocket"], wait_timeout=10)
+    try:
+        client.emit("echo", {"text": "hi"})
+        time.sleep(4)  # past request_timeout: the socket stays
+        client.emit("echo", {"text": "again"})
+        deadline = time.monotonic() + 10
+        while len(answers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        client.disconnect()
+    assert answers == [{"text": "HI"}, {"text": "AGAIN"}]
+    assert "HARAKIRI" not in stack.output()
+
+
+def test_gevent_with_threads_is_a_settings_error(make_stack) -> None:
+    stack = make_stack()
+    result = stack.cli("config", "--gevent", "100", "--threads", "4")
+    assert result.returncode == 2
+    assert result.stderr.startswith("flaskstack: error: settings gevent and threads")
