@@ -208,8 +208,9 @@ class LoginForm(FlaskForm):
 
 class RegisterForm(FlaskForm):
     display_name = StringField(
-        "Display name", validators=[DataRequired(), Length(max=NAME_MAX)],
-        description="Shown with your notes. Your e-mail address is never shown.")
+        "Display name", validators=[Length(max=NAME_MAX)],
+        description="Shown with your notes (you can set it later too). Your e-mail address "
+                    "is never shown.")
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), StrongPassword()])
     confirm = PasswordField(
@@ -316,7 +317,7 @@ def register() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             user = create_user(form.email.data or "", form.password.data or "",
-                               display_name=form.display_name.data or "")
+                               display_name=(form.display_name.data or "").strip() or None)
         except ValueError as e:
             form.email.errors = [*form.email.errors, str(e)]
         else:

@@ -253,8 +253,8 @@ def upload() -> ResponseReturnValue:
     limit = current_app.config["NOTES_MAX_IMAGE"]
     data = file.read(limit + 1)
     if len(data) > limit:
-        return _upload_error(f"The image is larger than {megabytes(limit)}, the largest this "
-                             "site accepts: make it smaller and upload it again.", 413)
+        return _upload_error(f"The image is too large: at most {megabytes(limit)}. Make it "
+                             "smaller and upload it again.", 413)
     try:
         data, ext = images.reencode(data, current_app.config["NOTES_MAX_IMAGE_PIXELS"])
     except images.Refused as e:
