@@ -114,6 +114,7 @@ def wait_for_editor(page: Any) -> None:
 def test_write_publish_read_and_admin_edit(site: dict[str, Any], page: Any) -> None:
     url = site["url"]
     page.goto(url + "/register")
+    page.fill("input[name=display_name]", "Writer")
     page.fill("input[name=email]", "writer@example.com")
     page.fill("input[name=password]", PASSWORD)
     page.fill("input[name=confirm]", PASSWORD)

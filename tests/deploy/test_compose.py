@@ -120,7 +120,8 @@ def test_sessions_uploads_and_the_secret_key_are_shared_by_the_replicas(project)
     url, web = project.url, requests.Session()
     token = csrf(web, f"{url}/register")
     r = web.post(f"{url}/register", timeout=10, data={
-        "email": "scale@example.com", "password": PASSWORD, "confirm": PASSWORD,
+        "display_name": "Scale", "email": "scale@example.com", "password": PASSWORD,
+        "confirm": PASSWORD,
         "csrf_token": token})
     assert r.ok
     crossed = 0  # forms made by one replica and accepted by the other: one secret key

@@ -372,7 +372,8 @@ def test_kube_play_serves_the_notes_site_through_the_proxy(
     # one account in MariaDB, one session in Redis: both replicas know the visitor
     password = "kube smoke password 1"
     registered = web.post(f"{url}/register", timeout=10, data={
-        "email": "kube@example.com", "password": password, "confirm": password,
+        "display_name": "Kube", "email": "kube@example.com", "password": password,
+        "confirm": password,
         "csrf_token": csrf(web, f"{url}/register")})
     assert registered.ok, registered.text[-2000:]
     assert replicas_seen(web, f"{url}/my") == set(APP_PODS)

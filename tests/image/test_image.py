@@ -35,7 +35,8 @@ def test_notes_site_serves_stops_cleanly_and_keeps_data(built_image, containers)
 
     web = requests.Session()
     r = web.post(f"{url}/register", timeout=10, data={
-        "email": "owner@example.com", "password": PASSWORD, "confirm": PASSWORD,
+        "display_name": "Owner", "email": "owner@example.com", "password": PASSWORD,
+        "confirm": PASSWORD,
         "csrf_token": csrf(web, f"{url}/register")})
     assert r.ok
     r = web.post(f"{url}/notes/new", timeout=10, data={

@@ -98,7 +98,8 @@ def admin(app: Any) -> tuple[Any, str]:
 
 def _account(app: Any, email: str, is_admin: bool = False) -> tuple[SimpleNamespace, str]:
     with app.app_context():
-        created = create_user(email, PASSWORD, is_admin=is_admin)
+        created = create_user(email, PASSWORD, is_admin=is_admin,
+                              display_name=email.split("@")[0].title())
         account = SimpleNamespace(id=created.id, email=created.email, is_admin=is_admin)
     return account, PASSWORD
 

@@ -25,7 +25,8 @@ def write(client, title: str, body: str = "<p>text</p>", published: bool = True)
 
 def test_register_write_publish_search_and_read(client) -> None:
     token = csrf(client, "/register")
-    r = client.post("/register", data={"email": "Writer@Example.com", "password": "long enough 1",
+    r = client.post("/register", data={"display_name": "Writer", "email": "Writer@Example.com",
+                                       "password": "long enough 1",
                                        "confirm": "long enough 1", "csrf_token": token})
     assert r.status_code == 302
     r = write(client, "Hello, World! Ça va?", "<p>First <strong>bold</strong> words</p>")
@@ -60,7 +61,7 @@ def test_stored_xss_is_neutralised(client, user, login) -> None:
     login(client, user[0].email)
     write(client, "Payload", XSS)
     page = client.get("/n/payload").get_data(as_text=True)
-    body = page.split('<div class="body">', 1)[1].split("</div>", 1)[0]
+    body = page.split('<div class="body" dir="auto">', 1)[1].split("</div>", 1)[0]
     assert "<script" not in body and "onerror" not in body and "onload" not in body
     assert "javascript:" not in body
     assert "<b>bold</b>" in body and "<td>cell</td>" in body
@@ -109,7 +110,7 @@ def test_search_with_sql_metacharacters_is_harmless(client, user, login) -> None
         r = client.get("/", query_string={"q": query})
         assert r.status_code == 200
         assert "Other note" not in r.get_data(as_text=True), query
-    assert "100% pure_fun" in client.get("/?q=100%").get_data(as_text=True)
+    assert "<mark>100%</mark> pure_fun" in client.get("/?q=100%").get_data(as_text=True)
     assert "Other note" in client.get("/").get_data(as_text=True)
 
 
@@ -162,6 +163,7 @@ def test_admin_access_and_edits_save_with_csrf(app, client, user, admin, login) 
     assert r.status_code == 302
     page = client.get("/n/after").get_data(as_text=True)
     assert "edited" in page and "<script>x" not in page
+    assert client.get("/n/before").location.endswith("/n/after")  # the old link still works
 
 
 def test_security_headers_and_cookie_flags(client, user, login) -> None:

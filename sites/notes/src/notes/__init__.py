@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import admin, api, auth, errors, excel, sessions, sqlite, views
 from . import config as site_config
-from .extensions import ckeditor, csrf, db, login_manager, migrate
+from .extensions import csrf, db, login_manager, migrate
 
 HERE = Path(__file__).parent
 
@@ -43,13 +45,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         REMEMBER_COOKIE_NAME="remember_token",
         REMEMBER_COOKIE_DURATION=timedelta(days=app.config["NOTES_REMEMBER_DAYS"]),
         WTF_CSRF_TIME_LIMIT=None,
-        SWAGGER_UI_BUNDLE_JS="/static/vendor/swagger-ui/swagger-ui-bundle.js",
-        SWAGGER_UI_CSS="/static/vendor/swagger-ui/swagger-ui.css",
-        SWAGGER_UI_STANDALONE_PRESET_JS="/static/vendor/swagger-ui/swagger-ui-standalone-preset.js",
-        CKEDITOR_SERVE_LOCAL=False,
-        CKEDITOR_ENABLE_CSRF=True,
     )
     sessions.init_app(app)  # first: its before_request runs before CSRF's
+    _static_versions(app)
     app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
         SecureCookiesOverHTTPS(app.wsgi_app), x_for=1, x_proto=1, x_host=1
     )
@@ -62,7 +60,6 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     migrate.init_app(app, db, directory=str(HERE / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
-    ckeditor.init_app(app)
 
     auth.init_app(app)
     views.init_app(app)
@@ -93,6 +90,35 @@ class SecureCookiesOverHTTPS:
             return start_response(status, headers, *args)
 
         return self.app(environ, secure_start)
+
+
+def _static_versions(app: APIFlask) -> None:
+    """Every static URL the site emits carries its file's content hash (``?v=…``), so Nginx
+    can let browsers keep /static/ for a year (immutable): a changed file is a new URL."""
+    folder = Path(app.static_folder or HERE / "static")
+
+    @functools.cache
+    def version(filename: str) -> str:
+        try:
+            return hashlib.sha256((folder / filename).read_bytes()).hexdigest()[:12]
+        except OSError:  # not there (yet): no version rather than a broken page
+            return "0"
+
+    @app.url_defaults
+    def add_version(endpoint: str, values: dict[str, Any]) -> None:
+        if endpoint == "static" and "filename" in values:
+            values.setdefault("v", version(values["filename"]))
+
+    def static(filename: str) -> str:
+        return f"/static/{filename}?v={version(filename)}"
+
+    app.config.update(
+        SWAGGER_UI_BUNDLE_JS=static("vendor/swagger-ui/swagger-ui-bundle.js"),
+        SWAGGER_UI_CSS=static("vendor/swagger-ui/swagger-ui.css"),
+        SWAGGER_UI_STANDALONE_PRESET_JS=static("vendor/swagger-ui/swagger-ui-standalone-preset.js"),
+        DOCS_FAVICON=static("favicon.svg"),  # APIFlask's default is on a public website
+    )
+    app.jinja_env.globals["asset_version"] = version
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:

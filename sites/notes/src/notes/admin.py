@@ -11,16 +11,16 @@ from flask_admin import Admin, AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.model import typefmt
 from flask_admin.theme import Bootstrap4Theme
-from flask_ckeditor import CKEditorField
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
+from wtforms import StringField, TextAreaField
 from wtforms.validators import Email, Length, ValidationError
 
 from .extensions import db
 from .models import Note, User, utcnow
-from .services import BODY_MAX, clean_html, unique_slug
+from .services import BODY_MAX, clean_html, parse_tags, retitle, set_tags, unique_slug
 from .views import localtime
 
 
@@ -77,6 +77,13 @@ def _when(view: Any, value: datetime | None, name: str = "") -> str:
     return localtime(value)
 
 
+def _valid_tags(form: Any, field: Any) -> None:
+    try:
+        parse_tags(field.data)
+    except ValueError as e:
+        raise ValidationError(str(e)) from None
+
+
 class SecureModelView(AdminOnly, ModelView):
     form_base_class = AdminForm
     page_size = 25
@@ -120,10 +127,10 @@ def _lower(value: str | None) -> str | None:
 
 
 class UserView(SecureModelView):
-    column_list = ("id", "email", "is_admin", "active", "created_at")
-    column_searchable_list = ("email",)
+    column_list = ("id", "email", "display_name", "is_admin", "active", "created_at")
+    column_searchable_list = ("email", "display_name")
     column_filters = ("is_admin", "active")
-    form_columns = ("email", "is_admin", "active")
+    form_columns = ("email", "display_name", "is_admin", "active")
     form_args = {"email": {"validators": [Email()], "filters": [_lower]}}
     can_create = False  # accounts are made by registering or `flask --app notes users create`
     placeholder = "Search by email"
@@ -139,25 +146,37 @@ class UserView(SecureModelView):
 
 
 class NoteView(SecureModelView):
-    column_list = ("id", "title", "author", "published", "updated_at")
+    column_list = ("id", "title", "author", "tags", "published", "updated_at")
     column_searchable_list = ("title", "body_text")
     column_filters = ("published",)
     column_default_sort = ("updated_at", True)
-    form_columns = ("author", "title", "body", "published")
-    form_overrides = {"body": CKEditorField}
+    form_columns = ("author", "title", "body", "tag_list", "published")
+    form_overrides = {"body": TextAreaField}
     form_args = {"body": {"validators": [Length(max=BODY_MAX)]}}
+    form_extra_fields = {"tag_list": StringField(
+        "Tags", description="Separated by commas", validators=[_valid_tags])}
     create_template = "admin/note_create.html"
     edit_template = "admin/note_edit.html"
     placeholder = "Search titles and text"
+
+    def on_form_prefill(self, form: Any, id: Any) -> None:
+        note = db.session.get(Note, int(id))
+        if note is not None:
+            form.tag_list.data = ", ".join(t.name for t in note.tags)
 
     def on_model_change(self, form: Any, model: Note, is_created: bool) -> None:
         model.title = (model.title or "").strip()
         model.body = clean_html(model.body or "")
         # the new note is in the session already: the slug query must not flush it slug-less
         with db.session.no_autoflush:
-            if is_created or inspect(model).attrs.title.history.has_changes():
-                model.slug = unique_slug(model.title,
-                                         exclude_id=None if is_created else model.id)
+            if is_created:
+                model.slug = unique_slug(model.title)
+            else:  # the slug follows the title; the old one keeps answering (a redirect)
+                old: list[str] = list(inspect(model).attrs.title.history.deleted)
+                if old and old[0] != model.title:
+                    title, model.title = model.title, old[0]
+                    retitle(model, title)
+            set_tags(model, parse_tags(form.tag_list.data))
         if model.published and model.published_at is None:
             model.published_at = utcnow()
         if not model.published:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -15,10 +16,13 @@ from .extensions import csrf, db
 from .models import ApiToken, Note, User, utcnow
 from .services import (
     BODY_MAX,
+    TAG_MAX,
+    TAGS_PER_NOTE,
     TITLE_MAX,
     create_note,
     issue_token,
     notes_query,
+    parse_tags,
     save_note,
     update_note,
 )
@@ -43,16 +47,23 @@ def verify_token(token: str) -> User | None:
     return found.user
 
 
+def _tags_field(**kwargs: Any) -> List[str]:
+    return List(String(validate=Length(1, TAG_MAX)), validate=Length(0, TAGS_PER_NOTE),
+                metadata={"description": "Tag names (stored in lower case)."}, **kwargs)
+
+
 class NoteIn(Schema):
     title = String(required=True, validate=Length(1, TITLE_MAX))
     body = String(load_default="", validate=Length(0, BODY_MAX))
     published = Boolean(load_default=False)
+    tags = _tags_field(load_default=[])
 
 
 class NotePatch(Schema):
     title = String(validate=Length(1, TITLE_MAX))
     body = String(validate=Length(0, BODY_MAX))
     published = Boolean()
+    tags = _tags_field()
 
 
 class NoteOut(Schema):
@@ -61,17 +72,35 @@ class NoteOut(Schema):
     slug = String()
     body = String(metadata={"description": "Sanitised HTML."})
     published = Boolean()
-    author = String(attribute="author.email")
+    author = String(attribute="author.public_name",
+                    metadata={"description": "The author's display name."})
+    author_id = Integer()
+    tags = List(String(), attribute="tag_names")
     url = String()
     created_at = DateTime()
     updated_at = DateTime()
     published_at = DateTime(allow_none=True)
 
 
+PAGE = re.compile(r"[1-9][0-9]{0,8}")
+
+
+class PageNumber(Integer):
+    """A page number; a malformed one is a 404 like a page past the last (as on the site)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        if not PAGE.fullmatch(str(value)):
+            abort(404, "No such page.")
+        return int(value)
+
+
 class ListQuery(Schema):
-    page = Integer(load_default=1, validate=Range(1, 100_000))
+    page = PageNumber(load_default=1, validate=Range(1, 999_999_999),
+                      metadata={"description": "1 to the last page; any other value is a 404."})
     per_page = Integer(load_default=20, validate=Range(1, 100))
-    author = String(validate=Length(1, 254))
+    author = Integer(validate=Range(1, 2_147_483_647),
+                     metadata={"description": "Only this author's notes (author_id)."})
+    tag = String(validate=Length(1, TAG_MAX))
     published = Boolean()
     q = String(validate=Length(1, 200))
 
@@ -99,10 +128,14 @@ def visible(note: Note | None, user: User | None) -> Note:
 @bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(NoteList)
-@bp.doc(summary="List notes", description="Published notes, plus your own with a token.")
+@bp.doc(summary="List notes", description="Published notes, plus your own with a token.",
+        responses=[404])
 def list_notes(query: dict[str, Any]) -> dict[str, Any]:
-    page = db.paginate(notes_query(query, token_auth.current_user), page=query["page"],
+    filters = {**query, "author_id": query.get("author"), "author": None}
+    page = db.paginate(notes_query(filters, token_auth.current_user), page=query["page"],
                        per_page=query["per_page"], error_out=False)
+    if page.page > max(page.pages, 1):
+        abort(404, "No such page.")
     return {"items": [out(n) for n in page.items], "page": page.page,
             "per_page": page.per_page, "total": page.total, "pages": page.pages}
 
@@ -121,8 +154,9 @@ def get_note(note_id: int) -> Note:
 @bp.output(NoteOut, status_code=201)
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Note:
+    tags = _tags(data.get("tags"))
     note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
-                                         data["published"]))
+                                         data["published"], tags))
     return out(note)
 
 
@@ -131,6 +165,13 @@ def api_user() -> User:
     user = token_auth.current_user
     assert isinstance(user, User), "auth_required() lets only a verified token in"
     return user
+
+
+def _tags(raw: list[str] | None) -> list[str] | None:
+    try:
+        return None if raw is None else parse_tags(raw)
+    except ValueError as e:
+        abort(422, str(e))
 
 
 def own(note_id: int) -> Note:
@@ -148,8 +189,9 @@ def own(note_id: int) -> Note:
 @bp.doc(summary="Change a note", responses=[403, 404])
 def update(note_id: int, data: dict[str, Any]) -> Note:
     note = own(note_id)
+    tags = _tags(data.get("tags"))
     save_note(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
-                                  published=data.get("published")))
+                                  published=data.get("published"), tags=tags))
     return out(note)
 
 

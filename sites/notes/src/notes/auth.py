@@ -108,15 +108,33 @@ class StrongPassword:
             raise ValidationError(problem)
 
 
-def create_user(email: str, password: str, is_admin: bool = False) -> User:
-    """Add and commit a user; ``ValueError`` if the email is taken or the password weak."""
+NAME_MAX = 80
+
+
+def normalise_name(name: str) -> str:
+    """A display name: spaces collapsed; ``ValueError`` if empty or too long."""
+    name = " ".join(name.split())
+    if not name:
+        raise ValueError("the display name is empty")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"the display name has more than {NAME_MAX} characters")
+    return name
+
+
+def create_user(email: str, password: str, is_admin: bool = False,
+                display_name: str | None = None) -> User:
+    """Add and commit a user; ``ValueError`` if the email is taken, the password weak or the
+    name unfit. Without a display name the account is shown as "author N" until it sets one
+    (a name is never made from the e-mail address, which stays private)."""
     email = normalise_email(email)
+    name = normalise_name(display_name) if display_name is not None else ""
     problem = password_problem(password, email)
     if problem:
         raise ValueError(problem)
     if db.session.scalar(select(User).where(User.email == email)):
         raise ValueError(f"a user with the email {email} exists already")
-    user = User(email=email, password_hash=hash_password(password), is_admin=is_admin)
+    user = User(email=email, password_hash=hash_password(password), is_admin=is_admin,
+                display_name=name)
     db.session.add(user)
     db.session.commit()
     return user
@@ -189,6 +207,10 @@ class LoginForm(FlaskForm):
 
 
 class RegisterForm(FlaskForm):
+    display_name = StringField(
+        "Display name", validators=[Length(max=NAME_MAX)],
+        description="Shown with your notes (you can set it later too). Your e-mail address "
+                    "is never shown.")
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), StrongPassword()])
     confirm = PasswordField(
@@ -203,6 +225,12 @@ class PasswordForm(FlaskForm):
         "Repeat new password",
         validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
     )
+
+
+class NameForm(FlaskForm):
+    display_name = StringField(
+        "Display name", validators=[DataRequired(), Length(max=NAME_MAX)],
+        description="Shown with your notes and on your author page.")
 
 
 class TokenForm(FlaskForm):
@@ -288,7 +316,8 @@ def register() -> ResponseReturnValue:
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            user = create_user(form.email.data or "", form.password.data or "")
+            user = create_user(form.email.data or "", form.password.data or "",
+                               display_name=(form.display_name.data or "").strip() or None)
         except ValueError as e:
             form.email.errors = [*form.email.errors, str(e)]
         else:
@@ -303,7 +332,17 @@ def register() -> ResponseReturnValue:
 def account() -> ResponseReturnValue:
     password_form = PasswordForm(prefix="pw")
     token_form = TokenForm(prefix="tok")
+    name_form = NameForm(prefix="name", display_name=current_user.display_name)
     new_token = None
+    if "name-display_name" in request.form and name_form.validate_on_submit():
+        try:
+            current_user.display_name = normalise_name(name_form.display_name.data or "")
+        except ValueError as e:
+            name_form.display_name.errors = [str(e).capitalize() + "."]
+        else:
+            db.session.commit()
+            flash("Your display name is changed.", "info")
+            return redirect(url_for("auth.account"))
     if "pw-password" in request.form and password_form.validate_on_submit():
         if not verify_password(current_user.password_hash, password_form.current.data or ""):
             password_form.current.errors = ["This is not your current password."]
@@ -328,7 +367,7 @@ def account() -> ResponseReturnValue:
     ).all()
     page = make_response(render_template(
         "account.html", password_form=password_form, token_form=token_form, tokens=tokens,
-        new_token=new_token,
+        new_token=new_token, name_form=name_form,
     ))
     page.headers["Cache-Control"] = "no-store"  # the token must not come back from a cache
     return page
@@ -352,15 +391,17 @@ users_cli = click.Group("users", help="Manage user accounts.")
 @users_cli.command("create")
 @click.argument("email")
 @click.option("--admin", is_flag=True, help="Give the user access to the admin.")
+@click.option("--name", help="Display name shown with their notes (else: \"author N\").")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-def create_user_command(email: str, admin: bool, password_stdin: bool) -> None:
+def create_user_command(email: str, admin: bool, name: str | None, password_stdin: bool
+                        ) -> None:
     """Create a user account."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = create_user(email, password, is_admin=admin)
+        user = create_user(email, password, is_admin=admin, display_name=name)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"created {'admin' if user.is_admin else 'user'} {user.email}")

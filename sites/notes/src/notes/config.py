@@ -48,6 +48,12 @@ def _url(raw: str) -> str:
     return raw
 
 
+def _site_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")) or "?" in raw or "#" in raw:
+        raise ValueError("an address such as https://notes.example.org")
+    return raw.rstrip("/")
+
+
 def _int(raw: str) -> int:
     try:
         value = int(raw)
@@ -102,6 +108,13 @@ VARS: tuple[Var, ...] = (
     Var("SECRET_KEY_FILE", str, "", "File holding the secret key (e.g. a container secret)."),
     Var("SESSION_REDIS_URL", str, "",
         "Keep sessions in Redis (needed with several app replicas); default: files."),
+    Var("SITE_TITLE", str, "notes",
+        "The site's name: in the header, page titles, the feed and link previews."),
+    Var("SITE_DESCRIPTION", str, "Notes, published with flaskstack.",
+        "One sentence about the site: the home page's description, the feed's subtitle."),
+    Var("SITE_URL", _site_url, "",
+        "The site's public address, e.g. https://notes.example.org: canonical links, the feed "
+        "and the sitemap use it (default: the address each request came to)."),
     Var("TIMEZONE", _timezone, "UTC", "Time zone for displayed times (stored in UTC)."),
     Var("REGISTRATION", _choice("open", "closed"), "open", "Whether anyone may register."),
     Var("SECURE_COOKIES", _bool, "off",

@@ -38,15 +38,25 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils.exceptions import InvalidFileException
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .admin import AdminOnly
 from .extensions import db
-from .models import Note, User, plain_text, utcnow
-from .services import BODY_MAX, TITLE_MAX, clean_html, notes_query, slugify, unique_slug
+from .models import Note, Tag, User, fold, note_tags, plain_text, utcnow
+from .services import (
+    BODY_MAX,
+    TITLE_MAX,
+    clean_html,
+    notes_query,
+    parse_tags,
+    slugify,
+    taken_slugs,
+    unique_slug,
+)
 
-COLUMNS = ("id", "title", "author", "published", "body", "slug", "created_at", "updated_at")
+COLUMNS = ("id", "title", "author", "published", "body", "slug", "created_at", "updated_at",
+           "tags")
 REQUIRED = ("title", "author", "body")
 TRUE = {"true", "yes", "1", "y", "on"}
 FALSE = {"false", "no", "0", "n", "off", ""}
@@ -100,7 +110,7 @@ def export(stmt: Any, out: IO[bytes], progress: Callable[[int], None] | None = N
         sheet.append([
             note.id, _text(sheet, note.title), _text(sheet, note.author.email), note.published,
             body[0], _text(sheet, note.slug), when(note.created_at), when(note.updated_at),
-            *body[1:],
+            _text(sheet, ", ".join(note.tag_names)), *body[1:],
         ])
         count += 1
         if progress and count % 1000 == 0:
@@ -211,6 +221,7 @@ class Row:
     published: bool
     id: int | None = None
     slug: str | None = None
+    tags: list[str] | None = None  # None: the file has no tags column (tags stay as they are)
 
 
 @dataclass
@@ -219,6 +230,7 @@ class Plan:
 
     inserts: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
+    update_tags: dict[int, list[str]] = field(default_factory=dict)
     skipped: int = 0
 
 
@@ -317,9 +329,15 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
         if slug is not None and len(slug) > 220:
             problem("slug", "longer than 220 characters")
             slug = None
+        tags = None
+        if "tags" in index:
+            try:
+                tags = parse_tags(str(values.get("tags") or ""))
+            except ValueError as e:
+                problem("tags", str(e))
         if total == 0:  # only rows that will be written are kept
             found.append(Row(number, title, users[author], clean_html(body), published,
-                             note_id, slug))
+                             note_id, slug, tags))
     if total:
         raise ImportFailed(problems, total)
     return found
@@ -346,6 +364,8 @@ def plan(rows: list[Row]) -> Plan:
     """
     by_id = _existing(Note.id, (r.id for r in rows if r.id is not None))
     by_slug = _existing(Note.slug, (r.slug for r in rows if r.slug is not None))
+    tagged = _tag_names([n.id for n in (*by_id.values(), *by_slug.values())]) if any(
+        r.tags is not None for r in rows) else {}
     problems: list[Problem] = []
     claimed: dict[int, int] = {}  # note id -> row number
     result = Plan()
@@ -366,9 +386,15 @@ def plan(rows: list[Row]) -> Plan:
             problems.append(Problem(row.number, "id", f"the same note as row {claimed[note.id]}"))
             continue
         claimed[note.id] = row.number
+        retag = row.tags is not None and row.tags != tagged.get(note.id, [])
+        if retag:
+            result.update_tags[note.id] = row.tags or []
         if (note.title, note.body, note.published, note.author_id) == (
                 row.title, row.body, row.published, row.author_id):
-            result.skipped += 1
+            if retag:
+                result.updates.append({"id": note.id, "updated_at": now})
+            else:
+                result.skipped += 1
             continue
         published_at = note.published_at
         if row.published and published_at is None:
@@ -377,6 +403,7 @@ def plan(rows: list[Row]) -> Plan:
             published_at = None
         result.updates.append({
             "id": note.id, "title": row.title, "body": row.body, "body_text": plain_text(row.body),
+            "search_text": fold(f"{row.title}\n{plain_text(row.body)}"),
             "published": row.published, "author_id": row.author_id, "published_at": published_at,
             "updated_at": now,
         })
@@ -385,7 +412,8 @@ def plan(rows: list[Row]) -> Plan:
     for row in new:
         result.inserts.append({
             "number": row.number, "wanted": row.slug, "title": row.title, "body": row.body,
-            "body_text": plain_text(row.body), "published": row.published,
+            "body_text": plain_text(row.body), "published": row.published, "tags": row.tags,
+            "search_text": fold(f"{row.title}\n{plain_text(row.body)}"),
             "author_id": row.author_id, "published_at": now if row.published else None,
             "created_at": now, "updated_at": now,
         })
@@ -398,15 +426,53 @@ def _choose_slugs(inserts: list[dict[str, Any]], fresh: bool = False) -> None:
     from another site keeps its links), else one from its title."""
     if not inserts:
         return
-    taken = set(db.session.scalars(select(Note.slug)))
+    taken = taken_slugs()  # folded, old slugs included: they keep redirecting to their note
     for record in inserts:
         wanted = record["wanted"]
-        if wanted and slugify(wanted) == wanted and wanted not in taken and not fresh:
+        if wanted and slugify(wanted) == wanted and fold(wanted) not in taken and not fresh:
             record["slug"] = wanted
         else:  # after a race, a random suffix, so that this import cannot keep losing
             title = f"{record['title']} {secrets.token_hex(3)}" if fresh else record["title"]
             record["slug"] = unique_slug(title, taken=taken)
-        taken.add(record["slug"])
+        taken.add(fold(record["slug"]))
+
+
+def _tag_names(note_ids: list[int]) -> dict[int, list[str]]:
+    """The tag names of these notes, in the order a note lists them (by name)."""
+    found: dict[int, list[str]] = {}
+    for start in range(0, len(note_ids), BATCH):
+        stmt = (select(note_tags.c.note_id, Tag.name).join(Tag, Tag.id == note_tags.c.tag_id)
+                .where(note_tags.c.note_id.in_(note_ids[start:start + BATCH]))
+                .order_by(Tag.name))
+        for note_id, name in db.session.execute(stmt):
+            found.setdefault(note_id, []).append(name)
+    return found
+
+
+def _write_tags(todo: Plan) -> None:
+    """The tags of the rows that named them, in the write's transaction."""
+    wanted = dict(todo.update_tags)
+    new = {r["slug"]: r["tags"] for r in todo.inserts if r.get("tags") is not None}
+    slugs = list(new)
+    for start in range(0, len(slugs), BATCH):
+        for note_id, slug in db.session.execute(select(Note.id, Note.slug).where(
+                Note.slug.in_(slugs[start:start + BATCH]))):
+            wanted[note_id] = new[slug]
+    if not wanted:
+        return
+    known = {fold(t.name): t for t in db.session.scalars(select(Tag))}
+    for name in {n for names in wanted.values() for n in names}:
+        if fold(name) not in known:
+            known[fold(name)] = tag = Tag(name=name)
+            db.session.add(tag)
+    db.session.flush()
+    ids = list(wanted)
+    for start in range(0, len(ids), BATCH):
+        db.session.execute(delete(note_tags).where(
+            note_tags.c.note_id.in_(ids[start:start + BATCH])))
+    links = {(note_id, known[fold(n)].id) for note_id, names in wanted.items() for n in names}
+    if links:
+        db.session.execute(insert(note_tags), [{"note_id": n, "tag_id": t} for n, t in links])
 
 
 # -- import: write ---------------------------------------------------------------------------
@@ -418,8 +484,8 @@ def write(todo: Plan, attempts: int = 3) -> Counts:
     A note created meanwhile with a slug chosen here makes the database refuse the write: the
     slugs are chosen again (with random suffixes) and the write retried.
     """
-    columns = ("title", "slug", "body", "body_text", "published", "author_id", "published_at",
-               "created_at", "updated_at")
+    columns = ("title", "slug", "body", "body_text", "search_text", "published", "author_id",
+               "published_at", "created_at", "updated_at")
     for attempt in range(attempts):
         try:
             if todo.updates:
@@ -427,11 +493,13 @@ def write(todo: Plan, attempts: int = 3) -> Counts:
             if todo.inserts:
                 db.session.execute(insert(Note), [{c: r[c] for c in columns}
                                                   for r in todo.inserts])
+            _write_tags(todo)
             db.session.commit()
             return Counts(len(todo.inserts), len(todo.updates), todo.skipped)
         except IntegrityError as e:
             db.session.rollback()
-            if "slug" not in str(e.orig).lower() or attempt == attempts - 1:
+            message = str(e.orig).lower()
+            if ("slug" not in message and "tags" not in message) or attempt == attempts - 1:
                 raise
             _choose_slugs(todo.inserts, fresh=True)
     raise AssertionError("unreachable")

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
-# Flask-CKEditor warns at import that bleach (its optional sanitiser) is missing: we sanitise
-# with nh3 in services.clean_html instead.
-warnings.filterwarnings("ignore", message='The "bleach" library', category=UserWarning)
-
-from flask_ckeditor import CKEditor  # noqa: E402
-from flask_login import LoginManager  # noqa: E402
-from flask_migrate import Migrate  # noqa: E402
-from flask_sqlalchemy import SQLAlchemy  # noqa: E402
-from flask_wtf.csrf import CSRFProtect  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase  # noqa: E402
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import DeclarativeBase
 
 
 class Base(DeclarativeBase):
@@ -37,4 +30,3 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-ckeditor = CKEditor()

@@ -5,19 +5,23 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import (
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     event,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -36,6 +40,13 @@ def plain_text(body: str) -> str:
 
 # A note's HTML and text: up to 1,000,000 characters. MariaDB/MySQL's TEXT holds 64 KiB.
 LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
+def fold(text: str) -> str:
+    """Text as search compares it: case folded, accents and other combining marks dropped
+    (``"Ελληνικά"`` and ``"ελληνικα"`` fold alike). The same in Python on every database."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -60,6 +71,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
+    # shown on public pages instead of the e-mail address, which stays private
+    display_name: Mapped[str] = mapped_column(String(80), nullable=False, default="",
+                                              server_default="")
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
@@ -89,6 +103,30 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     def __str__(self) -> str:  # how the admin shows a note's author
         return self.email
 
+    @property
+    def public_name(self) -> str:
+        return self.display_name or f"author {self.id}"
+
+
+note_tags = Table(
+    "note_tags",
+    db.metadata,
+    Column("note_id", ForeignKey("notes.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Tag(db.Model):  # type: ignore[name-defined,misc]
+    """A tag: its name is its address (``/t/<name>``), lower case, any script."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True, nullable=False)
+
+    def __str__(self) -> str:
+        return self.name
+
 
 class Note(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "notes"
@@ -101,6 +139,8 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     slug: Mapped[str] = mapped_column(String(220), unique=True, nullable=False)
     body: Mapped[str] = mapped_column(LongText, nullable=False, default="")  # sanitised HTML
     body_text: Mapped[str] = mapped_column(LongText, nullable=False, default="")  # for search
+    search_text: Mapped[str] = mapped_column(  # fold(title, text)
+        LongText, nullable=False, default="", server_default=text("''"))
     published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
@@ -109,15 +149,44 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     author: Mapped[User] = relationship(back_populates="notes")
+    tags: Mapped[list[Tag]] = relationship(secondary=note_tags, order_by=Tag.name, lazy="selectin")
+    old_slugs: Mapped[list[OldSlug]] = relationship(
+        back_populates="note", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     def __repr__(self) -> str:
         return f"<Note {self.slug}>"
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [t.name for t in self.tags]
+
+
+class OldSlug(db.Model):  # type: ignore[name-defined,misc]
+    """A slug a note had before it was retitled: its address answers a permanent redirect,
+    and no other note can take it (a link, once published, keeps meaning the same note)."""
+
+    __tablename__ = "note_slugs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    note_id: Mapped[int] = mapped_column(
+        ForeignKey("notes.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    slug: Mapped[str] = mapped_column(String(220), unique=True, nullable=False)
+
+    note: Mapped[Note] = relationship(back_populates="old_slugs")
 
 
 @event.listens_for(Note.body, "set")
 def _keep_body_text(target: Note, value: str, _old: Any, _initiator: Any) -> None:
     """Whoever writes the body (pages, admin, API, import), its plain text follows."""
     target.body_text = plain_text(value)
+    target.search_text = fold(f"{target.title or ''}\n{target.body_text}")
+
+
+@event.listens_for(Note.title, "set")
+def _keep_search_text(target: Note, value: str, _old: Any, _initiator: Any) -> None:
+    target.search_text = fold(f"{value or ''}\n{target.body_text or ''}")
 
 
 class ApiToken(db.Model):  # type: ignore[name-defined,misc]

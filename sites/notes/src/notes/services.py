@@ -8,97 +8,315 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import nh3
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from markupsafe import Markup, escape
+from sqlalchemy import ColumnElement, Select, and_, inspect, select, true
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import ApiToken, Note, User, utcnow
+from .models import ApiToken, Note, OldSlug, Tag, User, fold, utcnow
 
-ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del",
-    "div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-    "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "small", "span",
-    "strike", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr",
-    "u", "ul",
+
+@dataclass(frozen=True)
+class Allow:
+    """What one element may carry: attributes, inline style properties, classes."""
+
+    attributes: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+
+
+# What a note may contain, declared once: the sanitiser keeps exactly this and CKEditor's
+# allowedContent (built by editor_config, read by static/editor.js) offers exactly this, so
+# what an author sees in the editor is what gets published (image alignment and size, the
+# Marker highlight) and nothing the toolbar cannot make survives.
+CONTENT: dict[str, Allow] = {
+    **{tag: Allow() for tag in (
+        "p", "h1", "h2", "h3", "pre", "br", "hr", "strong", "em", "b", "i", "s", "code",
+        "kbd", "blockquote", "ol", "ul", "li", "caption", "thead", "tbody", "tr")},
+    "a": Allow(attributes=("href", "target")),
+    "img": Allow(attributes=("src", "alt", "width", "height"),
+                 styles=("float", "width", "height")),
+    "span": Allow(classes=("marker",)),
+    "table": Allow(attributes=("border", "cellpadding", "cellspacing", "summary"),
+                   styles=("width",)),
+    "th": Allow(attributes=("colspan", "rowspan", "scope")),
+    "td": Allow(attributes=("colspan", "rowspan")),
 }
-ALLOWED_ATTRIBUTES = {
-    "*": {"class", "title", "lang", "dir"},
-    "a": {"href", "name", "target"},
-    "img": {"src", "alt", "width", "height"},
-    "td": {"colspan", "rowspan"},
-    "th": {"colspan", "rowspan", "scope"},
-    "table": {"border", "cellpadding", "cellspacing", "summary"},
-    "col": {"span"},
-    "colgroup": {"span"},
-    "ol": {"start", "type"},
-}
+GLOBAL_ATTRIBUTES = ("lang", "dir")
+FORMAT_TAGS = ("p", "h1", "h2", "h3", "pre")  # the editor's Format menu
+STYLES = (  # the editor's Styles menu: each must be allowed by CONTENT
+    {"name": "Marker", "element": "span", "attributes": {"class": "marker"}},
+    {"name": "Computer Code", "element": "code"},
+    {"name": "Keyboard Phrase", "element": "kbd"},
+)
 URL_SCHEMES = {"http", "https", "mailto"}
+# a style value is a length, a percentage or a float side: no url(), expression(), quotes
+STYLE_VALUE = re.compile(r"(?:left|right|none|\d{1,5}(?:\.\d{1,3})?(?:px|%|em|rem)?)")
 
 TITLE_MAX = 200
 BODY_MAX = 1_000_000  # characters of HTML, in every way in: form, API, admin, Excel import
 SLUG_MAX = 200
+TAG_MAX = 50
+TAGS_PER_NOTE = 20
+WORDS_MAX = 10  # search words used (more are ignored)
 # set by save_note when concurrent writers keep taking the same next free slug
 _contended: ContextVar[bool] = ContextVar("slug_contended", default=False)
 
 
+def _keep_style(element: str, attribute: str, value: str) -> str | None:
+    """nh3's attribute filter: only declared style properties with plain values survive."""
+    if attribute != "style":
+        return value
+    allowed = CONTENT.get(element, Allow()).styles
+    kept = []
+    for declaration in value.split(";"):
+        name, _, val = declaration.partition(":")
+        name, val = name.strip().lower(), val.strip().lower()
+        if name in allowed and STYLE_VALUE.fullmatch(val):
+            kept.append(f"{name}:{val}")
+    return ";".join(kept) or None
+
+
+_cleaner = nh3.Cleaner(
+    tags=set(CONTENT),
+    attributes={
+        "*": set(GLOBAL_ATTRIBUTES),
+        **{tag: set(rule.attributes) | ({"style"} if rule.styles else set())
+           for tag, rule in CONTENT.items() if rule.attributes or rule.styles},
+    },
+    allowed_classes={tag: set(rule.classes) for tag, rule in CONTENT.items() if rule.classes},
+    attribute_filter=_keep_style,
+    url_schemes=URL_SCHEMES,
+    link_rel="noopener noreferrer nofollow",
+    strip_comments=True,
+)
+
+
 def clean_html(html: str) -> str:
-    """Keep formatting, lists, tables, links and images; drop scripts, handlers, bad URLs."""
-    return nh3.clean(
-        html,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        url_schemes=URL_SCHEMES,
-        link_rel="noopener noreferrer nofollow",
-        strip_comments=True,
-    )
+    """Keep what :data:`CONTENT` declares; drop scripts, handlers, bad URLs and styles."""
+    return _cleaner.clean(html)
+
+
+def editor_config() -> dict[str, Any]:
+    """CKEditor's settings derived from :data:`CONTENT` (``allowedContent`` rules)."""
+    rules = []
+    for tag, rule in CONTENT.items():
+        text = tag + "[" + ",".join((*rule.attributes, *GLOBAL_ATTRIBUTES)) + "]"
+        if rule.styles:
+            text += "{" + ",".join(rule.styles) + "}"
+        if rule.classes:
+            text += "(" + ",".join(rule.classes) + ")"
+        rules.append(text)
+    return {"allowedContent": "; ".join(rules), "format_tags": ";".join(FORMAT_TAGS),
+            "stylesSet": list(STYLES)}
+
+
+def _slug_char(ch: str) -> str:
+    """One character of a slug: Latin letters lose their accents (``ç`` -> ``c``), letters,
+    digits and marks of other scripts and emoji stay as they are; anything else separates."""
+    if ch.isascii():
+        return ch if ch.isalnum() else "-"
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    if base.isascii() and base.isalnum():
+        return base
+    category = unicodedata.category(ch)
+    if category[0] in "LNM" or ch == "\u200d" or (category == "So" and ord(ch) >= 0x2000):
+        return ch
+    return "-"
 
 
 def slugify(text: str) -> str:
-    """``"Hello, World!"`` -> ``"hello-world"``; never empty."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    text = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return text[:SLUG_MAX].strip("-") or "note"
+    """``"Hello, World!"`` -> ``"hello-world"``, ``"Ελληνικά νέα"`` -> ``"ελληνικά-νέα"``;
+    never empty. Unicode slugs rather than a transliteration: readable in the address bar in
+    the writer's own script, and no guessing of a language's romanisation."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    slug = re.sub(r"-{2,}", "-", "".join(_slug_char(c) for c in text)).strip("-")
+    return slug[:SLUG_MAX].strip("-") or "note"
 
 
 def unique_slug(title: str, exclude_id: int | None = None, taken: set[str] | None = None) -> str:
-    """A slug for ``title`` not used by any other note (``-2``, ``-3``… on collision).
+    """A slug for ``title`` that no other note has or had (``-2``, ``-3``… on collision).
 
-    ``taken``: the slugs in use, when the caller knows them all (a bulk import), instead of
-    asking the database.
+    Slugs that differ only in case or accents count as taken (MariaDB's collation would
+    call them equal: the same answer on every database). ``taken``: the :func:`folded
+    <notes.models.fold>` slugs in use when the caller knows them all (a bulk import, see
+    :func:`taken_slugs`), instead of asking the database.
     """
     base = slugify(title)
     if _contended.get():  # step aside from the writers racing for -2, -3…
         base = f"{base[:SLUG_MAX - 7]}-{secrets.token_hex(3)}"
     if taken is None:
-        stmt = select(Note.id, Note.slug).where(Note.slug.like(f"{base}%"))
-        taken = {slug for note_id, slug in db.session.execute(stmt) if note_id != exclude_id}
-    if base not in taken:
+        prefix = base[:3]  # a LIKE prefix that matches whatever the collation
+        taken = set()
+        for model in (Note, OldSlug):
+            owner = model.id if model is Note else model.note_id
+            stmt = select(owner, model.slug).where(model.slug.like(f"{prefix}%"))
+            taken |= {fold(slug) for note_id, slug in db.session.execute(stmt)
+                      if exclude_id is None or note_id != exclude_id}
+    if fold(base) not in taken:
         return base
     n = 2
-    while f"{base}-{n}" in taken:
+    while fold(f"{base}-{n}") in taken:
         n += 1
     return f"{base}-{n}"
 
 
+def taken_slugs() -> set[str]:
+    """Every slug in use or kept for a redirect, folded (for :func:`unique_slug`)."""
+    current = db.session.scalars(select(Note.slug))
+    old = db.session.scalars(select(OldSlug.slug))
+    return {fold(slug) for slugs in (current, old) for slug in slugs}
+
+
+def find_note(slug: str) -> tuple[Note | None, bool]:
+    """The note at ``slug`` and whether ``slug`` is one of its old slugs (answer a redirect)."""
+    note = db.session.scalar(select(Note).where(Note.slug == slug))
+    if note is not None and note.slug == slug:  # exact, whatever the collation
+        return note, False
+    old = db.session.scalar(select(OldSlug).where(OldSlug.slug == slug))
+    if old is not None and old.slug == slug:
+        return old.note, True
+    return None, False
+
+
+def retitle(note: Note, title: str) -> None:
+    """Set the title; the slug follows and the previous one is kept as an old slug."""
+    note.title = title.strip()
+    slug = unique_slug(note.title, exclude_id=note.id)
+    previous = inspect(note).committed_state.get("slug", note.slug) if note.id else None
+    if previous and slug != previous:
+        # the note takes back one of its own old slugs: it is current again
+        note.old_slugs = [o for o in note.old_slugs if o.slug != slug]
+        if previous not in {o.slug for o in note.old_slugs}:
+            note.old_slugs.append(OldSlug(slug=previous))
+    note.slug = slug
+
+
+def parse_tags(raw: str | Iterable[str] | None) -> list[str]:
+    """Tag names from ``"a, b"`` or a list: lower case, spaces collapsed, no URL
+    punctuation, no duplicates. ``ValueError`` (one line) if one is too long or too many."""
+    if raw is None:
+        return []
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    names: list[str] = []
+    for item in items:
+        name = unicodedata.normalize("NFC", str(item))
+        name = " ".join(re.sub(r"[/?#%\\<>\"]", " ", name).split()).lower().strip(" .")
+        if not name or name in names:
+            continue
+        if len(name) > TAG_MAX:
+            raise ValueError(f"the tag {name[:20]!r}… is longer than {TAG_MAX} characters")
+        names.append(name)
+    if len(names) > TAGS_PER_NOTE:
+        raise ValueError(f"a note has at most {TAGS_PER_NOTE} tags")
+    return names
+
+
+def set_tags(note: Note, names: list[str]) -> None:
+    """Give ``note`` exactly these tags, creating the new ones (the caller commits).
+
+    Names that differ only in accents are one tag (the first one written), as MariaDB's
+    collation would have it: the same on every database. (All names are read: a site has
+    hundreds of tags, not millions.)
+    """
+    if not names:
+        note.tags = []
+        return
+    known = {fold(t.name): t for t in db.session.scalars(select(Tag))}
+    tags: list[Tag] = []
+    for name in names:
+        tag = known.setdefault(fold(name), known.get(fold(name)) or Tag(name=name))
+        if tag not in tags:
+            tags.append(tag)
+    note.tags = tags
+
+
 def search(query: str) -> ColumnElement[bool]:
-    """Notes whose title or text (not its markup) contains ``query``; LIKE metacharacters are
-    literal."""
-    needle = query.lower()
-    return or_(
-        func.lower(Note.title).contains(needle, autoescape=True),
-        func.lower(Note.body_text).contains(needle, autoescape=True),
-    )
+    """Notes containing every word of ``query`` in their title or text (not their markup),
+    ignoring case and accents in any script: both sides are :func:`~notes.models.fold`-ed,
+    so the plain ``LIKE`` means the same on SQLite, MariaDB and PostgreSQL."""
+    words = fold(query).split()[:WORDS_MAX]
+    if not words:
+        return true()
+    return and_(*(Note.search_text.contains(word, autoescape=True) for word in words))
+
+
+def highlight(text: str, query: str, width: int | None = None) -> Markup:
+    """``text`` escaped, with the words of ``query`` in ``<mark>`` (compared as :func:`search`
+    does); with ``width``, only an excerpt of about that many characters around the first one."""
+    words = [w for w in fold(query).split()[:WORDS_MAX] if w]
+    offset = 0
+    if width is not None and len(text) > width:
+        # find the first match by chunks (folding whole strings is fast), then mark only
+        # around it: a note of a million characters costs milliseconds, not seconds
+        at = _first_chunk(text, words)
+        offset = max(0, at - width)
+        text = text[offset:at + EXCERPT_CHUNK + 2 * width]
+    marked = _marks(text, words)
+    start, end = 0, len(text)
+    if width is not None and (offset or len(text) > width):
+        first = marked.index(True) if True in marked else 0
+        start = max(0, first - width // 3)
+        end = min(len(text), start + width)
+    out = [Markup("…")] if start + offset else []
+    pos = start
+    while pos < end:
+        stop = pos
+        while stop < end and marked[stop] == marked[pos]:
+            stop += 1
+        piece = escape(text[pos:stop])
+        out.append(Markup("<mark>%s</mark>") % piece if marked[pos] else piece)
+        pos = stop
+    if end < len(text):
+        out.append(Markup("…"))
+    return Markup("").join(out)
+
+
+EXCERPT_CHUNK = 1024
+
+
+def _first_chunk(text: str, words: list[str]) -> int:
+    """Where the chunk holding the first match of ``words`` starts (0 if none)."""
+    for at in range(0, len(text), EXCERPT_CHUNK):
+        piece = fold(text[at:at + EXCERPT_CHUNK + 100])  # overlap: a word across the edge
+        if any(word in piece for word in words):
+            return at
+    return 0
+
+
+def _marks(text: str, words: list[str]) -> list[bool]:
+    """For each character of ``text``, whether it is part of a match of one of ``words``."""
+    folded: list[str] = []
+    owner: list[int] = []  # owner[i]: the index in text of folded character i
+    for pos, ch in enumerate(text):
+        f = fold(ch)
+        folded.append(f)
+        owner.extend([pos] * len(f))
+    haystack = "".join(folded)
+    marked = [False] * len(text)
+    for word in words:
+        at = haystack.find(word)
+        while at != -1:
+            for i in range(at, at + len(word)):
+                marked[owner[i]] = True
+            at = haystack.find(word, at + 1)
+    for pos in range(1, len(text)):  # a combining mark belongs to the letter before it
+        if marked[pos - 1] and unicodedata.combining(text[pos]):
+            marked[pos] = True
+    return marked
 
 
 def notes_query(
     query: dict[str, Any], viewer: User | None = None, everything: bool = False
 ) -> Select[tuple[Note]]:
-    """Notes filtered by ``author`` (email), ``published`` and ``q`` (text), oldest first.
+    """Notes filtered by ``author`` (email), ``author_id``, ``tag``, ``published`` and ``q``
+    (text), oldest first.
 
     Only published notes and ``viewer``'s own, unless ``everything`` (admins' export).
     """
@@ -110,6 +328,10 @@ def notes_query(
         stmt = stmt.where(visible)
     if query.get("author"):
         stmt = stmt.where(User.email == query["author"].strip().lower())
+    if query.get("author_id"):
+        stmt = stmt.where(Note.author_id == query["author_id"])
+    if query.get("tag"):
+        stmt = stmt.where(Note.tags.any(Tag.name == query["tag"].strip().lower()))
     if query.get("published") is not None:
         stmt = stmt.where(Note.published.is_(query["published"]))
     if query.get("q"):
@@ -117,7 +339,8 @@ def notes_query(
     return stmt.order_by(Note.id)
 
 
-def create_note(author: User, title: str, body: str, published: bool = False) -> Note:
+def create_note(author: User, title: str, body: str, published: bool = False,
+                tags: list[str] | None = None) -> Note:
     """Add a note to the session (the caller commits)."""
     note = Note(
         author=author,
@@ -127,6 +350,7 @@ def create_note(author: User, title: str, body: str, published: bool = False) ->
         published=published,
         published_at=utcnow() if published else None,
     )
+    set_tags(note, tags or [])
     db.session.add(note)
     db.session.flush()
     return note
@@ -138,11 +362,14 @@ def update_note(
     title: str | None = None,
     body: str | None = None,
     published: bool | None = None,
+    tags: list[str] | None = None,
 ) -> Note:
-    """Change the given fields (the caller commits). The slug follows the title."""
+    """Change the given fields (the caller commits). The slug follows the title; the old
+    one keeps answering (a permanent redirect)."""
     if title is not None and title.strip() != note.title:
-        note.title = title.strip()
-        note.slug = unique_slug(note.title, exclude_id=note.id)
+        retitle(note, title)
+    if tags is not None:
+        set_tags(note, tags)
     if body is not None:
         note.body = clean_html(body)
     if published is not None and published != note.published:
@@ -167,7 +394,9 @@ def save_note(write: Callable[[], Note], attempts: int = 6) -> Note:
             return note
         except IntegrityError as e:
             db.session.rollback()
-            if "slug" not in str(e.orig).lower() or attempt == attempts - 1:
+            message = str(e.orig).lower()
+            # a slug or a new tag taken meanwhile by another writer: run again
+            if ("slug" not in message and "tags" not in message) or attempt == attempts - 1:
                 raise
         finally:
             _contended.reset(contended)

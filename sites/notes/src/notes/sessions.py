@@ -47,7 +47,9 @@ from .errors import error_response, wants_json
 
 log = logging.getLogger(__name__)
 SID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
-PUBLIC_ENDPOINTS = frozenset({"views.index", "views.note"})  # cacheable for anonymous readers
+# cacheable for anonymous readers
+PUBLIC_ENDPOINTS = frozenset({"views.index", "views.note", "views.author", "views.tag",
+                              "views.feed", "views.sitemap", "views.robots"})
 STATIC_ENDPOINTS = frozenset({"static", "views.media", "admin.static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNAVAILABLE = ("Signing in is unavailable right now (the session store cannot be reached). "

@@ -1,10 +1,14 @@
-"""Public pages (list, search, note) and the signed-in author's pages (write, edit, upload)."""
+"""Public pages (list, search, note, author, tag, feed, sitemap) and the signed-in author's
+pages (write, edit, upload)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -21,53 +25,155 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_ckeditor import CKEditorField
 from flask_login import current_user, login_required
+from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
-from sqlalchemy import select
-from wtforms import BooleanField, StringField
+from sqlalchemy import Select, select
+from wtforms import BooleanField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length
 
 from . import images
 from .extensions import db
-from .models import Note
-from .services import BODY_MAX, TITLE_MAX, create_note, save_note, search, update_note
+from .models import Note, Tag, User
+from .services import (
+    BODY_MAX,
+    TITLE_MAX,
+    create_note,
+    editor_config,
+    find_note,
+    highlight,
+    parse_tags,
+    save_note,
+    search,
+    update_note,
+)
 
 bp = Blueprint("views", __name__)
 
+def _tags(form: FlaskForm, field: StringField) -> None:
+    try:
+        parse_tags(field.data)
+    except ValueError as e:
+        raise ValidationError(str(e).capitalize() + ".") from None
+
+
 class NoteForm(FlaskForm):
     title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX)])
-    body = CKEditorField("Text", validators=[Length(max=BODY_MAX)])
+    body = TextAreaField("Text", validators=[Length(max=BODY_MAX)])
+    tags = StringField("Tags", validators=[Length(max=2000), _tags],
+                       description="Separated by commas, e.g. travel, recipes")
     published = BooleanField("Published")
+
+
+PAGE = re.compile(r"[1-9][0-9]{0,8}")
+
+
+def paginate(stmt: Select[Any]) -> Pagination:
+    """``?page=`` of ``stmt``: a page that is not a plain positive number, or past the last
+    one, is a 404 (an empty list has its page 1)."""
+    raw = request.args.get("page", "1")
+    if not PAGE.fullmatch(raw):
+        abort(404)
+    page = db.paginate(stmt, page=int(raw), per_page=current_app.config["NOTES_PER_PAGE"],
+                       error_out=False)
+    if page.page > max(page.pages, 1):
+        abort(404)
+    return page
+
+
+def published() -> Select[tuple[Note]]:
+    return (select(Note).where(Note.published.is_(True))
+            .order_by(Note.published_at.desc(), Note.id.desc()))
 
 
 @bp.route("/")
 def index() -> str:
     q = request.args.get("q", "").strip()[:200]
-    stmt = select(Note).where(Note.published.is_(True))
-    if q:
-        stmt = stmt.where(search(q))
-    stmt = stmt.order_by(Note.published_at.desc(), Note.id.desc())
-    page = db.paginate(stmt, per_page=current_app.config["NOTES_PER_PAGE"], error_out=False)
-    return render_template("index.html", page=page, q=q)
+    stmt = published().where(search(q)) if q else published()
+    page = paginate(stmt)
+    first_visit = not q and page.total == 0 and db.session.scalar(
+        select(User.id).where(User.is_admin.is_(True)).limit(1)) is None
+    return render_template("index.html", page=page, q=q, first_visit=first_visit)
 
 
 @bp.route("/n/<slug>")
-def note(slug: str) -> str:
-    found = db.session.scalar(select(Note).where(Note.slug == slug))
+def note(slug: str) -> ResponseReturnValue:
+    found, moved = find_note(slug)
     mine = (current_user.is_authenticated and found is not None
             and found.author_id == current_user.id)
     if found is None or not (found.published or mine):
         abort(404)
-    return render_template("note.html", note=found)
+    if moved:  # retitled: the old address keeps working, and says where the note is now
+        return redirect(url_for("views.note", slug=found.slug), 301)
+    return render_template("note.html", note=found, image=_first_image(found.body))
+
+
+def _first_image(body: str) -> str | None:
+    """The first image of a note, as an absolute URL (Open Graph's preview image)."""
+    match = re.search(r'<img[^>]*\ssrc="([^"]+)"', body)
+    return urljoin(absolute("views.index"), match.group(1)) if match else None
+
+
+@bp.route("/a/<int(max=2147483647):user_id>")
+def author(user_id: int) -> str:
+    person = db.session.get(User, user_id)
+    if person is None or not person.active:
+        abort(404)
+    page = paginate(published().where(Note.author_id == person.id))
+    return render_template("author.html", person=person, page=page)
+
+
+@bp.route("/t/<name>")
+def tag(name: str) -> str:
+    found = db.session.scalar(select(Tag).where(Tag.name == name))
+    if found is None or found.name != name:
+        abort(404)
+    page = paginate(published().where(Note.tags.any(Tag.id == found.id)))
+    return render_template("tag.html", tag=found, page=page)
+
+
+FEED_SIZE = 20
+
+
+@bp.route("/feed.xml")
+def feed() -> ResponseReturnValue:
+    """Atom: the latest published notes, with their tags as categories."""
+    notes: list[Note] = list(db.session.scalars(published().limit(FEED_SIZE)))
+    updated = max((n.updated_at for n in notes), default=None)
+    xml = render_template("feed.xml", notes=notes, updated=updated)
+    return current_app.response_class(xml, mimetype="application/atom+xml")
+
+
+SITEMAP_MAX = 50_000  # the sitemap protocol's limit per file
+
+
+@bp.route("/sitemap.xml")
+def sitemap() -> ResponseReturnValue:
+    stmt = (select(Note.slug, Note.updated_at).where(Note.published.is_(True))
+            .order_by(Note.published_at.desc(), Note.id.desc()).limit(SITEMAP_MAX))
+    xml = render_template("sitemap.xml", rows=db.session.execute(stmt))
+    return current_app.response_class(xml, mimetype="application/xml")
+
+
+@bp.route("/robots.txt")
+def robots() -> ResponseReturnValue:
+    text = ("User-agent: *\nDisallow: /admin/\nDisallow: /my\nDisallow: /notes/\n"
+            "Disallow: /account\nDisallow: /api/\n"
+            f"Sitemap: {absolute('views.sitemap')}\n")
+    return current_app.response_class(text, mimetype="text/plain")
+
+
+@bp.route("/favicon.ico")
+def favicon() -> ResponseReturnValue:
+    """For clients that ask for the classic address (pages link the SVG icon)."""
+    return redirect(url_for("static", filename="favicon.svg"))
 
 
 @bp.route("/my")
 @login_required
 def my_notes() -> str:
     stmt = select(Note).where(Note.author_id == current_user.id).order_by(Note.updated_at.desc())
-    page = db.paginate(stmt, per_page=current_app.config["NOTES_PER_PAGE"], error_out=False)
-    return render_template("my_notes.html", page=page)
+    return render_template("my_notes.html", page=paginate(stmt))
 
 
 def own_note(note_id: int) -> Note:
@@ -85,10 +191,16 @@ def new_note() -> ResponseReturnValue:
     form = NoteForm()
     if form.validate_on_submit():
         created = save_note(lambda: create_note(current_user, form.title.data or "",
-                                                form.body.data or "", bool(form.published.data)))
+                                                form.body.data or "", bool(form.published.data),
+                                                parse_tags(form.tags.data)))
         flash("Note saved.", "info")
         return redirect(url_for("views.note", slug=created.slug))
-    return render_template("edit.html", form=form, note=None)
+    return _editor(form, None)
+
+
+def _editor(form: NoteForm, found: Note | None) -> ResponseReturnValue:
+    status = 422 if form.errors else 200
+    return render_template("edit.html", form=form, note=found), status
 
 
 @bp.route("/notes/<int(max=2147483647):note_id>/edit", methods=["GET", "POST"])
@@ -96,12 +208,15 @@ def new_note() -> ResponseReturnValue:
 def edit_note(note_id: int) -> ResponseReturnValue:
     found = own_note(note_id)
     form = NoteForm(obj=found)
+    if request.method == "GET":
+        form.tags.data = ", ".join(t.name for t in found.tags)
     if form.validate_on_submit():
         save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
-                                      published=bool(form.published.data)))
+                                      published=bool(form.published.data),
+                                      tags=parse_tags(form.tags.data)))
         flash("Note saved.", "info")
         return redirect(url_for("views.note", slug=found.slug))
-    return render_template("edit.html", form=form, note=found)
+    return _editor(form, found)
 
 
 @bp.route("/notes/<int(max=2147483647):note_id>/publish", methods=["POST"])
@@ -138,7 +253,8 @@ def upload() -> ResponseReturnValue:
     limit = current_app.config["NOTES_MAX_IMAGE"]
     data = file.read(limit + 1)
     if len(data) > limit:
-        return _upload_error(f"The image is too large: at most {limit / 1024 / 1024:g} MB.", 413)
+        return _upload_error(f"The image is too large: at most {megabytes(limit)}. Make it "
+                             "smaller and upload it again.", 413)
     try:
         data, ext = images.reencode(data, current_app.config["NOTES_MAX_IMAGE_PIXELS"])
     except images.Refused as e:
@@ -187,7 +303,38 @@ def localtime(value: datetime | None) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
+def absolute(endpoint: str, **values: Any) -> str:
+    """An absolute URL: on NOTES_SITE_URL when set, else on the address the request came to."""
+    base: str = current_app.config.get("NOTES_SITE_URL") or ""
+    if base:
+        return base + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+def isotime(value: datetime | None) -> str:
+    """RFC 3339 in UTC, for feeds and sitemaps."""
+    return "" if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.3g} MB"
+
+
+def describe(text: str, length: int = 160) -> str:
+    """A meta description: the first words of ``text``, cut at a word, about ``length`` long."""
+    text = " ".join(text.split())
+    if len(text) <= length:
+        return text
+    return text[:length].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(localtime)
     app.cli.add_command(images.uploads_cli)
+    app.add_template_filter(isotime)
+    app.add_template_filter(megabytes)
+    app.add_template_filter(describe)
+    app.add_template_global(highlight)
+    app.add_template_global(editor_config)
+    app.add_template_global(absolute)
