@@ -427,5 +427,9 @@ def test_upgrade_from_0002_keeps_every_note_and_fills_the_new_columns(
         assert flask_cli(env, "db", "downgrade", "0004_data").returncode == 0
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 1
+        # every downgrade keeps the notes (a batch rebuild of users would cascade-delete them)
+        assert flask_cli(env, "db", "downgrade", "0002").returncode == 0
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 1
     finally:
         engine.dispose()

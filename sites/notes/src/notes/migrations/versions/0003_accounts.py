@@ -21,5 +21,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_column('session_version')
+    # a plain DROP COLUMN (SQLite 3.35+ has it): a batch rebuild of users would cascade-delete
+    # every note
+    op.drop_column('users', 'session_version')
