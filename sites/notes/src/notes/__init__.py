@@ -12,9 +12,10 @@ from apiflask import APIFlask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, auth, errors, excel, sessions, sqlite, views
+from . import admin, api, auth, errors, excel, health, sessions, sqlite, views
 from . import config as site_config
 from .extensions import csrf, db, login_manager, migrate
+from .failsafe import LastResort
 
 HERE = Path(__file__).parent
 
@@ -48,8 +49,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     )
     sessions.init_app(app)  # first: its before_request runs before CSRF's
     _static_versions(app)
-    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-        SecureCookiesOverHTTPS(app.wsgi_app), x_for=1, x_proto=1, x_host=1
+    app.wsgi_app = LastResort(  # type: ignore[method-assign]
+        ProxyFix(SecureCookiesOverHTTPS(app.wsgi_app), x_for=1, x_proto=1, x_host=1),
+        app.logger,
     )
 
     db.init_app(app)
@@ -67,6 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     admin.init_app(app, views=[excel.admin_view()])
     api.init_app(app)
     excel.init_app(app)
+    health.init_app(app)
     return app
 
 

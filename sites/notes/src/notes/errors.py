@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
 from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
@@ -18,7 +20,17 @@ MESSAGES = {
     429: "Too many attempts: please wait a little.",
     500: "Something went wrong on our side. It has been logged.",
     503: "The site cannot reach its database right now. Please try again in a moment.",
+    507: "The site's storage is full: what you sent was not saved. Please try again later.",
 }
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(e: BaseException) -> bool:
+    """A full disk, as the OS says it or as the database driver words it."""
+    if isinstance(e, OSError):
+        return e.errno in FULL
+    text = str(getattr(e, "orig", e)).lower()
+    return "disk is full" in text or "no space left" in text
 
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
@@ -62,11 +74,33 @@ def init_app(app: Flask) -> None:
     def database_down(e: Exception) -> ResponseReturnValue:
         app.logger.error("database error: %s", e)
         db.session.rollback()
-        return error_response(503)
+        return error_response(507 if disk_full(e) else 503)
+
+    @app.teardown_appcontext
+    def end_database_session(exc: BaseException | None) -> None:
+        """Before Flask-SQLAlchemy's own: the answer is made, so a connection that died in the
+        meantime (its final rollback fails) is logged, not turned into an error response."""
+        try:
+            db.session.remove()
+        except SQLAlchemyError as e:
+            app.logger.warning("database connection lost after the answer was made: %s", e)
+            db.session.registry.clear()
+
+    @app.errorhandler(OSError)
+    def storage_error(e: OSError) -> object:
+        db.session.rollback()
+        if disk_full(e):
+            app.logger.error("storage full: %s", e)
+            return error_response(507)
+        app.logger.exception("OS error: %s", e)
+        return error_response(500)
 
     @app.errorhandler(500)
     def server_error(e: Exception) -> ResponseReturnValue:
         db.session.rollback()
+        # raised outside a view (saving the session, after-request): the cause is kept here
+        if disk_full(getattr(e, "original_exception", None) or e):
+            return error_response(507)
         return error_response(500)
 
     @app.after_request

@@ -3,6 +3,7 @@ pages (write, edit, upload)."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from datetime import datetime
@@ -33,6 +34,7 @@ from wtforms import BooleanField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length
 
 from . import images
+from .errors import disk_full
 from .extensions import db
 from .models import Note, Tag, User
 from .services import (
@@ -262,8 +264,18 @@ def upload() -> ResponseReturnValue:
     name = f"{secrets.token_urlsafe(16)}.{ext}"
     folder = Path(current_app.config["NOTES_DATA_DIR"]) / "uploads"
     tmp = folder / f".{name}.tmp"
-    tmp.write_bytes(data)
-    tmp.replace(folder / name)
+    try:  # all of it under its final name, or nothing (a full disk fails the write)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(folder / name)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        current_app.logger.error("upload not stored: %s", e)
+        if disk_full(e):
+            return _upload_error("The server's storage is full: the image was not saved.", 507)
+        return _upload_error("The image could not be stored. Please try again.", 503)
     return jsonify(uploaded=1, fileName=name, url=url_for("views.media", name=name))
 
 
@@ -284,16 +296,6 @@ def media(name: str) -> ResponseReturnValue:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = MEDIA_CSP
     return response
-
-
-@bp.route("/healthz")
-def healthz() -> ResponseReturnValue:
-    """For probes: 200 when the database answers, else the 503 of the database error handler.
-
-    Replicas' host names are in the X-Replica header (set by the kit), not here.
-    """
-    db.session.execute(select(1))
-    return jsonify(status="ok")
 
 
 def localtime(value: datetime | None) -> str:

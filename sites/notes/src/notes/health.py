@@ -1,0 +1,101 @@
+"""``/healthz``: what this replica can do right now, dependency by dependency.
+
+Answers 503 only when the site cannot serve its core pages (the database is unreachable or its
+schema is not there); a sessions store or data volume in trouble is reported (``degraded``) but
+answers 200, since readers are still served — taking every replica out of rotation for it would
+turn a partial outage into a full one. Each check is bounded in time, so the answer (whatever
+it says) comes within the probes' timeout: liveness probes only need *an* answer.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .extensions import db
+
+bp = Blueprint("health", __name__)
+Check = dict[str, Any]
+
+
+def database() -> Check:
+    """Reachable, and the schema is there: Alembic's version row (a database file replaced by an
+    empty one answers ``SELECT 1`` but has no schema)."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError as e:
+        db.session.rollback()
+        current_app.logger.warning("health: database unreachable: %s", e)
+        return {"ok": False, "error": "unreachable"}
+    try:
+        revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        db.session.rollback()
+        revision = None
+    if not revision:
+        return {"ok": False, "error": "schema missing (run: flask --app notes db upgrade)"}
+    return {"ok": True, "revision": revision}
+
+
+def writable(folder: Path) -> Check:
+    """Can a small file be written, flushed to disk and removed in ``folder``."""
+    probe = folder / f".healthz-{os.getpid()}-{threading.get_ident()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"ok\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        current_app.logger.warning("health: %s is not writable: %s", folder, e)
+        return {"ok": False, "error": "full" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "not writable"}
+    finally:
+        probe.unlink(missing_ok=True)
+    return {"ok": True}
+
+
+def sessions() -> Check:
+    """The sessions store: Redis answers a PING (with the client's short timeouts), or the
+    session folder takes a file."""
+    if current_app.config.get("SESSION_TYPE") == "redis":
+        try:
+            current_app.config["SESSION_REDIS"].ping()
+        except Exception as e:  # redis-py raises its own and OS errors
+            current_app.logger.warning("health: sessions store unreachable: %s", e)
+            return {"ok": False, "store": "redis", "error": "unreachable"}
+        return {"ok": True, "store": "redis"}
+    folder = Path(current_app.config["NOTES_DATA_DIR"]) / "sessions"
+    return {"store": "files", **writable(folder)}
+
+
+@bp.route("/healthz")
+def healthz() -> object:
+    """``{"status": "ok"|"degraded"|"unavailable", "checks": {...}}``; 503 when unavailable.
+
+    Replicas' host names are in the X-Replica header (set by the kit), not here.
+    """
+    checks = {
+        "database": database(),
+        "sessions": sessions(),
+        "data": writable(Path(current_app.config["NOTES_DATA_DIR"])),
+    }
+    if not checks["database"]["ok"]:
+        status, code = "unavailable", 503
+    elif all(check["ok"] for check in checks.values()):
+        status, code = "ok", 200
+    else:
+        status, code = "degraded", 200
+    response = jsonify(status=status, checks=checks)
+    response.headers["Cache-Control"] = "no-store"
+    return response, code
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
