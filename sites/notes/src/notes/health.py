@@ -32,8 +32,7 @@ def database() -> Check:
         db.session.execute(text("SELECT 1"))
     except SQLAlchemyError as e:
         db.session.rollback()
-        current_app.logger.warning("health: database unreachable: %s", e)
-        return {"ok": False, "error": "unreachable"}
+        return {"ok": False, "error": "unreachable", "why": str(e).splitlines()[0]}
     try:
         revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError:
@@ -53,9 +52,8 @@ def writable(folder: Path) -> Check:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        current_app.logger.warning("health: %s is not writable: %s", folder, e)
         return {"ok": False, "error": "full" if e.errno in (errno.ENOSPC, errno.EDQUOT)
-                else "not writable"}
+                else "not writable", "why": f"{folder}: {e.strerror}"}
     finally:
         probe.unlink(missing_ok=True)
     return {"ok": True}
@@ -68,11 +66,25 @@ def sessions() -> Check:
         try:
             current_app.config["SESSION_REDIS"].ping()
         except Exception as e:  # redis-py raises its own and OS errors
-            current_app.logger.warning("health: sessions store unreachable: %s", e)
-            return {"ok": False, "store": "redis", "error": "unreachable"}
+            return {"ok": False, "store": "redis", "error": "unreachable", "why": str(e)}
         return {"ok": True, "store": "redis"}
     folder = Path(current_app.config["NOTES_DATA_DIR"]) / "sessions"
     return {"store": "files", **writable(folder)}
+
+
+_last: dict[str, bool] = {}  # per worker: each check's last state
+
+
+def log_transition(name: str, check: Check) -> None:
+    """Log a check going bad or good again, once per change (probes ask every few seconds).
+    The cause goes to the log only, not into the public answer."""
+    why = check.pop("why", "")
+    if _last.get(name, True) != check["ok"]:
+        if check["ok"]:
+            current_app.logger.warning("health: %s is back", name)
+        else:
+            current_app.logger.error("health: %s %s: %s", name, check["error"], why)
+    _last[name] = check["ok"]
 
 
 @bp.route("/healthz")
@@ -86,6 +98,8 @@ def healthz() -> object:
         "sessions": sessions(),
         "data": writable(Path(current_app.config["NOTES_DATA_DIR"])),
     }
+    for name, check in checks.items():
+        log_transition(name, check)
     if not checks["database"]["ok"]:
         status, code = "unavailable", 503
     elif all(check["ok"] for check in checks.values()):
