@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,8 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
             sqlite.watch(db.engine)  # a missing database file is an error
+        else:
+            event.listen(db.engine, "connect", _dead_peer_timeout)
     migrate.init_app(app, db, directory=str(HERE / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -132,3 +136,20 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _dead_peer_timeout(dbapi_connection: Any, record: Any) -> None:
+    """TCP database connections: data left unacknowledged for 5 s aborts the connection.
+
+    When the network path to the database dies (this replica cut off and reconnected with a new
+    address), a pooled connection's pre-ping would otherwise wait for an answer that cannot come,
+    holding the worker until the request timeout kills it. A long query is not affected: the
+    server acknowledges the query at once, however long it runs.
+    """
+    sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL
+    fileno = getattr(sock if sock is not None else dbapi_connection, "fileno", None)
+    if fileno is None or not hasattr(socket, "TCP_USER_TIMEOUT"):  # not Linux
+        return
+    with socket.socket(fileno=os.dup(fileno())) as tcp:  # options belong to the shared socket
+        if tcp.family in (socket.AF_INET, socket.AF_INET6):
+            tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)
