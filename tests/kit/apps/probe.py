@@ -1,4 +1,5 @@
-"""A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers."""
+"""A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers, answers
+/status?CODE with that status."""
 
 import json
 import os
@@ -19,6 +20,10 @@ def application(environ, start_response):
         body = json.dumps({k: v for k, v in environ.items() if k.startswith("HTTP_")})
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body.encode()]
+    if path == "/status":  # an application error: /status?503
+        code = int(environ.get("QUERY_STRING") or 500)
+        start_response(f"{code} Probe", [("Content-Type", "text/plain")])
+        return [f"{code} from the app".encode()]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]

@@ -87,7 +87,7 @@ def init_app(app: Flask) -> None:
             db.session.registry.clear()
 
     @app.errorhandler(OSError)
-    def storage_error(e: OSError) -> object:
+    def storage_error(e: OSError) -> ResponseReturnValue:
         db.session.rollback()
         if disk_full(e):
             app.logger.error("storage full: %s", e)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -59,12 +60,25 @@ def writable(folder: Path) -> Check:
     return {"ok": True}
 
 
+def _redis() -> Any:
+    """A client of the sessions' Redis for probes only: one second per try and no retry, so a
+    Redis that hangs costs a probe a second (the site's own client retries once)."""
+    client = current_app.extensions.get("notes_health_redis")
+    if client is None:
+        import redis
+
+        client = redis.Redis.from_url(current_app.config["NOTES_SESSION_REDIS_URL"],
+                                      socket_connect_timeout=1, socket_timeout=1)
+        current_app.extensions["notes_health_redis"] = client
+    return client
+
+
 def sessions() -> Check:
     """The sessions store: Redis answers a PING (with the client's short timeouts), or the
     session folder takes a file."""
     if current_app.config.get("SESSION_TYPE") == "redis":
         try:
-            current_app.config["SESSION_REDIS"].ping()
+            _redis().ping()
         except Exception as e:  # redis-py raises its own and OS errors
             return {"ok": False, "store": "redis", "error": "unreachable", "why": str(e)}
         return {"ok": True, "store": "redis"}
@@ -88,7 +102,7 @@ def log_transition(name: str, check: Check) -> None:
 
 
 @bp.route("/healthz")
-def healthz() -> object:
+def healthz() -> ResponseReturnValue:
     """``{"status": "ok"|"degraded"|"unavailable", "checks": {...}}``; 503 when unavailable.
 
     Replicas' host names are in the X-Replica header (set by the kit), not here.
