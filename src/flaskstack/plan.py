@@ -245,7 +245,9 @@ def make(
             connect_timeout=1 if role == "proxy" else 5,
             upstream_timeout=s.request_timeout + 5,
             busy_buffers_size=2 * s.buffer_size,
-            next_upstream="error timeout invalid_header http_503" if role == "proxy" else None,
+            # what says a replica is unreachable or broken; an app's 5xx is its answer to one
+            # request: passed on, neither retried nor counted against the replica
+            next_upstream="error timeout invalid_header" if role == "proxy" else None,
             next_upstream_tries=len(s.upstreams) + 1,
             access_log=s.access_log,
         )
