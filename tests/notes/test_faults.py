@@ -340,9 +340,8 @@ def test_a_full_data_volume_refuses_writes_cleanly_and_keeps_serving_reads(small
     # sign-in that is gone on the next page, and no partial session file
     other = app.test_client()
     r = other.get("/login")
-    assert r.status_code == 507, (r.status_code, r.data[:300])
-    assert "storage is full" in r.get_data(as_text=True)
-    assert not [n for n in os.listdir(sessions) if n.endswith(".__wz_cache")]
+    assert r.status_code in (503, 507), (r.status_code, r.data[:300])
+    assert not [n for n in os.listdir(sessions) if n.startswith(".") or n.endswith(".__wz_cache")]
     # reads keep working, and health says what is wrong without taking the replica out
     home = web.get("/")  # signed in: the session exists, its refresh is skipped
     assert home.status_code == 200 and "Written before" in home.get_data(as_text=True)

@@ -76,13 +76,14 @@ def _redis() -> Any:
 def sessions() -> Check:
     """The sessions store: Redis answers a PING (with the client's short timeouts), or the
     session folder takes a file."""
-    if current_app.config.get("SESSION_TYPE") == "redis":
+    if current_app.config.get("NOTES_SESSION_REDIS_URL"):
         try:
             _redis().ping()
         except Exception as e:  # redis-py raises its own and OS errors
             return {"ok": False, "store": "redis", "error": "unreachable", "why": str(e)}
         return {"ok": True, "store": "redis"}
     folder = Path(current_app.config["NOTES_DATA_DIR"]) / "sessions"
+    folder.mkdir(exist_ok=True)  # made by the first session otherwise
     return {"store": "files", **writable(folder)}
 
 
