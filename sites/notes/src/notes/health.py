@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,25 @@ def writable(folder: Path) -> Check:
     return {"ok": True}
 
 
+def within(seconds: float, call: Callable[[], object]) -> BaseException | None:
+    """Run ``call`` in a thread: the error it raised, a ``TimeoutError`` if it has not finished
+    after ``seconds`` (resolving a name ignores socket timeouts: a stopped container's name can
+    take several seconds to fail), or None."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except Exception as e:  # whatever it raises is the answer
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, name="healthz", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return outcome[0] if outcome else TimeoutError(f"no answer within {seconds} s")
+
+
 def _redis() -> Any:
     """A client of the sessions' Redis for probes only: one second per try and no retry, so a
     Redis that hangs costs a probe a second (the site's own client retries once)."""
@@ -77,10 +97,9 @@ def sessions() -> Check:
     """The sessions store: Redis answers a PING (with the client's short timeouts), or the
     session folder takes a file."""
     if current_app.config.get("NOTES_SESSION_REDIS_URL"):
-        try:
-            _redis().ping()
-        except Exception as e:  # redis-py raises its own and OS errors
-            return {"ok": False, "store": "redis", "error": "unreachable", "why": str(e)}
+        error = within(1.5, _redis().ping)
+        if error is not None:
+            return {"ok": False, "store": "redis", "error": "unreachable", "why": repr(error)}
         return {"ok": True, "store": "redis"}
     folder = Path(current_app.config["NOTES_DATA_DIR"]) / "sessions"
     folder.mkdir(exist_ok=True)  # made by the first session otherwise
