@@ -143,7 +143,7 @@ def test_sessions_uploads_and_the_secret_key_are_shared_by_the_replicas(project)
                  headers={"X-CSRFToken": token}, timeout=10)
     assert r.ok and r.json()["uploaded"] == 1, r.text
     media = requests.get(f"{url}{r.json()['url']}", timeout=10)
-    assert media.status_code == 200 and media.content == PNG
+    assert media.status_code == 200 and media.content.startswith(PNG[:8])  # re-encoded
     assert "X-Replica" not in media.headers  # Nginx served it, not an app
     for app in project.containers("app"):
         podman(project.env, "exec", app, "test", "-s", f"/web/data/uploads/{r.json()['fileName']}")
