@@ -280,3 +280,26 @@ def test_admin_dates_are_readable_in_the_site_time_zone(db_url, tmp_path, login)
     assert 'placeholder="Search by email"' in page
     notes = client.get("/admin/note/").get_data(as_text=True)
     assert 'placeholder="Search titles and text"' in notes and "body_text" not in notes
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_database_down_gives_a_signed_in_reader_503_too(db_url, tmp_path, postgresql_server,
+                                                        login) -> None:
+    """The error page for a signed-in user must not need the database (loading the user)."""
+    from notes.auth import create_user
+
+    app = make_app(db_url, tmp_path / "data")
+    with app.app_context():
+        create_user("reader@example.com", PASSWORD)
+    client = app.test_client()
+    login(client, "reader@example.com")
+    assert client.get("/my").status_code == 200
+    postgresql_server.stop()
+    try:
+        for path in ("/my", "/", "/account"):
+            r = client.get(path)
+            assert r.status_code == 503, (path, r.status_code)
+            assert "cannot reach its database" in r.get_data(as_text=True)
+    finally:
+        postgresql_server.restart()
+    assert client.get("/my").status_code == 200

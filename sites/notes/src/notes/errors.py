@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import errno
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from .extensions import db
+from .extensions import db, login_manager
 
 MESSAGES = {
     400: "The request could not be understood (an expired form? reload the page and retry).",
@@ -74,6 +74,9 @@ def init_app(app: Flask) -> None:
     def database_down(e: Exception) -> ResponseReturnValue:
         app.logger.error("database error: %s", e)
         db.session.rollback()
+        # the page cannot know who is signed in (that needs the database): it is made as for
+        # an anonymous visitor, instead of loading the user again and failing with a 500
+        g._login_user = login_manager.anonymous_user()
         return error_response(507 if disk_full(e) else 503)
 
     @app.teardown_appcontext
