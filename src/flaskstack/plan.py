@@ -27,6 +27,7 @@ MIB = 1024 * 1024
 HEADER_LINE = 8192
 SMALLEST_HEADER_LINE = 4  # "a:\r\n"
 UWSGI_PACKET_MAX = 65535
+PIPE_BUF = 4096  # Linux: writes up to this size to a pipe are atomic
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ class UWSGIPlan:
     add_header: str | None  # "Name: value" on every response, or None
     logging: bool  # uWSGI's own request log (off when Nginx in front already logs)
     json_logs: bool  # uWSGI writes its lines as JSON (access_log_format = json)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Nginx's response cache: what ``uwsgi_cache_path`` and the cache rules say."""
+
+    path: str
+    max_size: int  # bytes
+    keys_zone_size: int  # bytes of shared memory for the keys (about 8,000 keys per MiB)
+    bypass: tuple[str, ...]  # Nginx variables: a request with any of them set skips the cache
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,8 @@ class NginxPlan:
     next_upstream: str | None  # when to retry a request on another upstream
     next_upstream_tries: int
     access_log: bool
+    access_log_buffer: int  # bytes; at most PIPE_BUF, so a write to the FIFO is atomic
+    cache: CachePlan | None  # None: no response cache
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,19 @@ def static_mappings(settings: Settings, decl: SiteDeclaration) -> tuple[StaticMa
     for prefix, directory in settings.static:
         merged[prefix] = StaticMapping(prefix, directory, settings.sources["static"])
     return tuple(sorted(merged.values(), key=lambda m: -len(m.prefix)))
+
+
+def cache_plan(settings: Settings, run: RunDir) -> CachePlan | None:
+    if not settings.cache:
+        return None
+    return CachePlan(
+        path=settings.cache_path or str(run.cache),
+        max_size=settings.cache_size,
+        # one MiB of keys per 64 MiB of cache (entries of 8 KiB on average), at least 1 MiB
+        keys_zone_size=max(MIB, settings.cache_size // 64 // MIB * MIB),
+        bypass=("$http_authorization",
+                *(f"$cookie_{name}" for name in settings.cache_bypass_cookies)),
+    )
 
 
 def prestart_argv(settings: Settings, decl: SiteDeclaration) -> tuple[str, ...]:
@@ -250,6 +276,8 @@ def make(
             next_upstream="error timeout invalid_header" if role == "proxy" else None,
             next_upstream_tries=len(s.upstreams) + 1,
             access_log=s.access_log,
+            access_log_buffer=PIPE_BUF,
+            cache=cache_plan(s, run),
         )
 
     if role == "app":

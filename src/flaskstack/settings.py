@@ -299,6 +299,18 @@ class StaticMapping(Parser):
         return prefix, os.path.abspath(os.path.expanduser(directory))
 
 
+class CookieName(Parser):
+    """A cookie name Nginx can read as ``$cookie_NAME``."""
+
+    description = "a cookie name (letters, digits, _)"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if not value or not all(c.isascii() and (c.isalnum() or c == "_") for c in value):
+            raise ValueError
+        return value
+
+
 class WorkerCount(Parser):
     description = "auto or 1-64"
 
@@ -426,12 +438,25 @@ SETTINGS: tuple[Setting, ...] = (
             "limit is sized with it, within the host's hard limit (serve says when that caps "
             "it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
+    # cache: Nginx's response cache, driven by the app's Cache-Control headers
+    Setting("cache", "cache", Boolean(), True,
+            "Nginx caches the app's responses that say Cache-Control: public with max-age or "
+            "s-maxage (roles all and proxy); see 'The response cache'."),
+    Setting("cache_size", "cache", Size(1024**2, 1 << 40), 100 * 1024**2,
+            "Most disk space the response cache uses (least recently used goes first).",
+            default_doc="100m"),
+    Setting("cache_path", "cache", OptionalPath(), "",
+            "Directory of the response cache's files.", default_doc="RUN_DIR/cache"),
+    Setting("cache_bypass_cookies", "cache", CookieName(), ["session", "remember_token"],
+            "A request carrying one of these cookies (or an Authorization header) is never "
+            "answered from the cache nor stored in it: the app's session and remember-me "
+            "cookies (Flask's and Flask-Login's by default).", multiple=True),
     Setting("access_log_format", "http", Choice("combined", "json"), "combined",
             "Access log format."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
-SECTIONS = ("server", "app", "http")
+SECTIONS = ("server", "app", "http", "cache")
 
 
 @dataclass
