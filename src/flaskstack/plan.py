@@ -27,6 +27,7 @@ MIB = 1024 * 1024
 HEADER_LINE = 8192
 SMALLEST_HEADER_LINE = 4  # "a:\r\n"
 UWSGI_PACKET_MAX = 65535
+YEAR = 31536000  # seconds: the longest max-age HTTP caches honour
 PIPE_BUF = 4096  # Linux: writes up to this size to a pipe are atomic
 
 
@@ -64,6 +65,10 @@ class CachePlan:
     max_size: int  # bytes
     keys_zone_size: int  # bytes of shared memory for the keys (about 8,000 keys per MiB)
     bypass: tuple[str, ...]  # Nginx variables: a request with any of them set skips the cache
+    # Seconds a request for a key being fetched waits for that answer before asking the app
+    # itself. Nginx does not remember that a URL's answers are never cacheable, so concurrent
+    # requests for such a URL wait on each other this long at most: kept short.
+    lock_timeout: int
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class NginxPlan:
     access_log: bool
     access_log_buffer: int  # bytes; at most PIPE_BUF, so a write to the FIFO is atomic
     cache: CachePlan | None  # None: no response cache
+    static_cache_control: str  # a static file's URL without a query string
+    static_versioned_cache_control: str  # with one (?v=hash): its content never changes
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,7 @@ def cache_plan(settings: Settings, run: RunDir) -> CachePlan | None:
         keys_zone_size=max(MIB, settings.cache_size // 64 // MIB * MIB),
         bypass=("$http_authorization",
                 *(f"$cookie_{name}" for name in settings.cache_bypass_cookies)),
+        lock_timeout=1,
     )
 
 
@@ -278,6 +286,8 @@ def make(
             access_log=s.access_log,
             access_log_buffer=PIPE_BUF,
             cache=cache_plan(s, run),
+            static_cache_control=f"public, max-age={s.static_max_age}, must-revalidate",
+            static_versioned_cache_control=f"public, max-age={YEAR}, immutable",
         )
 
     if role == "app":

@@ -423,7 +423,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("static", "http", static_mapping, [],
             "URL prefix served by Nginx from a directory (/prefix/=DIR), never by the app; "
             "added to the site's flaskstack.toml mappings.", multiple=True),
-    Setting("gzip", "http", Boolean(), True, "Compress text responses."),
+    Setting("gzip", "http", Boolean(), True,
+            "Compress text responses; static files are sent as their precompressed .gz copy "
+            "when there is one (flaskstack precompress)."),
+    Setting("static_max_age", "http", Seconds(0, 31536000), 300,
+            "How long browsers may keep a static file whose URL has no version (no query "
+            "string) before asking again; a versioned URL (?v=...) is kept for a year."),
     Setting("keepalive_timeout", "http", Seconds(0, 3600), 50,
             "Seconds an idle keep-alive connection stays open."),
     Setting("client_header_timeout", "http", Seconds(1, 3600), 15,

@@ -89,7 +89,7 @@ def test_bypass_cookie_names_are_a_setting(make_stack) -> None:
 
 def test_a_burst_on_a_cold_key_reaches_the_app_once(make_stack) -> None:
     stack = make_stack(*APP, "--workers", "2").start()
-    path = f"/burst?cc={quote('public, max-age=60')}&sleep=1"
+    path = f"/burst?cc={quote('public, max-age=60')}&sleep=0.3"
     with ThreadPoolExecutor(24) as pool:
         answers = list(pool.map(lambda _: fetch(stack, path), range(24)))
     assert [r.status_code for r in answers] == [200] * 24
@@ -159,3 +159,19 @@ def test_cache_files_live_in_the_configured_directory(make_stack) -> None:
     assert fetch(stack, path).headers["X-Cache-Status"] == "HIT"
     assert [p for p in where.rglob("*") if p.is_file()]
     assert not (stack.run_dir / "cache").exists()
+
+
+def test_concurrent_requests_for_a_never_cacheable_url_wait_at_most_the_lock_timeout(
+        make_stack) -> None:
+    # Nginx cannot know beforehand that an answer will not be cacheable: the cache lock makes
+    # concurrent readers of one URL wait for the first answer, but only for lock_timeout (1 s),
+    # then they ask the app themselves; they never queue behind each other's slow answers.
+    stack = make_stack(*APP, "--workers", "4").start()
+    path = "/uncacheable?sleep=2"
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: fetch(stack, path), range(4)))
+    elapsed = time.monotonic() - started
+    assert [r.status_code for r in answers] == [200] * 4 and len({r.text for r in answers}) == 4
+    assert calls(stack, path) == 4
+    assert elapsed < 6  # about 2 s + the 1 s lock; serialised, they would take 4 x 2 s
