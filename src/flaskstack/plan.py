@@ -55,6 +55,7 @@ class UWSGIPlan:
     add_header: str | None  # "Name: value" on every response, or None
     logging: bool  # uWSGI's own request log (off when Nginx in front already logs)
     json_logs: bool  # uWSGI writes its lines as JSON (access_log_format = json)
+    preload: tuple[str, ...]  # modules the master imports before forking (shared-import)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,12 @@ def static_mappings(settings: Settings, decl: SiteDeclaration) -> tuple[StaticMa
     return tuple(sorted(merged.values(), key=lambda m: -len(m.prefix)))
 
 
+def preload_modules(settings: Settings, decl: SiteDeclaration) -> tuple[str, ...]:
+    """The setting when given ('none': nothing), else the site's declaration."""
+    chosen = settings.preload if settings.sources["preload"] != "default" else decl.preload
+    return tuple(m for m in chosen if m.lower() != "none")
+
+
 def cache_plan(settings: Settings, run: RunDir) -> CachePlan | None:
     if not settings.cache:
         return None
@@ -240,6 +247,7 @@ def make(
             if s.replica_name and role == "app" else None,
             logging=role == "app" and s.access_log,
             json_logs=s.access_log_format == "json",
+            preload=preload_modules(s, decl),
         )
 
     nginx = None

@@ -299,6 +299,19 @@ class StaticMapping(Parser):
         return prefix, os.path.abspath(os.path.expanduser(directory))
 
 
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+class ModuleName(Parser):
+    description = "a module name (pkg.module), or none"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if not _MODULE.match(value):
+            raise ValueError
+        return value
+
+
 class CookieName(Parser):
     """A cookie name Nginx can read as ``$cookie_NAME``."""
 
@@ -396,6 +409,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prestart", "app", Text("a command line, or none"), "",
             "Command run once as the unprivileged user before uWSGI starts (e.g. migrations); "
             "defaults to the site's flaskstack.toml; 'none' runs nothing."),
+    Setting("preload", "app", ModuleName(), [],
+            "Library modules imported once by uWSGI's master before it forks the workers: "
+            "they start faster and share that memory. The app itself is still loaded by each "
+            "worker, so a reload loads new app code (not new libraries). Defaults to the "
+            "site's flaskstack.toml preload; 'none' preloads nothing.", multiple=True,
+            default_doc="the site's flaskstack.toml preload"),
     Setting("workers", "app", Integer(1, 512), cpu_count, "uWSGI worker processes.",
             default_doc="number of CPUs"),
     Setting("threads", "app", Integer(1, 256), 1, "Threads per uWSGI worker."),

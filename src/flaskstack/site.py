@@ -4,6 +4,7 @@ The kit never imports the site: it finds the top-level module with
 :func:`importlib.util.find_spec` (which does not execute it) and reads the file next to it::
 
     prestart = "flask --app notes db upgrade"
+    preload = ["flask", "sqlalchemy"]
     health = "/healthz"
     writable = ["${NOTES_DATA_DIR:-/web/data}"]
     [static]
@@ -29,9 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import SettingError, static_mapping
+from .settings import ModuleName, SettingError, static_mapping
 
 FILENAME = "flaskstack.toml"
+module_name = ModuleName()
 _VAR = re.compile(r"\$\{([A-Za-z_]\w*)(?::-([^}]*))?\}")
 
 
@@ -42,6 +44,7 @@ class SiteDeclaration:
     prestart: str = ""
     health: str = "/"
     writable: list[str] = field(default_factory=list)
+    preload: list[str] = field(default_factory=list)  # modules uWSGI's master imports
     static: list[tuple[str, str]] = field(default_factory=list)
     untrusted: set[str] = field(default_factory=set)  # prefixes of uploaded (hostile) files
     # [nginx] server = "FILE" / http = "FILE": the site's own Nginx lines, included inside the
@@ -88,13 +91,19 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
     health = data.get("health", "/")
     writable = data.get("writable", [])
     static = data.get("static", {})
+    preload = data.get("preload", [])
     if (not isinstance(prestart, str) or not isinstance(writable, list)
             or not isinstance(static, dict) or not isinstance(health, str)
-            or not health.startswith("/")):
+            or not health.startswith("/") or not isinstance(preload, list)):
         raise SettingError(
-            f"{path}: prestart must be a string, health a path starting with /, writable a "
-            "list, [static] a table"
+            f"{path}: prestart must be a string, health a path starting with /, writable and "
+            "preload lists, [static] a table"
         )
+    for module in preload:
+        try:
+            decl.preload.append(module_name(str(module)))
+        except ValueError:
+            raise SettingError(f"{path}: preload: {module!r} is not a module name") from None
     decl.health = health
     decl.prestart = expand(prestart, env)
     decl.writable = [str(base / expand(str(d), env)) for d in writable]

@@ -153,3 +153,24 @@ def test_bad_cache_settings_are_one_line_errors(name: str, value: str) -> None:
     with pytest.raises(SettingError) as e:
         make(**{name: value})
     assert f"setting {name}" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_preloaded_libraries_come_from_the_site_unless_the_setting_says_otherwise() -> None:
+    site = SiteDeclaration(found=True, preload=["flask", "sqlalchemy.orm"])
+    settings = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_APP": "mysite"})
+    ini = render.render(planning.make(settings, site, FACTS))["uwsgi.ini"]
+    assert directive_ini(ini, "shared-import") == ["flask", "sqlalchemy.orm",
+                                                   "flaskstack.gcfreeze"]
+    assert "lazy-apps = true" in ini  # the app itself is still loaded by each worker
+    chosen = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "lxml"})
+    assert planning.make(chosen, site, FACTS).uwsgi.preload == ("lxml",)  # type: ignore[union-attr]
+    nothing = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "none"})
+    plan = planning.make(nothing, site, FACTS)
+    assert plan.uwsgi is not None and plan.uwsgi.preload == ()
+    assert "shared-import" not in render.render(plan)["uwsgi.ini"]
+    with pytest.raises(SettingError, match="setting preload"):
+        load(env={"FLASKSTACK_PRELOAD": "os; rm -rf /"})
+
+
+def directive_ini(ini: str, name: str) -> list[str]:
+    return re.findall(rf"^{name} = (.+)$", ini, re.MULTILINE)
