@@ -67,8 +67,9 @@ class CachePlan:
     keys_zone_size: int  # bytes of shared memory for the keys (about 8,000 keys per MiB)
     bypass: tuple[str, ...]  # Nginx variables: a request with any of them set skips the cache
     # Seconds a request for a key being fetched waits for that answer before asking the app
-    # itself. Nginx does not remember that a URL's answers are never cacheable, so concurrent
-    # requests for such a URL wait on each other this long at most: kept short.
+    # itself, when the lock is on (0: no lock). Nginx does not remember that a URL's answers
+    # are never cacheable, so concurrent requests for such a URL wait on each other this long
+    # at most: kept short.
     lock_timeout: int
 
 
@@ -188,7 +189,7 @@ def cache_plan(settings: Settings, run: RunDir) -> CachePlan | None:
         keys_zone_size=max(MIB, settings.cache_size // 64 // MIB * MIB),
         bypass=("$http_authorization",
                 *(f"$cookie_{name}" for name in settings.cache_bypass_cookies)),
-        lock_timeout=1,
+        lock_timeout=1 if settings.cache_lock else 0,
     )
 
 

@@ -471,6 +471,12 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="100m"),
     Setting("cache_path", "cache", OptionalPath(), "",
             "Directory of the response cache's files.", default_doc="RUN_DIR/cache"),
+    Setting("cache_lock", "cache", Boolean(), False,
+            "Under a burst on a URL not yet cached, send one request to the app and make the "
+            "others wait for its answer (at most 1 s). Nginx polls that lock every 500 ms and "
+            "cannot know beforehand that a URL is never cacheable, so with it on, concurrent "
+            "requests for such URLs wait too: turn it on when the app's busy URLs are "
+            "cacheable. (An expired entry is refreshed by one request either way.)"),
     Setting("cache_bypass_cookies", "cache", CookieName(), ["session", "remember_token"],
             "A request carrying one of these cookies (or an Authorization header) is never "
             "answered from the cache nor stored in it: the app's session and remember-me "

@@ -25,7 +25,8 @@ def calls(stack, path: str) -> int:  # type: ignore[no-untyped-def]
 
 
 CACHED = ["public, max-age=60", "public, s-maxage=60", "max-age=60, public",
-          "PUBLIC, S-MAXAGE=60", "public, max-age=1, s-maxage=60"]
+          "PUBLIC, S-MAXAGE=60", "public, max-age=1, s-maxage=60",
+          "public, max-age=0, s-maxage=60"]
 NOT_CACHED = ["max-age=60", "s-maxage=60", "public", "public, max-age=0", "private, max-age=60",
               "public, max-age=60, no-store", "public, max-age=60, no-cache",
               "public, private, max-age=60", ""]
@@ -88,7 +89,7 @@ def test_bypass_cookie_names_are_a_setting(make_stack) -> None:
 
 
 def test_a_burst_on_a_cold_key_reaches_the_app_once(make_stack) -> None:
-    stack = make_stack(*APP, "--workers", "2").start()
+    stack = make_stack(*APP, "--workers", "2", "--cache-lock", "on").start()
     path = f"/burst?cc={quote('public, max-age=60')}&sleep=0.3"
     with ThreadPoolExecutor(24) as pool:
         answers = list(pool.map(lambda _: fetch(stack, path), range(24)))
@@ -101,7 +102,7 @@ def test_stale_copy_is_served_while_one_request_refreshes_it(make_stack) -> None
     stack = make_stack(*APP, "--workers", "2").start()
     path = f"/stale?cc={quote('public, max-age=1')}&sleep=2"
     old = fetch(stack, path)
-    time.sleep(1.5)  # expired
+    time.sleep(2.5)  # expired (Nginx counts whole seconds: max-age=1 may last 2 s)
     # the first reader after expiry gets the old copy and starts one refresh in the
     # background; readers meanwhile get the old copy too, not a wait
     with ThreadPoolExecutor(6) as pool:
@@ -166,7 +167,7 @@ def test_concurrent_requests_for_a_never_cacheable_url_wait_at_most_the_lock_tim
     # Nginx cannot know beforehand that an answer will not be cacheable: the cache lock makes
     # concurrent readers of one URL wait for the first answer, but only for lock_timeout (1 s),
     # then they ask the app themselves; they never queue behind each other's slow answers.
-    stack = make_stack(*APP, "--workers", "4").start()
+    stack = make_stack(*APP, "--workers", "4", "--cache-lock", "on").start()
     path = "/uncacheable?sleep=2"
     started = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
@@ -175,3 +176,24 @@ def test_concurrent_requests_for_a_never_cacheable_url_wait_at_most_the_lock_tim
     assert [r.status_code for r in answers] == [200] * 4 and len({r.text for r in answers}) == 4
     assert calls(stack, path) == 4
     assert elapsed < 6  # about 2 s + the 1 s lock; serialised, they would take 4 x 2 s
+
+
+def test_without_the_lock_a_cold_burst_reaches_the_app_but_expiry_is_refreshed_once(
+        make_stack) -> None:
+    stack = make_stack(*APP, "--workers", "2").start()  # cache_lock off: the default
+    assert "uwsgi_cache_lock" not in (stack.run_dir / "nginx.conf").read_text()
+    path = f"/nolock?cc={quote('public, max-age=1')}&sleep=0.5"
+    with ThreadPoolExecutor(4) as pool:
+        cold = list(pool.map(lambda _: fetch(stack, path), range(4)))
+    assert {r.headers["X-Cache-Status"] for r in cold} == {"MISS"}
+    assert calls(stack, path) == len({r.text for r in cold})  # each one its own answer
+    before = calls(stack, path)
+    time.sleep(2.5)  # expired (whole seconds): one refresh, whatever the readers
+    with ThreadPoolExecutor(6) as pool:
+        during = list(pool.map(lambda _: fetch(stack, path), range(6)))
+    assert {r.headers["X-Cache-Status"] for r in during} <= {"STALE", "UPDATING", "HIT"}
+    for _ in range(30):
+        if fetch(stack, path).headers["X-Cache-Status"] == "HIT":
+            break
+        time.sleep(0.2)
+    assert calls(stack, path) == before + 1

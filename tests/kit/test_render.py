@@ -131,6 +131,10 @@ def test_response_cache_in_roles_all_and_proxy_never_in_app() -> None:
     assert directive(nginx, "uwsgi_no_cache") == [
         "$flaskstack_cache_bypass $flaskstack_cache_refuse"]
     assert directive(nginx, "uwsgi_cache_use_stale") == ["updating"]
+    assert "uwsgi_cache_lock" not in nginx  # off by default: see the setting's help
+    locked = render.render(make(cache_lock="on"))["nginx.conf"]
+    assert directive(locked, "uwsgi_cache_lock") == ["on"]
+    assert directive(locked, "uwsgi_cache_lock_timeout") == ["1s"]
     proxy = render.render(make(role="proxy", upstreams="app1:8000",
                                servers=("10.0.0.1:8000",)))["nginx.conf"]
     assert directive(proxy, "uwsgi_cache") == ["flaskstack_cache"]
