@@ -2,10 +2,6 @@
 anonymous public pages are cached for NOTES_CACHE_SECONDS, a signed-in reader's pages never
 are nor are they ever served to anyone else, and an edit reaches anonymous readers within that
 bound and its author at once (issue 9, items 2 and 3).
-
-Needs the site's side of issue 9 (anonymous public pages answer
-``Cache-Control: public, s-maxage=N`` and set no cookie; signed-in pages are ``private``):
-until that is merged these tests are expected to fail (xfail, not strict).
 """
 
 from __future__ import annotations
@@ -21,10 +17,6 @@ import requests
 from bench.run import Stack, notes_setup, serve
 
 SECONDS = 2  # NOTES_CACHE_SECONDS for these tests
-pytestmark = pytest.mark.xfail(
-    reason="needs notes' Cache-Control for anonymous pages (issue 9 item 3, branch accounts)",
-    strict=False,
-)
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +92,31 @@ def test_an_edit_reaches_its_author_at_once_and_readers_within_the_bound(site) -
         time.sleep(0.1)
     # within s-maxage, plus one refresh of the page (served stale meanwhile), plus the clock
     assert seen is not None and seen < SECONDS + 2
+
+
+def test_a_deleted_note_is_gone_for_readers_within_the_bound(site) -> None:  # type: ignore[no-untyped-def]
+    stack, note, cookies = site
+    author = requests.Session()
+    author.cookies.update(cookies)
+    anonymous(stack, note)
+    assert anonymous(stack, note).headers["X-Cache-Status"] == "HIT"
+    page = author.get(stack.url + "/my", timeout=10).text  # the author's notes, one here
+    delete = re.search(r'action="(/notes/\d+/delete)"', page)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
+        r'name="csrf-token" content="([^"]+)"', page)
+    assert delete and token
+    gone = author.post(stack.url + delete.group(1), data={"csrf_token": token.group(1)},
+                       timeout=10)
+    assert gone.status_code == 200, gone.text[:300]
+    assert "Note deleted." in gone.text
+    deleted_at = time.monotonic()
+    assert author.get(stack.url + note, timeout=10).status_code == 404  # its author: at once
+    status = None
+    while time.monotonic() - deleted_at < SECONDS + 3:
+        status = anonymous(stack, note).status_code
+        if status == 404:
+            break
+        time.sleep(0.1)
+    assert status == 404 and time.monotonic() - deleted_at < SECONDS + 2
+    # (the site marks that 404 cacheable too: else the cache would keep serving the stale page
+    # while each refresh brings an answer it may not store)
