@@ -20,26 +20,32 @@ def prestart(data: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_new_database_is_migrated_then_later_starts_skip_the_upgrade(tmp_path: Path) -> None:
-    first = prestart(tmp_path)
+def test_a_database_behind_is_migrated_then_later_starts_skip_the_upgrade(
+        tmp_path: Path) -> None:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "NOTES_DATA_DIR": str(tmp_path), "NOTES_SECRET_KEY": "k" * 32}
+    first = subprocess.run([sys.executable, "-m", "flask", "--app", "notes", "db", "upgrade",
+                            "0001"], capture_output=True, text=True, timeout=120, env=env)
     assert first.returncode == 0, first.stderr
-    assert "Running upgrade  -> 0001" in first.stderr
+    behind = prestart(tmp_path)
+    assert behind.returncode == 0, behind.stderr
+    assert "Running upgrade 0001 -> 0002" in behind.stderr
     with sqlite3.connect(tmp_path / "notes.db") as db:
         head = db.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert head != [("0001",)]
     again = prestart(tmp_path)
     assert again.returncode == 0, again.stderr
     assert "the database is at the latest migration" in again.stderr
     assert "Running upgrade" not in again.stderr
     assert again.stdout.strip() == "site imported: False"
-    # a database one migration behind is upgraded again
-    with sqlite3.connect(tmp_path / "notes.db") as db:
-        db.execute("UPDATE alembic_version SET version_num = '0001'")
-        db.execute("ALTER TABLE notes DROP COLUMN body_text")
-    behind = prestart(tmp_path)
-    assert behind.returncode == 0, behind.stderr
-    assert "Running upgrade 0001 -> 0002" in behind.stderr
     with sqlite3.connect(tmp_path / "notes.db") as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == head
+
+
+def test_a_new_database_is_created_by_the_real_upgrade(tmp_path: Path) -> None:
+    made = prestart(tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "Running upgrade  -> 0001" in made.stderr and (tmp_path / "notes.db").exists()
 
 
 def test_when_the_quick_look_fails_the_real_upgrade_reports_the_problem(tmp_path: Path) -> None:
