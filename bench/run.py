@@ -1,11 +1,14 @@
-"""Benchmark flaskstack against uWSGI alone and against Nginx alone (the ceiling), with wrk.
+"""Benchmark the stack against Nginx's own ``return 200`` (the ceiling), with wrk, in one run.
 
-    .venv/bin/python -m bench.run [--duration 10] [--connections 32,1024] [--workers N]
+    .venv/bin/python -m bench.run [--duration 5] [--rounds 3] [--burst-seconds 8]
 
-Every target runs on 127.0.0.1 in the same run; each row's req/s is printed as a ratio of the
-Nginx-only ceiling measured at the same connection count, so the numbers compare across noisy
-machines. Also measured: the original system's configuration (limit_conn 100 per address,
-uWSGI's default listen backlog of 100, 2 processes x 1 thread) at 128 and 512 connections.
+Every server runs on 127.0.0.1 at once: Nginx alone, the notes site with the response cache on
+and off, the hello app through flaskstack and through the configuration flaskstack replaces
+(see docs in /work/shared/notes/measuring.md). Each round measures every target in turn (so the
+configurations are interleaved on a shared machine); a target's figure is the median of the
+rounds, printed as a ratio of the ceiling's median. Then: 1024 connections for a few seconds
+(failed requests counted), the stacks' idle memory (PSS summed over the process tree) and their
+start time (``serve`` to the first 200, the database already migrated).
 """
 
 from __future__ import annotations
@@ -18,17 +21,22 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import requests
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 BIN = Path(sys.executable).parent
+USER = "bench@example.com"
+PASSWORD = "bench-password-1"
 
 
 def free_port() -> int:
@@ -39,36 +47,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def first_200(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    """Poll ``url`` every 20 ms until it answers 200; the seconds since ``proc`` started."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            time.sleep(0.5)  # let every worker settle
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"port {port} never accepted")
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(0.02)
+    raise TimeoutError(f"{url} never answered 200")
 
 
 @dataclass
-class Result:
-    target: str
-    connections: int
+class Point:
     rps: float
     p99_ms: float
     requests: int
     failed: int
 
 
-def wrk(url: str, connections: int, duration: int) -> tuple[float, float, int, int]:
-    print(f"bench: wrk -c{connections} {url}", file=sys.stderr, flush=True)
-    threads = min(2, connections)
+def wrk(url: str, connections: int, duration: int, headers: dict[str, str]) -> Point:
+    print(f"bench: wrk -c{connections} -d{duration}s {url}", file=sys.stderr, flush=True)
+    flags = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-         "--latency", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
+         *flags, url],
         capture_output=True, text=True, check=True, timeout=duration + 60,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -76,7 +81,7 @@ def wrk(url: str, connections: int, duration: int) -> tuple[float, float, int, i
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return rps, p99_ms, total, wrk_failures(out)
+    return Point(rps, p99_ms, total, wrk_failures(out))
 
 
 def wrk_failures(output: str) -> int:
@@ -90,25 +95,87 @@ def wrk_failures(output: str) -> int:
     return failed
 
 
-@contextlib.contextmanager
-def process(argv: list[str], port: int, **kwargs: object) -> Iterator[None]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+# -- processes ------------------------------------------------------------------------------------
+
+
+def spawn(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
     try:
-        wait_port(port, proc)
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and all its descendants (Nginx and uWSGI start sessions of their own, so the
+    session id would miss them: follow the parent links)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def pss_mb(root: int) -> float:
+    total = 0
+    for pid in tree(root):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+@dataclass
+class Stack:
+    """One ``flaskstack serve``: how to start it, and the processes it is running."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> float:
+        self.proc = spawn(self.argv, env=self.env)
+        return first_200(self.url + "/", self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+
+def serve(name: str, tmp: Path, *args: str, env: dict[str, str] | None = None,
+          workers: int = 2) -> Stack:
+    port = free_port()
+    argv = [str(BIN / "flaskstack"), "serve", "--run-dir", str(tmp / f"run-{name}"), "--host",
+            "127.0.0.1", "--port", str(port), "--workers", str(workers), "--threads", "1",
+            "--nginx-workers", "1", *args]
+    return Stack(name, argv, {**os.environ, **(env or {})}, port)
 
 
 NGINX_ALONE = """\
-worker_processes {workers};
+worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log stderr error;
 events {{ worker_connections 4096; }}
@@ -124,19 +191,20 @@ http {{
 }}
 """
 
-# The original system: limit_conn 100 per address; uWSGI 2 x 1, default listen backlog (100).
+# The configuration flaskstack replaces: uWSGI 2 x 1 on a unix socket (chmod 666, a stats
+# socket, a pid file), Nginx with 1 worker, gzip, limit_conn 100 per address, an access log
+# file and the stock uwsgi_params.
 ORIGINAL_NGINX = """\
-worker_processes auto;
+worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log stderr error;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    access_log {tmp}/access.log;
     client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
     keepalive_timeout 50;
     client_max_body_size 10M;
-    client_header_timeout 15; client_body_timeout 15; send_timeout 15;
     gzip on;
     limit_conn_zone $binary_remote_addr zone=addr:10m;
     server {{
@@ -148,14 +216,113 @@ http {{
 """
 
 
-def nginx(conf: str, tmp: Path, port: int) -> contextlib.AbstractContextManager[None]:
-    (tmp / "nginx.conf").write_text(conf)
-    return process(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr",
-                    "-g", "daemon off;"], port)
+@contextlib.contextmanager
+def nginx_alone(tmp: Path) -> Iterator[str]:
+    tmp.mkdir()
+    port = free_port()
+    (tmp / "nginx.conf").write_text(NGINX_ALONE.format(tmp=tmp, port=port))
+    proc = spawn(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr",
+                  "-g", "daemon off;"])
+    try:
+        first_200(f"http://127.0.0.1:{port}/", proc)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop(proc, signal.SIGQUIT)
 
 
-def run(duration: int, connections: list[int], workers: int) -> list[Result]:
-    results: list[Result] = []
+@contextlib.contextmanager
+def original(tmp: Path, site: Path) -> Iterator[str]:
+    tmp.mkdir()
+    tmp.chmod(0o777)
+    user = ["--uid", "www-data", "--gid", "www-data"] if os.geteuid() == 0 else []
+    uw = spawn([str(BIN / "uwsgi"), "--socket", str(tmp / "uwsgi.sock"), "--master",
+                "--processes", "2", "--threads", "1", "--chdir", str(site), "--module",
+                "hello:app", "--chmod-socket=666", "--vacuum", "--disable-logging",
+                "--stats", str(tmp / "stats.sock"), "--pidfile", str(tmp / "uwsgi.pid"), *user])
+    port = free_port()
+    (tmp / "nginx.conf").write_text(ORIGINAL_NGINX.format(tmp=tmp, port=port))
+    ngx = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp / "uwsgi.sock").exists():
+            if uw.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("uwsgi (original configuration) did not start")
+            time.sleep(0.05)
+        ngx = spawn(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr",
+                     "-g", "daemon off;"])
+        first_200(f"http://127.0.0.1:{port}/", ngx)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if ngx is not None:
+            stop(ngx, signal.SIGQUIT)
+        stop(uw, signal.SIGINT)
+
+
+# -- the notes site: a user, a note, a signed-in session ------------------------------------------
+
+
+def notes_setup(stack: Stack) -> tuple[str, dict[str, str]]:
+    """Create a user and a published note; (the note's path, the signed-in cookies)."""
+    assert stack.proc is not None
+    exec_argv = [str(BIN / "flaskstack"), "exec", *stack.argv[2:], "--", str(BIN / "flask"),
+                 "--app", "notes", "users", "create", USER, "--password-stdin"]
+    made = subprocess.run(exec_argv, input=PASSWORD + "\n", capture_output=True, text=True,
+                          env=stack.env, timeout=60)
+    if made.returncode != 0 and "exists" not in made.stderr + made.stdout:
+        raise RuntimeError(f"cannot create the bench user: {made.stderr.strip()}")
+    web = requests.Session()
+
+    def token(path: str) -> str:
+        page = web.get(stack.url + path, timeout=10).text
+        found = re.search(r'name="csrf-token" content="([^"]+)"', page) or re.search(
+            r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+        if not found:
+            raise RuntimeError(f"no CSRF token on {path}")
+        return found.group(1)
+
+    signed_in = web.post(stack.url + "/login", timeout=10, data={
+        "email": USER, "password": PASSWORD, "csrf_token": token("/login")})
+    if signed_in.status_code != 200 or "/login" in signed_in.url:
+        raise RuntimeError(f"bench user cannot sign in (HTTP {signed_in.status_code})")
+    body = "<p>" + "A paragraph of a benchmark note. " * 40 + "</p>"
+    made_note = web.post(stack.url + "/notes/new", timeout=10, data={
+        "title": f"Bench note {time.time_ns()}", "body": body, "published": "y",
+        "csrf_token": token("/notes/new")})
+    path = made_note.url.removeprefix(stack.url)
+    if not path.startswith("/n/"):
+        raise RuntimeError(f"the bench note was not created (ended at {made_note.url})")
+    return path, {k: v for k, v in web.cookies.items() if v}
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    points: list[Point] = field(default_factory=list)
+    cache_status: str = ""
+
+    def median(self) -> Point:
+        pick = sorted(self.points, key=lambda p: p.rps)[len(self.points) // 2]
+        return Point(statistics.median(p.rps for p in self.points), pick.p99_ms,
+                     sum(p.requests for p in self.points), sum(p.failed for p in self.points))
+
+
+@dataclass
+class Report:
+    targets: list[Target]
+    bursts: list[tuple[str, Point]]
+    memory: list[tuple[str, float]]  # MB
+    starts: list[tuple[str, float]]  # seconds, median
+
+
+GZIP = {"Accept-Encoding": "gzip"}
+
+
+def run(duration: int, rounds: int, burst_seconds: int) -> Report:
     with tempfile.TemporaryDirectory(prefix="flaskstack-bench-") as name:
         tmp = Path(name)
         tmp.chmod(0o755)
@@ -163,73 +330,99 @@ def run(duration: int, connections: list[int], workers: int) -> list[Result]:
         shutil.copytree(APPS, site)
         for path in [site, *site.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-
-        def measure(target: str, url: str) -> None:
-            for c in connections:
-                rps, p99, total, failed = wrk(url, c, duration)
-                results.append(Result(target, c, rps, p99, total, failed))
-
-        port = free_port()
-        (tmp / "ceiling").mkdir()
-        with nginx(NGINX_ALONE.format(workers=workers, tmp=tmp / "ceiling", port=port),
-                   tmp / "ceiling", port):
-            measure("nginx alone (return 200): ceiling", f"http://127.0.0.1:{port}/")
-
-        port = free_port()
-        with process([str(BIN / "flaskstack"), "serve", "--app", "hello:app", "--app-dir",
-                      str(site), "--run-dir", str(tmp / "fs"), "--host", "127.0.0.1",
-                      "--port", str(port), "--workers", str(workers), "--access-log", "off"],
-                     port):
-            measure("flaskstack (nginx + uwsgi + Flask)", f"http://127.0.0.1:{port}/")
-
-        port = free_port()
-        user = ["--uid", "www-data", "--gid", "www-data"] if os.geteuid() == 0 else []
-        with process([str(BIN / "uwsgi"), "--http", f"127.0.0.1:{port}", "--master",
-                      "--processes", str(workers), "--chdir", str(site), "--module",
-                      "hello:app", "--listen", "4096", "--disable-logging", "--http-keepalive=1",
-                      "--add-header", "Connection: Keep-Alive", *user], port):
-            measure("uwsgi --http alone + Flask", f"http://127.0.0.1:{port}/")
-
-        port = free_port()
-        orig = tmp / "orig"
-        orig.mkdir()
-        orig.chmod(0o777)
-        uw = subprocess.Popen(
-            [str(BIN / "uwsgi"), "--socket", str(orig / "uwsgi.sock"), "--master", "--processes",
-             "2", "--threads", "1", "--chdir", str(site), "--module", "hello:app",
-             "--chmod-socket=666", "--vacuum", "--disable-logging", *user],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
+        data = tmp / "data"
+        notes_env = {"NOTES_DATA_DIR": str(data), "NOTES_SECRET_KEY": "bench-" + "x" * 32}
+        stacks = {
+            "hello": serve("hello", tmp, "--app", "hello:app", "--app-dir", str(site)),
+            "notes": serve("notes", tmp, "--app-dir", str(tmp), env=notes_env),
+            "notes-nocache": serve("notes-nocache", tmp, "--app-dir", str(tmp), "--cache",
+                                   "off", env=notes_env),
+        }
+        report = Report([], [], [], [])
         try:
-            deadline = time.monotonic() + 30
-            while not (orig / "uwsgi.sock").exists():
-                if uw.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("uwsgi (original configuration) did not start")
-                time.sleep(0.1)
-            time.sleep(1)
-            with nginx(ORIGINAL_NGINX.format(tmp=orig, port=port), orig, port):
-                for c in (128, 512):
-                    rps, p99, total, failed = wrk(f"http://127.0.0.1:{port}/", c, duration)
-                    results.append(Result("original system's config (for comparison)", c, rps,
-                                          p99, total, failed))
+            with contextlib.ExitStack() as servers:
+                ceiling = servers.enter_context(nginx_alone(tmp / "ceiling"))
+                orig = servers.enter_context(original(tmp / "orig", site))
+                for stack in stacks.values():
+                    stack.start()
+                    servers.callback(stack.stop)
+                note, cookies = notes_setup(stacks["notes"])
+                signed = {**GZIP, "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+                on, off = stacks["notes"].url, stacks["notes-nocache"].url
+                report.targets = [
+                    Target("nginx alone: return 200 (the ceiling)", ceiling),
+                    Target("static file /static/style.css (notes)", on + "/static/style.css",
+                           GZIP),
+                    Target("home / anonymous, cache on", on + "/", GZIP),
+                    Target("home / anonymous, cache off", off + "/", GZIP),
+                    Target("note page anonymous, cache on", on + note, GZIP),
+                    Target("note page anonymous, cache off", off + note, GZIP),
+                    Target("note page signed in (cache on)", on + note, signed),
+                    Target("hello app through flaskstack", stacks["hello"].url + "/"),
+                    Target("hello app, the original configuration", orig),
+                ]
+                for target in report.targets:  # what the cache said, for the table
+                    requests.get(target.url, headers=target.headers, timeout=10)
+                    r = requests.get(target.url, headers=target.headers, timeout=10)
+                    target.cache_status = r.headers.get("X-Cache-Status", "")
+                for _ in range(rounds):
+                    for target in report.targets:
+                        wrk(target.url, 32, min(2, duration), target.headers)  # warm-up
+                        target.points.append(wrk(target.url, 32, duration, target.headers))
+                if burst_seconds:
+                    for label, url in (("home / anonymous, cache on", on + "/"),
+                                       ("hello app through flaskstack",
+                                        stacks["hello"].url + "/"),
+                                       ("hello app, the original configuration", orig)):
+                        report.bursts.append((label, wrk(url, 1024, burst_seconds, GZIP)))
+            report.memory, report.starts = idle_and_start(stacks["notes"], stacks["hello"],
+                                                          rounds)
         finally:
-            os.killpg(uw.pid, signal.SIGINT)
-            uw.wait(20)
-    return results
+            for stack in stacks.values():
+                stack.stop()
+    return report
 
 
-def table(results: list[Result]) -> str:
-    ceiling = {r.connections: r.rps for r in results if "ceiling" in r.target}
+def idle_and_start(notes: Stack, hello: Stack, rounds: int) -> tuple[list[tuple[str, float]],
+                                                                       list[tuple[str, float]]]:
+    """Restart each stack ``rounds`` times (interleaved): seconds to the first 200, and the
+    PSS of the whole tree after 1 s idle."""
+    starts: dict[str, list[float]] = {"notes": [], "hello": []}
+    memory: dict[str, list[float]] = {"notes": [], "hello": []}
+    for _ in range(rounds):
+        for label, stack in (("notes", notes), ("hello", hello)):
+            starts[label].append(stack.start())
+            time.sleep(1)
+            assert stack.proc is not None
+            memory[label].append(pss_mb(stack.proc.pid))
+            stack.stop()
+    return ([(f"{k}, 2 workers, idle", statistics.median(v)) for k, v in memory.items()],
+            [(f"{k}: serve -> first 200 (migrated database)", statistics.median(v))
+             for k, v in starts.items()])
+
+
+def tables(report: Report, rounds: int) -> str:
+    ceiling = report.targets[0].median().rps
     lines = [
-        "| target | connections | req/s | ratio of ceiling | p99 latency | requests | failed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| target (32 connections, median of {rounds}) | req/s | ratio of ceiling "
+        "| p99 latency | failed | X-Cache-Status |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
-    for r in results:
-        ratio = f"{r.rps / ceiling[r.connections]:.3f}" if r.connections in ceiling else "—"
-        lines.append(
-            f"| {r.target} | {r.connections} | {r.rps:,.0f} | {ratio} | {r.p99_ms:.1f} ms "
-            f"| {r.requests:,} | {r.failed:,} |"
-        )
+    for t in report.targets:
+        m = t.median()
+        lines.append(f"| {t.name} | {m.rps:,.0f} | {m.rps / ceiling:.3f} | {m.p99_ms:.1f} ms "
+                     f"| {m.failed:,} | {t.cache_status or '—'} |")
+    hello = {t.name: t.median().rps for t in report.targets}
+    kit = hello["hello app through flaskstack"] / hello["hello app, the original configuration"]
+    lines += ["", f"hello app: flaskstack / the original configuration = {kit:.2f}"]
+    if report.bursts:
+        lines += ["", "| 1024 connections | req/s | requests | failed |",
+                  "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {label} | {p.rps:,.0f} | {p.requests:,} | {p.failed:,} |"
+                  for label, p in report.bursts]
+    lines += ["", f"| stack (median of {rounds} restarts) | value |", "| --- | ---: |"]
+    lines += [f"| PSS {label} | {mb:.0f} MB |" for label, mb in report.memory]
+    lines += [f"| start {label} | {s:.2f} s |" for label, s in report.starts]
     return "\n".join(lines)
 
 
@@ -243,35 +436,36 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}"
 
 
-def connection_list(value: str) -> list[int]:
-    """Parse ``--connections``: comma-separated positive integers."""
-    try:
-        counts = [int(c) for c in value.split(",")]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 32,1024, got {value!r}")
-    return counts
+def positive(kind: Callable[[str], int], zero: bool = False) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = -1
+        if number < 0 or (number == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+        return number
+    return parse
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per point")
-    parser.add_argument("--connections", type=connection_list, default=[32, 1024],
-                        help="comma-separated")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--duration", type=positive(int), default=5,
+                        help="seconds per point (after a warm-up of up to 2 s)")
+    parser.add_argument("--rounds", type=positive(int), default=3,
+                        help="rounds over all targets; each figure is their median")
+    parser.add_argument("--burst-seconds", type=positive(int, zero=True), default=8,
+                        help="seconds at 1024 connections (0: skip)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk is not installed (bash scripts/install.sh test)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-    if args.duration < 1 or args.workers < 1:
-        parser.error("--duration and --workers must be at least 1")
-    results = run(args.duration, args.connections, args.workers)
-    print(f"{time.strftime('%Y-%m-%d')} · {machine()} · {args.workers} workers · "
-          f"{args.duration} s per point")
-    print(table(results))
+    report = run(int(args.duration), int(args.rounds), int(args.burst_seconds))
+    print(f"{time.strftime('%Y-%m-%d')} · {machine()} · wrk -t1 · {args.duration:g} s per "
+          f"point · {int(args.rounds)} rounds, interleaved")
+    print(tables(report, int(args.rounds)))
 
 
 if __name__ == "__main__":

@@ -88,7 +88,12 @@ def uwsgi_metrics(stats: dict[str, Any]) -> Iterable[Metric]:
                      "respawn_count")
     yield per_worker(CounterMetricFamily, "harakiri",
                      "Requests killed for passing request_timeout.", "harakiri_count")
-    yield per_worker(GaugeMetricFamily, "rss_bytes", "Resident memory of the worker.", "rss")
+    # from /proc: uWSGI's own figure needs memory-report, which costs every request
+    rss = GaugeMetricFamily(f"{PREFIX}_uwsgi_worker_rss_bytes", "Resident memory of the worker.",
+                            labels=["worker"])
+    for w in workers:
+        rss.add_metric([str(w["id"])], status.rss(int(w["pid"])) or 0)
+    yield rss
     yield per_worker(CounterMetricFamily, "transmitted_bytes", "Bytes the worker sent.", "tx")
     busy = GaugeMetricFamily(f"{PREFIX}_uwsgi_worker_busy",
                              "1 while the worker serves a request, else 0.", labels=["worker"])

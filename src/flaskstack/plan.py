@@ -27,6 +27,8 @@ MIB = 1024 * 1024
 HEADER_LINE = 8192
 SMALLEST_HEADER_LINE = 4  # "a:\r\n"
 UWSGI_PACKET_MAX = 65535
+YEAR = 31536000  # seconds: the longest max-age HTTP caches honour
+PIPE_BUF = 4096  # Linux: writes up to this size to a pipe are atomic
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,22 @@ class UWSGIPlan:
     add_header: str | None  # "Name: value" on every response, or None
     logging: bool  # uWSGI's own request log (off when Nginx in front already logs)
     json_logs: bool  # uWSGI writes its lines as JSON (access_log_format = json)
+    preload: tuple[str, ...]  # modules the master imports before forking (shared-import)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """Nginx's response cache: what ``uwsgi_cache_path`` and the cache rules say."""
+
+    path: str
+    max_size: int  # bytes
+    keys_zone_size: int  # bytes of shared memory for the keys (about 8,000 keys per MiB)
+    bypass: tuple[str, ...]  # Nginx variables: a request with any of them set skips the cache
+    # Seconds a request for a key being fetched waits for that answer before asking the app
+    # itself, when the lock is on (0: no lock). Nginx does not remember that a URL's answers
+    # are never cacheable, so concurrent requests for such a URL wait on each other this long
+    # at most: kept short.
+    lock_timeout: int
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,10 @@ class NginxPlan:
     next_upstream: str | None  # when to retry a request on another upstream
     next_upstream_tries: int
     access_log: bool
+    access_log_buffer: int  # bytes; at most PIPE_BUF, so a write to the FIFO is atomic
+    cache: CachePlan | None  # None: no response cache
+    static_cache_control: str  # a static file's URL without a query string
+    static_versioned_cache_control: str  # with one (?v=hash): its content never changes
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,26 @@ def static_mappings(settings: Settings, decl: SiteDeclaration) -> tuple[StaticMa
     return tuple(sorted(merged.values(), key=lambda m: -len(m.prefix)))
 
 
+def preload_modules(settings: Settings, decl: SiteDeclaration) -> tuple[str, ...]:
+    """The setting when given ('none': nothing), else the site's declaration."""
+    chosen = settings.preload if settings.sources["preload"] != "default" else decl.preload
+    return tuple(m for m in chosen if m.lower() != "none")
+
+
+def cache_plan(settings: Settings, run: RunDir) -> CachePlan | None:
+    if not settings.cache:
+        return None
+    return CachePlan(
+        path=settings.cache_path or str(run.cache),
+        max_size=settings.cache_size,
+        # one MiB of keys per 64 MiB of cache (entries of 8 KiB on average), at least 1 MiB
+        keys_zone_size=max(MIB, settings.cache_size // 64 // MIB * MIB),
+        bypass=("$http_authorization",
+                *(f"$cookie_{name}" for name in settings.cache_bypass_cookies)),
+        lock_timeout=1 if settings.cache_lock else 0,
+    )
+
+
 def prestart_argv(settings: Settings, decl: SiteDeclaration) -> tuple[str, ...]:
     command = settings.prestart or decl.prestart
     if not command or command.strip().lower() == "none":
@@ -206,6 +248,7 @@ def make(
             if s.replica_name and role == "app" else None,
             logging=role == "app" and s.access_log,
             json_logs=s.access_log_format == "json",
+            preload=preload_modules(s, decl),
         )
 
     nginx = None
@@ -250,6 +293,10 @@ def make(
             next_upstream="error timeout invalid_header" if role == "proxy" else None,
             next_upstream_tries=len(s.upstreams) + 1,
             access_log=s.access_log,
+            access_log_buffer=PIPE_BUF,
+            cache=cache_plan(s, run),
+            static_cache_control=f"public, max-age={s.static_max_age}, must-revalidate",
+            static_versioned_cache_control=f"public, max-age={YEAR}, immutable",
         )
 
     if role == "app":

@@ -80,6 +80,11 @@ class RunDir:
         return self.path / "errors"
 
     @property
+    def cache(self) -> Path:
+        """Nginx's response cache (unless the setting cache_path names another place)."""
+        return self.path / "cache"
+
+    @property
     def tmp(self) -> Path:
         return self.path / "tmp"
 

@@ -299,6 +299,31 @@ class StaticMapping(Parser):
         return prefix, os.path.abspath(os.path.expanduser(directory))
 
 
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+class ModuleName(Parser):
+    description = "a module name (pkg.module), or none"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if not _MODULE.match(value):
+            raise ValueError
+        return value
+
+
+class CookieName(Parser):
+    """A cookie name Nginx can read as ``$cookie_NAME``."""
+
+    description = "a cookie name (letters, digits, _)"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if not value or not all(c.isascii() and (c.isalnum() or c == "_") for c in value):
+            raise ValueError
+        return value
+
+
 class WorkerCount(Parser):
     description = "auto or 1-64"
 
@@ -384,6 +409,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prestart", "app", Text("a command line, or none"), "",
             "Command run once as the unprivileged user before uWSGI starts (e.g. migrations); "
             "defaults to the site's flaskstack.toml; 'none' runs nothing."),
+    Setting("preload", "app", ModuleName(), [],
+            "Library modules imported once by uWSGI's master before it forks the workers: "
+            "they start faster and share that memory. The app itself is still loaded by each "
+            "worker, so a reload loads new app code (not new libraries). Defaults to the "
+            "site's flaskstack.toml preload; 'none' preloads nothing.", multiple=True,
+            default_doc="the site's flaskstack.toml preload"),
     Setting("workers", "app", Integer(1, 512), cpu_count, "uWSGI worker processes.",
             default_doc="number of CPUs"),
     Setting("threads", "app", Integer(1, 256), 1, "Threads per uWSGI worker."),
@@ -411,7 +442,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("static", "http", static_mapping, [],
             "URL prefix served by Nginx from a directory (/prefix/=DIR), never by the app; "
             "added to the site's flaskstack.toml mappings.", multiple=True),
-    Setting("gzip", "http", Boolean(), True, "Compress text responses."),
+    Setting("gzip", "http", Boolean(), True,
+            "Compress text responses; static files are sent as their precompressed .gz copy "
+            "when there is one (flaskstack precompress)."),
+    Setting("static_max_age", "http", Seconds(0, 31536000), 300,
+            "How long browsers may keep a static file whose URL has no version (no query "
+            "string) before asking again; a versioned URL (?v=...) is kept for a year."),
     Setting("keepalive_timeout", "http", Seconds(0, 3600), 50,
             "Seconds an idle keep-alive connection stays open."),
     Setting("client_header_timeout", "http", Seconds(1, 3600), 15,
@@ -426,12 +462,31 @@ SETTINGS: tuple[Setting, ...] = (
             "limit is sized with it, within the host's hard limit (serve says when that caps "
             "it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
+    # cache: Nginx's response cache, driven by the app's Cache-Control headers
+    Setting("cache", "cache", Boolean(), True,
+            "Nginx caches the app's responses that say Cache-Control: public with max-age or "
+            "s-maxage (roles all and proxy); see 'The response cache'."),
+    Setting("cache_size", "cache", Size(1024**2, 1 << 40), 100 * 1024**2,
+            "Most disk space the response cache uses (least recently used goes first).",
+            default_doc="100m"),
+    Setting("cache_path", "cache", OptionalPath(), "",
+            "Directory of the response cache's files.", default_doc="RUN_DIR/cache"),
+    Setting("cache_lock", "cache", Boolean(), False,
+            "Under a burst on a URL not yet cached, send one request to the app and make the "
+            "others wait for its answer (at most 1 s). Nginx polls that lock every 500 ms and "
+            "cannot know beforehand that a URL is never cacheable, so with it on, concurrent "
+            "requests for such URLs wait too: turn it on when the app's busy URLs are "
+            "cacheable. (An expired entry is refreshed by one request either way.)"),
+    Setting("cache_bypass_cookies", "cache", CookieName(), ["session", "remember_token"],
+            "A request carrying one of these cookies (or an Authorization header) is never "
+            "answered from the cache nor stored in it: the app's session and remember-me "
+            "cookies (Flask's and Flask-Login's by default).", multiple=True),
     Setting("access_log_format", "http", Choice("combined", "json"), "combined",
             "Access log format."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
-SECTIONS = ("server", "app", "http")
+SECTIONS = ("server", "app", "http", "cache")
 
 
 @dataclass

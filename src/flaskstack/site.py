@@ -4,16 +4,19 @@ The kit never imports the site: it finds the top-level module with
 :func:`importlib.util.find_spec` (which does not execute it) and reads the file next to it::
 
     prestart = "flask --app notes db upgrade"
+    preload = ["flask", "sqlalchemy"]
     health = "/healthz"
     writable = ["${NOTES_DATA_DIR:-/web/data}"]
     [static]
     "/static/" = "static"
     "/media/" = { path = "${NOTES_DATA_DIR:-/web/data}/uploads", untrusted = true }
+    "/admin/static/" = { package = "flask_admin", path = "static" }
 
 ``${VAR:-default}`` and ``${VAR}`` are expanded from the environment; relative directories are
 relative to the file's folder. A mapping marked ``untrusted`` holds files people uploaded: Nginx
 serves them with a sandboxing Content-Security-Policy, so an HTML or SVG file among them runs no
-script in the site's origin.
+script in the site's origin. A mapping with ``package`` names a folder inside an installed
+top-level package (a library's own static files), found with ``find_spec`` like the site.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import SettingError, static_mapping
+from .settings import ModuleName, SettingError, static_mapping
 
 FILENAME = "flaskstack.toml"
+module_name = ModuleName()
 _VAR = re.compile(r"\$\{([A-Za-z_]\w*)(?::-([^}]*))?\}")
 
 
@@ -40,6 +44,7 @@ class SiteDeclaration:
     prestart: str = ""
     health: str = "/"
     writable: list[str] = field(default_factory=list)
+    preload: list[str] = field(default_factory=list)  # modules uWSGI's master imports
     static: list[tuple[str, str]] = field(default_factory=list)
     untrusted: set[str] = field(default_factory=set)  # prefixes of uploaded (hostile) files
     # [nginx] server = "FILE" / http = "FILE": the site's own Nginx lines, included inside the
@@ -86,25 +91,41 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
     health = data.get("health", "/")
     writable = data.get("writable", [])
     static = data.get("static", {})
+    preload = data.get("preload", [])
     if (not isinstance(prestart, str) or not isinstance(writable, list)
             or not isinstance(static, dict) or not isinstance(health, str)
-            or not health.startswith("/")):
+            or not health.startswith("/") or not isinstance(preload, list)):
         raise SettingError(
-            f"{path}: prestart must be a string, health a path starting with /, writable a "
-            "list, [static] a table"
+            f"{path}: prestart must be a string, health a path starting with /, writable and "
+            "preload lists, [static] a table"
         )
+    for module in preload:
+        try:
+            decl.preload.append(module_name(str(module)))
+        except ValueError:
+            raise SettingError(f"{path}: preload: {module!r} is not a module name") from None
     decl.health = health
     decl.prestart = expand(prestart, env)
     decl.writable = [str(base / expand(str(d), env)) for d in writable]
     for prefix, value in static.items():
         options = value if isinstance(value, dict) else {"path": value}
-        directory, untrusted = options.get("path"), options.get("untrusted", False)
+        package = options.get("package")
+        directory = options.get("path", "" if package is not None else None)
+        untrusted = options.get("untrusted", False)
         if (not isinstance(directory, str) or not isinstance(untrusted, bool)
-                or set(options) - {"path", "untrusted"}):
-            raise SettingError(f"{path}: static mapping {prefix!r} must be a directory or "
-                               "{ path = DIR, untrusted = true|false }")
+                or set(options) - {"path", "untrusted", "package"}
+                or (package is not None and (not isinstance(package, str)
+                                             or not package.isidentifier()
+                                             or ".." in Path(directory).parts))):
+            raise SettingError(f"{path}: static mapping {prefix!r} must be a directory, "
+                               "{ path = DIR, untrusted = true|false } or { package = NAME, "
+                               "path = DIR inside that top-level package }")
+        if package is not None:
+            folder = package_folder(path, prefix, package, app_dir) / directory
+        else:
+            folder = base / expand(directory, env)
         try:
-            mapping = static_mapping(f"{prefix}={base / expand(directory, env)}")
+            mapping = static_mapping(f"{prefix}={folder}")
         except ValueError:
             raise SettingError(f"{path}: bad static mapping {prefix!r}") from None
         decl.static.append(mapping)
@@ -120,3 +141,17 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
             raise SettingError(f"{path}: [nginx] {key} = {value!r}: {snippet} is not a file")
         setattr(decl, f"nginx_{key}", str(snippet))
     return decl
+
+
+def package_folder(path: Path, prefix: str, package: str, app_dir: str) -> Path:
+    """The folder of an installed top-level package, found without importing it."""
+    sys.path.insert(0, app_dir)
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    finally:
+        sys.path.remove(app_dir)
+    if spec is None or not spec.submodule_search_locations:
+        raise SettingError(f"{path}: static {prefix!r}: package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -23,6 +23,18 @@ def _read_unix(path: Path, request: bytes = b"") -> bytes:
     return b"".join(chunks)
 
 
+def rss(pid: int) -> int | None:
+    """A process's resident memory in bytes, from /proc (uWSGI's own per-worker figure needs
+    ``memory-report``, which costs every request a measurement)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def uwsgi_stats(run: RunDir) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(_read_unix(run.uwsgi_stats))
     return data
@@ -67,9 +79,10 @@ def report(run: RunDir) -> tuple[str, bool]:
                      f"{stats.get('listen_queue', 0)}/{stats.get('listen_queue_errors', 0)} errors")
         lines.append(f"  {'worker':>6} {'pid':>8} {'state':<10} {'requests':>9} {'rss':>10}")
         for w in stats.get("workers", []):
-            rss = f"{w.get('rss', 0) / 1048576:.1f} MiB"
+            size = rss(w["pid"])
+            shown = "?" if size is None else f"{size / 1048576:.1f} MiB"
             lines.append(
-                f"  {w['id']:>6} {w['pid']:>8} {w['status']:<10} {w['requests']:>9} {rss:>10}"
+                f"  {w['id']:>6} {w['pid']:>8} {w['status']:<10} {w['requests']:>9} {shown:>10}"
             )
     if run.nginx_conf.exists():
         try:

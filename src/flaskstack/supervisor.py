@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import logs, metrics, preflight, render, runtime, upstreams
+from . import logs, metrics, precompress, preflight, render, runtime, upstreams
 from . import plan as planning
 from .exits import Exit
 from .host import HostFacts
@@ -255,6 +255,11 @@ class Supervisor:
     def start_nginx(self) -> Exit | None:
         assert self.plan.nginx is not None
         render.write(render.render(self.plan), self.run)  # with the upstreams now known
+        # gzip_static would send a .gz copy older than its file
+        static = (m.directory for m in self.plan.nginx.static)
+        if self.plan.settings.gzip and (dropped := precompress.drop_stale(static)):
+            log(f"removed {dropped} outdated .gz copies of static files "
+                "(flaskstack precompress makes them again)")
         if self.plan.nginx.access_log:
             self.relay_access_log()
         output = self.server_output("nginx")

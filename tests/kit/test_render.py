@@ -48,7 +48,7 @@ def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
     assert "route-if = empty:${HTTP_UPGRADE} harakiri:61" in ini
     assert "websockets-ping-freq = 30" in ini
     assert "location ^~ /static/ {\n            alias /site/mysite/static/;" in nginx
-    assert "uwsgi_next_upstream" not in nginx and "zone" not in nginx
+    assert "uwsgi_next_upstream" not in nginx and directive(nginx, "zone") == []
     assert plan.probe.url == "http://127.0.0.1:85" and plan.probe.path == "/healthz"
 
 
@@ -120,3 +120,61 @@ def test_templates_hold_no_arithmetic_and_no_role_tests() -> None:
 def test_rendering_is_pure() -> None:
     plan = make()
     assert render.render(plan) == render.render(plan)
+
+
+def test_response_cache_in_roles_all_and_proxy_never_in_app() -> None:
+    nginx = render.render(make())["nginx.conf"]
+    assert directive(nginx, "uwsgi_cache") == ["flaskstack_cache"]
+    assert "keys_zone=flaskstack_cache:1048576" in nginx and "max_size=104857600" in nginx
+    assert "/run/fs/cache levels=1:2" in nginx
+    assert 'map "$http_authorization$cookie_session$cookie_remember_token"' in nginx
+    assert directive(nginx, "uwsgi_no_cache") == [
+        "$flaskstack_cache_bypass $flaskstack_cache_refuse"]
+    assert directive(nginx, "uwsgi_cache_use_stale") == ["updating"]
+    assert "uwsgi_cache_lock" not in nginx  # off by default: see the setting's help
+    locked = render.render(make(cache_lock="on"))["nginx.conf"]
+    assert directive(locked, "uwsgi_cache_lock") == ["on"]
+    assert directive(locked, "uwsgi_cache_lock_timeout") == ["1s"]
+    proxy = render.render(make(role="proxy", upstreams="app1:8000",
+                               servers=("10.0.0.1:8000",)))["nginx.conf"]
+    assert directive(proxy, "uwsgi_cache") == ["flaskstack_cache"]
+    assert make(role="app").nginx is None
+    off = render.render(make(cache="off"))["nginx.conf"]
+    assert "uwsgi_cache" not in off and "X-Cache-Status" not in off
+    elsewhere = make(cache_path="/var/cache/fs", cache_size="10g",
+                     cache_bypass_cookies="sid")
+    assert elsewhere.nginx is not None and elsewhere.nginx.cache is not None
+    assert elsewhere.nginx.cache.path == "/var/cache/fs"
+    assert elsewhere.nginx.cache.keys_zone_size == 160 * 1024 * 1024
+    assert elsewhere.nginx.cache.bypass == ("$http_authorization", "$cookie_sid")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("cache_bypass_cookies", "my-cookie"), ("cache_bypass_cookies", "a b"),
+    ("cache_bypass_cookies", "x;y"), ("cache_size", "100k"), ("cache", "maybe"),
+])
+def test_bad_cache_settings_are_one_line_errors(name: str, value: str) -> None:
+    with pytest.raises(SettingError) as e:
+        make(**{name: value})
+    assert f"setting {name}" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_preloaded_libraries_come_from_the_site_unless_the_setting_says_otherwise() -> None:
+    site = SiteDeclaration(found=True, preload=["flask", "sqlalchemy.orm"])
+    settings = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_APP": "mysite"})
+    ini = render.render(planning.make(settings, site, FACTS))["uwsgi.ini"]
+    assert directive_ini(ini, "shared-import") == ["flask", "sqlalchemy.orm",
+                                                   "flaskstack.gcfreeze"]
+    assert "lazy-apps = true" in ini  # the app itself is still loaded by each worker
+    chosen = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "lxml"})
+    assert planning.make(chosen, site, FACTS).uwsgi.preload == ("lxml",)  # type: ignore[union-attr]
+    nothing = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "none"})
+    plan = planning.make(nothing, site, FACTS)
+    assert plan.uwsgi is not None and plan.uwsgi.preload == ()
+    assert "shared-import" not in render.render(plan)["uwsgi.ini"]
+    with pytest.raises(SettingError, match="setting preload"):
+        load(env={"FLASKSTACK_PRELOAD": "os; rm -rf /"})
+
+
+def directive_ini(ini: str, name: str) -> list[str]:
+    return re.findall(rf"^{name} = (.+)$", ini, re.MULTILINE)

@@ -13,6 +13,8 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests.load import wait_for
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "websocket" / "app.py"
 
 
@@ -45,7 +47,8 @@ def test_messages_flow_both_ways_through_nginx(ws_stack) -> None:
         ws.send("close")
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
-    assert '"GET /ws HTTP/1.1" 101' in stack.output()
+    # the access log reaches the relay in buffered writes, at least once a second
+    assert wait_for(lambda: '"GET /ws HTTP/1.1" 101' in stack.output(), timeout=10)
 
 
 def test_plain_request_to_the_websocket_route_is_refused(ws_stack) -> None:

@@ -287,6 +287,9 @@ class ServerSessions(SessionInterface):
                 self.health.failed(e)
 
 
+CACHED_STATUSES = frozenset({200, 404})
+
+
 def _public_read() -> bool:
     return request.method in SAFE_METHODS and request.endpoint in PUBLIC_ENDPOINTS
 
@@ -302,9 +305,12 @@ def cache_policy(response: Response, personal: bool) -> None:
     personal = personal or any(name in request.cookies for name in cookies)
     if personal:
         response.headers["Cache-Control"] = "private, no-store"
-    elif _public_read() and response.status_code == 200 and config["NOTES_CACHE_SECONDS"]:
+    elif (_public_read() and response.status_code in CACHED_STATUSES
+          and config["NOTES_CACHE_SECONDS"]):
         # max-age=0: browsers revalidate (after signing in they must not show the anonymous
-        # page); s-maxage: a shared cache may serve it to other anonymous readers for N seconds
+        # page); s-maxage: a shared cache may serve it to other anonymous readers for N seconds.
+        # A 404 too: a shared cache that holds the page keeps serving its stale copy while its
+        # refreshed answer (the note unpublished or deleted) is not cacheable.
         response.headers["Cache-Control"] = (
             f"public, max-age=0, s-maxage={config['NOTES_CACHE_SECONDS']}")
 

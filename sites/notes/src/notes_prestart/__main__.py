@@ -1,0 +1,3 @@
+from notes_prestart import main
+
+main()

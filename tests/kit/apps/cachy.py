@@ -1,0 +1,36 @@
+"""A fixture WSGI app for the response cache: answers with the headers the query asks for.
+
+``/any/path?cc=public,+max-age=60&cookie=1&sleep=0.5``: ``cc`` is sent as Cache-Control,
+``cookie`` adds a Set-Cookie, ``sleep`` delays the answer. The body is the content of the file
+``$CACHY_CONTENT`` (or ``v1``), the path and a token unique to this call of the app, so a client
+can tell a stored answer from a fresh one; every call is recorded in ``$PROBE_SEEN``.
+"""
+
+import os
+import time
+import uuid
+from urllib.parse import parse_qs
+
+SEEN = os.environ.get("PROBE_SEEN", "")
+CONTENT = os.environ.get("CACHY_CONTENT", "")
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if SEEN:
+        with open(SEEN, "a") as f:
+            f.write(path + "\n")
+    if "sleep" in query:
+        time.sleep(float(query["sleep"][0]))
+    headers = [("Content-Type", "text/plain")]
+    if "cc" in query:
+        headers.append(("Cache-Control", query["cc"][0]))
+    if "cookie" in query:
+        headers.append(("Set-Cookie", "chosen=1; Path=/"))
+    version = "v1"
+    if CONTENT and os.path.exists(CONTENT):
+        with open(CONTENT) as f:
+            version = f.read().strip()
+    start_response("200 OK", headers)
+    return [f"{version} {path} {uuid.uuid4().hex}".encode()]
