@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from . import logs, metrics, precompress, preflight, render, runtime, upstreams
 from . import plan as planning
@@ -147,6 +149,10 @@ class Supervisor:
             stale.unlink(missing_ok=True)
         for note in self.plan.notes:
             log(note)
+        if self.plan.nginx is not None and self.plan.nginx.cache is not None:
+            # pages a previous run cached (perhaps by the code before an upgrade) are not
+            # served stale once more: the response cache starts empty
+            empty_folder(Path(self.plan.nginx.cache.path))
         render.write(render.render(self.plan), self.run)
         for path in [self.run.path, *self.run.path.rglob("*")]:
             runtime.chown(path, self.plan.account)
@@ -433,3 +439,14 @@ class Supervisor:
         while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
             self.reap()
+
+
+def empty_folder(folder: Path) -> None:
+    """Remove what ``folder`` holds, keeping the folder (it may be a mount point)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

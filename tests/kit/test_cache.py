@@ -197,3 +197,16 @@ def test_without_the_lock_a_cold_burst_reaches_the_app_but_expiry_is_refreshed_o
             break
         time.sleep(0.2)
     assert calls(stack, path) == before + 1
+
+
+def test_a_restarted_stack_serves_nothing_a_previous_run_cached(make_stack) -> None:
+    """After a restart (an upgrade, say), no page the old code rendered is served again."""
+    stack = make_stack(*APP).start()
+    path = f"/kept?cc={quote('public, max-age=600')}"
+    first = fetch(stack, path)
+    assert fetch(stack, path).headers["X-Cache-Status"] == "HIT"
+    assert stack.stop() == 0
+    stack.ready.clear()
+    stack.start()
+    again = fetch(stack, path)
+    assert again.headers["X-Cache-Status"] == "MISS" and again.text != first.text
