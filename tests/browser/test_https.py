@@ -6,22 +6,17 @@ The app must see the host and port the browser used: absolute redirects, the Ope
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 import urllib3
 
-from tests.conftest import free_port
-
+from .notes_stack import serve_notes
 from .test_notes_in_chromium import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
@@ -40,39 +35,15 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def https_site() -> Iterator[str]:
-    root = Path(tempfile.mkdtemp(prefix="notes-https-"))
-    root.chmod(0o755)
-    cert, key = self_signed(root)
-    port = free_port()
-    env = {**os.environ, "NOTES_DATA_DIR": str(root / "data")}
-    base = ["--port", str(port), "--host", "127.0.0.1", "--app-dir", str(root / "site"),
-            "--run-dir", str(root / "run"), "--workers", "2", "--tls-cert", str(cert),
-            "--tls-key", str(key)]
-    proc = subprocess.Popen([sys.executable, "-m", "flaskstack", "serve", *base], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ready = threading.Event()
-    lines: list[str] = []
-
-    def read(stream: Any) -> None:
-        for line in stream:
-            lines.append(line)
-            if line.startswith("ready: "):
-                ready.set()
-
-    threading.Thread(target=read, args=(proc.stdout,), daemon=True).start()
+    folder = Path(tempfile.mkdtemp(prefix="notes-https-certs-"))
     try:
-        assert ready.wait(90), "".join(lines)
-        made = subprocess.run(
-            [sys.executable, "-m", "flaskstack", "exec", *base, "--", "flask", "--app", "notes",
-             "users", "create", "admin@example.com", "--admin", "--password-stdin"],
-            input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=60,
-            check=False)
-        assert made.returncode == 0, made.stderr
-        yield f"https://127.0.0.1:{port}"
+        cert, key = self_signed(folder)
+        with serve_notes("notes-https-", "--tls-cert", str(cert), "--tls-key", str(key),
+                         scheme="https") as stack:
+            stack.create_user("admin@example.com", PASSWORD, "--admin")
+            yield stack.url
     finally:
-        proc.terminate()
-        proc.wait(60)
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_redirects_and_the_api_spec_keep_the_https_port(https_site: str) -> None:

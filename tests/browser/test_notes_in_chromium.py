@@ -6,12 +6,6 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import free_port
+from .notes_stack import serve_notes
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,38 +27,9 @@ PASSWORD = "browser password 1"
 @pytest.fixture(scope="module")
 def site() -> Iterator[dict[str, Any]]:
     """`flaskstack serve` with the default app (notes) on a free port and a fresh data dir."""
-    root = Path(tempfile.mkdtemp(prefix="notes-browser-"))
-    root.chmod(0o755)
-    port = free_port()
-    env = {**os.environ, "NOTES_DATA_DIR": str(root / "data")}
-    base = ["--port", str(port), "--host", "127.0.0.1", "--app-dir", str(root / "site"),
-            "--run-dir", str(root / "run"), "--workers", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "flaskstack", "serve", *base], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
-    lines: list[str] = []
-
-    def read(stream: Any) -> None:
-        for line in stream:
-            lines.append(line)
-            if line.startswith("ready: "):
-                ready.set()
-
-    for stream in (proc.stdout, proc.stderr):
-        threading.Thread(target=read, args=(stream,), daemon=True).start()
-    try:
-        assert ready.wait(90), "".join(lines)
-        made = subprocess.run(
-            [sys.executable, "-m", "flaskstack", "exec", *base, "--", "flask", "--app", "notes",
-             "users", "create", "admin@example.com", "--admin", "--password-stdin"],
-            input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=60,
-            check=False)
-        assert made.returncode == 0, made.stderr
-        yield {"url": f"http://127.0.0.1:{port}", "data": root / "data"}
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        shutil.rmtree(root, ignore_errors=True)
+    with serve_notes("notes-browser-") as stack:
+        stack.create_user("admin@example.com", PASSWORD, "--admin")
+        yield {"url": stack.url, "data": stack.root / "data"}
 
 
 @pytest.fixture
