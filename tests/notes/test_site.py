@@ -201,3 +201,23 @@ def test_cookies_are_secure_behind_https(app, client, user, login) -> None:
 def test_plain_http_cookies_stay_usable_after_an_https_request(app, client, user, login) -> None:
     client.get("/login", headers={"X-Forwarded-Proto": "https"})
     assert "Secure" not in login(app.test_client(), user[0].email).headers.get("Set-Cookie", "")
+
+
+def test_the_sites_log_lines_name_the_request_id(app) -> None:
+    """A line logged while answering a request carries the id Nginx gave that request, and
+    Flask's handler (what uWSGI's log shows) prints it."""
+    import logging
+
+    from flask.logging import default_handler
+
+    records: list[logging.LogRecord] = []
+    keep = logging.Handler()
+    keep.emit = records.append  # type: ignore[method-assign]
+    app.logger.addHandler(keep)
+    try:
+        with app.test_request_context("/", headers={"X-Request-ID": "f00dfeed"}):
+            app.logger.error("something to say")
+    finally:
+        app.logger.removeHandler(keep)
+    assert records[-1].request_id == "f00dfeed"  # type: ignore[attr-defined]
+    assert "request_id=f00dfeed in " in default_handler.format(records[-1])

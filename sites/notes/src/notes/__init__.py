@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import socket
 from datetime import timedelta
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
+from flask import has_request_context, request
+from flask.logging import default_handler
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -50,6 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
         WTF_CSRF_TIME_LIMIT=None,
     )
     sessions.init_app(app)  # first: its before_request runs before CSRF's
+    _log_request_ids(app.logger)
     _static_versions(app)
     app.wsgi_app = LastResort(  # type: ignore[method-assign]
         ProxyFix(SecureCookiesOverHTTPS(app.wsgi_app), x_for=1, x_proto=1, x_host=1),
@@ -153,3 +157,23 @@ def _dead_peer_timeout(dbapi_connection: Any, record: Any) -> None:
     with socket.socket(fileno=os.dup(fileno())) as tcp:  # options belong to the shared socket
         if tcp.family in (socket.AF_INET, socket.AF_INET6):
             tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)
+
+
+class RequestIdFilter(logging.Filter):
+    """Every line the site logs during a request names it by the id the kit's Nginx gave it
+    (``X-Request-ID``, also in Nginx's access log and on the response)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = request.headers.get("X-Request-ID", "-") if has_request_context() else "-"
+        record.request_id = rid
+        return True
+
+
+def _log_request_ids(logger: logging.Logger) -> None:
+    """On the site's logger (its own lines) and on Flask's handler (the lines its modules'
+    loggers pass up to it), which prints the id."""
+    for target in (logger, default_handler):
+        if not any(isinstance(f, RequestIdFilter) for f in target.filters):
+            target.addFilter(RequestIdFilter())
+    default_handler.setFormatter(logging.Formatter(
+        "[%(asctime)s] %(levelname)s request_id=%(request_id)s in %(module)s: %(message)s"))
