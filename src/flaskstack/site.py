@@ -28,6 +28,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 from .settings import ModuleName, SettingError, static_mapping
@@ -57,16 +58,21 @@ def expand(value: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
 
 
-def find(app: str, app_dir: str) -> tuple[bool, Path | None]:
-    """Whether the app's top-level module exists, and the ``flaskstack.toml`` beside it."""
-    top = app.split(":", 1)[0].split(".", 1)[0]
+def find_spec(top: str, app_dir: str) -> ModuleSpec | None:
+    """Where the top-level module ``top`` is, with ``app_dir`` first on the path as uWSGI has
+    it; found without importing (executing) it."""
     sys.path.insert(0, app_dir)
     try:
-        spec = importlib.util.find_spec(top)
+        return importlib.util.find_spec(top)
     except (ImportError, ValueError):
-        spec = None
+        return None
     finally:
         sys.path.remove(app_dir)
+
+
+def find(app: str, app_dir: str) -> tuple[bool, Path | None]:
+    """Whether the app's top-level module exists, and the ``flaskstack.toml`` beside it."""
+    spec = find_spec(app.split(":", 1)[0].split(".", 1)[0], app_dir)
     if spec is None:
         return False, None
     if not spec.origin or spec.origin in {"built-in", "frozen"}:
@@ -145,13 +151,7 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
 
 def package_folder(path: Path, prefix: str, package: str, app_dir: str) -> Path:
     """The folder of an installed top-level package, found without importing it."""
-    sys.path.insert(0, app_dir)
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    finally:
-        sys.path.remove(app_dir)
+    spec = find_spec(package, app_dir)
     if spec is None or not spec.submodule_search_locations:
         raise SettingError(f"{path}: static {prefix!r}: package {package!r} is not installed")
     return Path(next(iter(spec.submodule_search_locations)))
