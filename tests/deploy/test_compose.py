@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,17 +86,6 @@ class Project:
                              check=False).stdout.split():
             podman(self.env, "volume", "rm", "-f", volume, check=False)
         podman(self.env, "network", "rm", "-f", f"{self.name}_default", check=False)
-
-
-@pytest.fixture(scope="module")
-def project(engine, built_image, service_images, tmp_path_factory) -> Iterator[Project]:
-    made = Project(engine, built_image, service_images, tmp_path_factory.mktemp("compose"))
-    try:
-        made.compose("up", "-d")
-        made.wait_serving()
-        yield made
-    finally:
-        made.remove()
 
 
 def csrf_and_maker(session: requests.Session, url: str) -> tuple[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,17 +24,6 @@ from tests.web import csrf
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1200)]
 PASSWORD = "faults password 1"
-
-
-@pytest.fixture(scope="module")
-def project(engine, built_image, service_images, tmp_path_factory) -> Iterator[Project]:
-    made = Project(engine, built_image, service_images, tmp_path_factory.mktemp("faults"))
-    try:
-        made.compose("up", "-d")
-        made.wait_serving()
-        yield made
-    finally:
-        made.remove()
 
 
 @dataclass
