@@ -11,6 +11,7 @@ import grp
 import os
 import pwd
 import resource
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class HostFacts:
     nofile_hard: int  # the hard open-files limit (what Nginx may raise its workers to)
     root: bool  # started as root: servers drop to ``account``
     account: Account | None  # None unless root
+    # random for each start: with Nginx's worker pid and connection counter it makes request
+    # ids unique across restarts and machines, without a random number per request
+    instance: str = "0"
 
 
 def somaxconn() -> int:
@@ -62,4 +66,5 @@ def gather(user: str) -> HostFacts:
         nofile_hard=hard if hard != resource.RLIM_INFINITY else 1 << 20,
         root=root,
         account=account(user) if root else None,
+        instance=secrets.token_hex(4),
     )

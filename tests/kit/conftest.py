@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,9 @@ from tests.conftest import free_port
 
 APPS = Path(__file__).parent / "apps"
 FLASKSTACK = [sys.executable, "-m", "flaskstack"]
+# a request id Nginx makes: a random prefix per start, the worker's pid, the connection's serial
+# number and the request's number on that connection
+REQUEST_ID = re.compile(r"[0-9a-f]{8}-\d+-\d+-\d+")
 
 
 def leftovers(marker: str) -> list[str]:
@@ -71,6 +75,7 @@ class Stack:
         )
 
     def start(self, wait: bool = True) -> Stack:
+        self.ready.clear()
         self.proc = subprocess.Popen(
             [*FLASKSTACK, "serve", *self.args], env=self.env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

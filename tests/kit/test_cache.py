@@ -54,6 +54,26 @@ def test_only_public_responses_with_a_lifetime_are_cached(make_stack) -> None:
     assert "X-Cache-Status" not in fetch(stack, "/.env").headers
 
 
+def test_a_compressed_answer_is_stored_for_clients_that_take_gzip_only(make_stack) -> None:
+    stack = make_stack(*APP).start()
+    path = f"/gz?cc={quote('public, max-age=60')}&gzip=1"
+    first = fetch(stack, path, headers={"Accept-Encoding": "gzip, deflate, br, zstd"})
+    # the app is told only whether the client takes gzip
+    assert first.headers["X-Seen-Accept-Encoding"] == "gzip"
+    assert first.headers["Content-Encoding"] == "gzip" and first.headers["X-Cache-Status"] == "MISS"
+    hit = fetch(stack, path, headers={"Accept-Encoding": "gzip, deflate, br, zstd"})
+    assert hit.headers["X-Cache-Status"] == "HIT" and hit.text == first.text
+    assert hit.headers["Content-Encoding"] == "gzip" and calls(stack, path) == 1
+    # hostile: clients that do not take gzip never get the stored gzip copy
+    for encoding in (None, "identity", "br", "gzip;q=0", "x-gzip;q=0, deflate"):
+        r = requests.get(stack.url + path, headers={"Accept-Encoding": encoding}, timeout=30,
+                         stream=True)
+        assert "Content-Encoding" not in r.headers, encoding
+        assert r.headers["X-Seen-Accept-Encoding"] == "", encoding
+        assert r.raw.read().decode().startswith("v1 /gz "), encoding
+    assert calls(stack, path) >= 2
+
+
 @pytest.mark.parametrize("credentials", [
     {"headers": {"Authorization": "Bearer secret"}},
     {"cookies": {"session": "signed-in"}},

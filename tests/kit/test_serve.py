@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import leftovers
+from .conftest import REQUEST_ID, leftovers
 
 
 def test_static_files_are_served_by_nginx_never_by_the_app(make_stack) -> None:
@@ -262,12 +262,21 @@ def test_every_response_carries_the_request_id_the_app_saw(make_stack) -> None:
     stack = make_stack("--app", "proxied:app", "--access-log-format", "json").start()
     r = requests.get(f"{stack.url}/request-id", timeout=10)
     rid = r.headers["X-Request-ID"]
-    assert len(rid) == 32 and r.text == rid
-    other = requests.get(f"{stack.url}/request-id", timeout=10)
-    assert other.headers["X-Request-ID"] != rid
+    assert REQUEST_ID.fullmatch(rid) and r.text == rid
+    # unique: on one connection, on new ones, and after a restart (a new random prefix)
+    with requests.Session() as kept:
+        ids = [kept.get(f"{stack.url}/request-id", timeout=10).headers["X-Request-ID"]
+               for _ in range(20)]
+    ids += [requests.get(f"{stack.url}/request-id", timeout=10).headers["X-Request-ID"]
+            for _ in range(20)]
     static_miss = requests.get(f"{stack.url}/.hidden", timeout=10)
-    assert len(static_miss.headers["X-Request-ID"]) == 32
+    ids.append(static_miss.headers["X-Request-ID"])
+    assert all(REQUEST_ID.fullmatch(i) for i in ids) and len({rid, *ids}) == 42
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and rid not in "".join(stack.stdout):
         time.sleep(0.1)
     assert json.loads(next(li for li in stack.stdout if rid in li))["request_id"] == rid
+    stack.stop()
+    again = stack.start()
+    assert requests.get(f"{again.url}/request-id", timeout=10).text.split("-")[0] != (
+        rid.split("-")[0])

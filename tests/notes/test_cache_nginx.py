@@ -46,6 +46,12 @@ def test_anonymous_pages_are_cached_and_set_no_cookie(site) -> None:  # type: ig
         assert "Set-Cookie" not in first.headers and "Set-Cookie" not in second.headers
         assert "public" in first.headers["Cache-Control"]
         assert second.headers["X-Cache-Status"] in {"HIT", "STALE", "UPDATING"}
+        # stored as the site compressed it, for clients that take gzip only
+        assert second.headers["Content-Encoding"] == "gzip"
+        plain = requests.get(stack.url + path, headers={"Accept-Encoding": None}, timeout=10,
+                             stream=True)
+        assert "Content-Encoding" not in plain.headers
+        assert plain.raw.read().startswith(b"<!doctype html>")
 
 
 def test_a_signed_in_page_is_never_cached_nor_served_to_others(site) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ or a token is ``private, no-store``.
 
 from __future__ import annotations
 
+import gzip
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,27 @@ def test_anonymous_public_pages_are_cacheable_by_shared_caches(app, user, login)
         assert "Cookie" not in r.headers.get("Vary", ""), path
         assert 'name="csrf-token"' not in r.get_data(as_text=True)
     assert reader.get_cookie("session") is None
+
+
+def test_shared_pages_are_compressed_once_by_the_site_for_clients_that_take_gzip(
+        app, user, login) -> None:
+    note = publish(app.test_client(), login, user[0].email)
+    reader = app.test_client()
+    for path in ("/", note, "/feed.xml"):
+        plain = reader.get(path)
+        packed = reader.get(path, headers={"Accept-Encoding": "gzip"})
+        assert "Content-Encoding" not in plain.headers, path
+        assert packed.headers["Content-Encoding"] == "gzip", path
+        assert gzip.decompress(packed.get_data()) == plain.get_data(), path
+        assert "Accept-Encoding" in packed.headers["Vary"] and "Accept-Encoding" in plain.headers[
+            "Vary"], path
+        refused = reader.get(path, headers={"Accept-Encoding": "gzip;q=0, identity"})
+        assert "Content-Encoding" not in refused.headers, path
+    tiny = reader.get("/robots.txt", headers={"Accept-Encoding": "gzip"})  # under 256 bytes
+    assert "Content-Encoding" not in tiny.headers and "Accept-Encoding" in tiny.headers["Vary"]
+    # what is private is left to Nginx, which compresses it on its way out
+    login(reader, user[0].email)
+    assert "Content-Encoding" not in reader.get("/", headers={"Accept-Encoding": "gzip"}).headers
 
 
 def test_anything_for_a_user_or_a_visitor_with_a_session_is_private(app, client, user,

@@ -1,11 +1,14 @@
 """A fixture WSGI app for the response cache: answers with the headers the query asks for.
 
 ``/any/path?cc=public,+max-age=60&cookie=1&sleep=0.5``: ``cc`` is sent as Cache-Control,
-``cookie`` adds a Set-Cookie, ``sleep`` delays the answer. The body is the content of the file
+``cookie`` adds a Set-Cookie, ``sleep`` delays the answer, ``gzip`` compresses the body when
+the request's Accept-Encoding names gzip (the header the app saw is sent back as
+X-Seen-Accept-Encoding). The body is the content of the file
 ``$CACHY_CONTENT`` (or ``v1``), the path and a token unique to this call of the app, so a client
 can tell a stored answer from a fresh one; every call is recorded in ``$PROBE_SEEN``.
 """
 
+import gzip
 import os
 import time
 import uuid
@@ -32,5 +35,13 @@ def application(environ, start_response):
     if CONTENT and os.path.exists(CONTENT):
         with open(CONTENT) as f:
             version = f.read().strip()
+    body = f"{version} {path} {uuid.uuid4().hex}".encode()
+    seen = environ.get("HTTP_ACCEPT_ENCODING", "")
+    headers.append(("X-Seen-Accept-Encoding", seen))
+    if "gzip" in query:
+        headers.append(("Vary", "Accept-Encoding"))
+        if "gzip" in seen:
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
     start_response("200 OK", headers)
-    return [f"{version} {path} {uuid.uuid4().hex}".encode()]
+    return [body]

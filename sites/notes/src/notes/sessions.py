@@ -1,5 +1,5 @@
-"""Server-side sessions that exist only once something is stored in them, and the HTTP cache
-policy that follows from that.
+"""Server-side sessions that exist only once something is stored in them (the HTTP cache policy
+that follows from that is in :mod:`notes.caching`).
 
 - A request that stores nothing gets no cookie and writes nothing: anonymous readers never touch
   the store, so their pages can be cached by a shared cache (``Cache-Control: public``).
@@ -43,15 +43,11 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.datastructures import CallbackDict
 
+from .caching import SAFE_METHODS, cache_policy, public_read
 from .errors import error_response, wants_json
 
 log = logging.getLogger(__name__)
 SID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
-# cacheable for anonymous readers
-PUBLIC_ENDPOINTS = frozenset({"views.index", "views.note", "views.author", "views.tag",
-                              "views.feed", "views.sitemap", "views.robots"})
-STATIC_ENDPOINTS = frozenset({"static", "views.media", "admin.static"})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNAVAILABLE = ("Signing in is unavailable right now (the session store cannot be reached). "
                "Pages that need no sign-in still work; please try again in a moment.")
 
@@ -267,7 +263,7 @@ class ServerSessions(SessionInterface):
                 self.store.set(session.sid, dict(session))
             except self.store.errors as e:
                 self.health.failed(e)
-                if not _public_read():  # served as it is, just not remembered
+                if not public_read():  # served as it is, just not remembered
                     refuse(response)
                 return cache_policy(response, personal=True)
             self.health.answered()
@@ -285,34 +281,6 @@ class ServerSessions(SessionInterface):
                 self.store.delete(sid)
             except self.store.errors as e:
                 self.health.failed(e)
-
-
-CACHED_STATUSES = frozenset({200, 404})
-
-
-def _public_read() -> bool:
-    return request.method in SAFE_METHODS and request.endpoint in PUBLIC_ENDPOINTS
-
-
-def cache_policy(response: Response, personal: bool) -> None:
-    """Anonymous public pages may be shared by caches for ``NOTES_CACHE_SECONDS``; anything that
-    could differ per user (a session, a cookie sent or set, a token) is ``private, no-store``."""
-    if request.endpoint in STATIC_ENDPOINTS:
-        return
-    config = current_app.config
-    personal = personal or "Set-Cookie" in response.headers or "Authorization" in request.headers
-    cookies = (config["SESSION_COOKIE_NAME"], config["REMEMBER_COOKIE_NAME"])
-    personal = personal or any(name in request.cookies for name in cookies)
-    if personal:
-        response.headers["Cache-Control"] = "private, no-store"
-    elif (_public_read() and response.status_code in CACHED_STATUSES
-          and config["NOTES_CACHE_SECONDS"]):
-        # max-age=0: browsers revalidate (after signing in they must not show the anonymous
-        # page); s-maxage: a shared cache may serve it to other anonymous readers for N seconds.
-        # A 404 too: a shared cache that holds the page keeps serving its stale copy while its
-        # refreshed answer (the note unpublished or deleted) is not cacheable.
-        response.headers["Cache-Control"] = (
-            f"public, max-age=0, s-maxage={config['NOTES_CACHE_SECONDS']}")
 
 
 def refuse(response: Response) -> None:
