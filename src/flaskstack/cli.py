@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from . import __version__, host, preflight, probe, render, runtime, site, status, upstreams
+from . import __version__, host, preflight, render, runtime, site, status, upstreams
 from . import plan as planning
 from . import precompress as compressing
 from .exits import Exit, describe, fail
@@ -263,6 +263,8 @@ def health(live: bool, **options: Any) -> None:
     below 500. Roles all and proxy are asked over HTTP on the port; role app over the uwsgi
     protocol on its TCP socket.
     """
+    from . import probe  # (http.client and ssl: not in the long-running supervisor)
+
     plan, _ = make_plan(effective(options))
     p = plan.probe
     try:

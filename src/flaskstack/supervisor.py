@@ -22,13 +22,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import logs, metrics, precompress, preflight, render, runtime, upstreams
+from . import logs, precompress, preflight, render, runtime, upstreams
 from . import plan as planning
 from .exits import Exit
 from .host import HostFacts
 from .logs import log
 from .plan import Plan
 from .settings import SettingError
+
+POLL = 0.02  # seconds
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
 STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
@@ -95,6 +97,7 @@ class Supervisor:
         self.started = time.time()
         self.reloads = 0
         self.stop_metrics: Callable[[], None] | None = None
+        self.written: Plan | None = None  # the plan the files in the run dir were rendered from
         logs.configure(plan.settings.access_log_format == "json")
 
     # -- processes -------------------------------------------------------------------------
@@ -133,7 +136,9 @@ class Supervisor:
         """Wait for ``done()`` or the timeout; a stop signal meanwhile raises :class:`Stopping`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not done():
-            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            # checked every 20 ms: the start waits on files and ports, and each wait's latency
+            # adds to the time before the first answer
+            left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if left <= 0:
                 return
             if self.wait_signal(left) in STOP:
@@ -153,11 +158,22 @@ class Supervisor:
             # pages a previous run cached (perhaps by the code before an upgrade) are not
             # served stale once more: the response cache starts empty
             empty_folder(Path(self.plan.nginx.cache.path))
-        render.write(render.render(self.plan), self.run)
+        self.write_configs()
         for path in [self.run.path, *self.run.path.rglob("*")]:
             runtime.chown(path, self.plan.account)
         runtime.prepare_site(self.plan)
+        if self.plan.nginx is not None and self.plan.settings.gzip:
+            # gzip_static would send a .gz copy older than its file
+            static = (m.directory for m in self.plan.nginx.static)
+            if dropped := precompress.drop_stale(static):
+                log(f"removed {dropped} outdated .gz copies of static files "
+                    "(flaskstack precompress makes them again)")
         self.run.pid.write_text(f"{os.getpid()}\n")
+
+    def write_configs(self) -> None:
+        if self.written is not self.plan:
+            render.write(render.render(self.plan), self.run)
+            self.written = self.plan
 
     def start_prestart(self) -> Exit | None:
         argv = list(self.plan.prestart)
@@ -260,12 +276,7 @@ class Supervisor:
 
     def start_nginx(self) -> Exit | None:
         assert self.plan.nginx is not None
-        render.write(render.render(self.plan), self.run)  # with the upstreams now known
-        # gzip_static would send a .gz copy older than its file
-        static = (m.directory for m in self.plan.nginx.static)
-        if self.plan.settings.gzip and (dropped := precompress.drop_stale(static)):
-            log(f"removed {dropped} outdated .gz copies of static files "
-                "(flaskstack precompress makes them again)")
+        self.write_configs()  # again if the upstreams are now known (role proxy)
         if self.plan.nginx.access_log:
             self.relay_access_log()
         output = self.server_output("nginx")
@@ -287,6 +298,8 @@ class Supervisor:
 
     def start_metrics(self) -> Exit | None:
         """The Prometheus endpoint, in a thread: every scrape reads the servers' status."""
+        from . import metrics  # (prometheus-client: loaded only when metrics are on)
+
         assert self.plan.metrics is not None
         host, port = self.plan.metrics
         sources = metrics.Sources(self.run, uwsgi=self.plan.uwsgi is not None,

@@ -8,7 +8,6 @@ the file and the problem.
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 from .settings import SettingError
@@ -47,6 +46,8 @@ def check(cert: str, key: str) -> None:
     if "ENCRYPTED" in key_text:
         raise SettingError(f"setting tls_key: {key}: the key is encrypted; Nginx cannot ask for "
                            "its passphrase (store it decrypted, readable by root only)")
+    import ssl  # here: a stack without TLS never loads OpenSSL into the supervisor
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         # password: never let OpenSSL prompt on the terminal

@@ -54,3 +54,37 @@ def test_when_the_quick_look_fails_the_real_upgrade_reports_the_problem(tmp_path
     assert bad.returncode != 0
     assert "checking the migrations quickly failed" in bad.stderr
     assert not (tmp_path / "notes.db").exists()
+
+
+def test_the_heads_read_from_the_scripts_are_alembics_own() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from notes_prestart import heads, notes_dir
+
+    config = Config()
+    config.set_main_option("script_location", str(notes_dir() / "migrations"))
+    assert heads(notes_dir() / "migrations" / "versions") == set(
+        ScriptDirectory.from_config(config).get_heads())
+
+
+def test_scripts_of_an_unusual_shape_mean_the_real_upgrade(tmp_path: Path) -> None:
+    from notes_prestart import heads
+
+    def scripts(**files: str) -> set[str]:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / f"{name}.py").write_text(text)
+        return heads(folder)
+
+    a = "revision = 'a'\ndown_revision = None\n"
+    assert scripts(a=a, b="revision: str = \"b\"\ndown_revision: str | None = 'a'\n") == {"b"}
+    # two branches and their merge
+    branches = {"a": a, "b": "revision = 'b'\ndown_revision = 'a'\n",
+                "c": "revision = 'c'\ndown_revision = 'a'\n"}
+    assert scripts(**branches) == {"b", "c"}
+    assert scripts(**branches, m="revision = 'm'\ndown_revision = ('b', 'c')\n") == {"m"}
+    # anything else: no heads, so the prestart runs the real upgrade
+    assert scripts(a=a, x="down_revision = 'a'\n") == set()
+    assert scripts(a=a, x="revision = make_id()\ndown_revision = 'a'\n") == set()
+    assert scripts(a=a, x="revision = 'x'\n") == set()

@@ -34,10 +34,6 @@ from flask import (
 from flask_admin import BaseView, expose
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from openpyxl import Workbook, load_workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.utils.exceptions import InvalidFileException
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -79,6 +75,9 @@ BATCH = 500  # ids/slugs per IN (…) when matching rows to notes
 
 def _text(sheet: Any, value: str) -> Any:
     """A string cell that stays text: never a formula, also after editing in a spreadsheet."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
     value = ILLEGAL_CHARACTERS_RE.sub("", value)  # XML cannot hold them
     if not value.startswith(FORMULA_START):
         return value
@@ -93,6 +92,8 @@ def export(stmt: Any, out: IO[bytes], progress: Callable[[int], None] | None = N
 
     Times are in the site's time zone (``NOTES_TIMEZONE``), as everywhere on the site.
     """
+    from openpyxl import Workbook  # here, not at the top: serving pages never loads openpyxl
+
     zone = ZoneInfo(current_app.config["NOTES_TIMEZONE"])
     longest = db.session.scalar(select(func.max(func.length(Note.body)))) or 0
     parts = max(1, -(-longest // CELL_MAX))
@@ -188,6 +189,9 @@ def _rows(source: Path | IO[bytes], limits: Limits) -> Iterator[tuple[Any, ...]]
     zipfile never inflates a member past the size the archive declares for it (a lie ends in a
     CRC error), so the declared sizes bound what is read: a zip bomb is refused unopened.
     """
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
     if _size(source) > limits.size:
         raise _fail(f"the file is larger than {_mb(limits.size)} (NOTES_IMPORT_MAX_SIZE)")
     try:

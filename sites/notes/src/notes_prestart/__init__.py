@@ -11,8 +11,11 @@ the quick look fails.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import re
+import sqlite3
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -35,28 +38,58 @@ def site_config(folder: Path) -> ModuleType:
     return module
 
 
-def at_head() -> bool:
-    """Whether the database's revisions are the migration scripts' heads (False when unsure)."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
+# ``revision = '0005_publishing'`` / ``down_revision = '0004_data'`` (or None, or a tuple)
+ASSIGNMENT = re.compile(r"^(down_)?revision\s*(?::[^=\n]*)?=\s*(.+)$", re.MULTILINE)
+QUOTED = re.compile(r"""['"]([^'"]+)['"]""")
+
+
+def heads(versions: Path) -> set[str]:
+    """The migration scripts' heads, read from their text (importing Alembic to learn them takes
+    longer than the rest of the check); empty when a script is not the shape Alembic writes."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in versions.glob("*.py"):
+        found = {m.group(1) or "": m.group(2) for m in ASSIGNMENT.finditer(script.read_text())}
+        revision = QUOTED.findall(found.get("", ""))
+        if len(revision) != 1 or "down_" not in found:
+            return set()
+        revisions.add(revision[0])
+        parents.update(QUOTED.findall(found["down_"]))
+    return revisions - parents
+
+
+def database_revisions(url: str) -> set[str] | None:
+    """The revisions in the database's ``alembic_version`` table; None when it has none."""
+    if url.startswith("sqlite:///") and "?" not in url:
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            return None  # a new database: do not create the file here
+        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro",
+                                                uri=True)) as connection:
+            try:
+                rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+            except sqlite3.OperationalError:  # no such table
+                return None
+        return {row[0] for row in rows}
     from sqlalchemy import create_engine, inspect, text
 
-    folder = notes_dir()
-    url = site_config(folder).load()["SQLALCHEMY_DATABASE_URI"]
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return False  # a new database: do not create the file here
-    config = Config()
-    config.set_main_option("script_location", str(folder / "migrations"))
-    heads = set(ScriptDirectory.from_config(config).get_heads())
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
             if not inspect(connection).has_table("alembic_version"):
-                return False
-            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
-            return {row[0] for row in rows} == heads
+                return None
+            return {row[0] for row in connection.execute(
+                text("SELECT version_num FROM alembic_version"))}
     finally:
         engine.dispose()
+
+
+def at_head() -> bool:
+    """Whether the database's revisions are the migration scripts' heads (False when unsure)."""
+    folder = notes_dir()
+    wanted = heads(folder / "migrations" / "versions")
+    url = site_config(folder).load()["SQLALCHEMY_DATABASE_URI"]
+    return bool(wanted) and database_revisions(url) == wanted
 
 
 def main() -> None:
