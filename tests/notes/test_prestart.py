@@ -88,3 +88,19 @@ def test_scripts_of_an_unusual_shape_mean_the_real_upgrade(tmp_path: Path) -> No
     assert scripts(a=a, x="down_revision = 'a'\n") == set()
     assert scripts(a=a, x="revision = make_id()\ndown_revision = 'a'\n") == set()
     assert scripts(a=a, x="revision = 'x'\n") == set()
+
+
+def test_serving_pages_loads_neither_alembic_nor_openpyxl(tmp_path: Path) -> None:
+    script = ("import sys, notes; app = notes.create_app(); c = app.test_client(); "
+              "print(c.get('/').status_code, c.get('/login').status_code, "
+              "sorted(m for m in ('alembic', 'flask_migrate', 'openpyxl') if m in sys.modules)); "
+              "app.extensions['migrate'].directory; print('alembic' in sys.modules)")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "NOTES_DATA_DIR": str(tmp_path),
+           "NOTES_SECRET_KEY": "k" * 32}
+    made = subprocess.run([sys.executable, "-m", "flask", "--app", "notes", "db", "upgrade"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert made.returncode == 0, made.stderr
+    seen = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True,
+                          text=True, timeout=120, env=env)
+    # Flask-Migrate is set up at the first look at it (flask_migrate.upgrade() and friends)
+    assert seen.stdout.split("\n")[:2] == ["200 200 []", "True"], seen.stderr
