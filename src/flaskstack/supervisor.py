@@ -97,6 +97,7 @@ class Supervisor:
         self.started = time.time()
         self.reloads = 0
         self.stop_metrics: Callable[[], None] | None = None
+        self.checking_static: threading.Thread | None = None
         self.written: Plan | None = None  # the plan the files in the run dir were rendered from
         logs.configure(plan.settings.access_log_format == "json")
 
@@ -163,12 +164,18 @@ class Supervisor:
             runtime.chown(path, self.plan.account)
         runtime.prepare_site(self.plan)
         if self.plan.nginx is not None and self.plan.settings.gzip:
-            # gzip_static would send a .gz copy older than its file
-            static = (m.directory for m in self.plan.nginx.static)
-            if dropped := precompress.drop_stale(static):
-                log(f"removed {dropped} outdated .gz copies of static files "
-                    "(flaskstack precompress makes them again)")
+            # while uWSGI starts: Nginx starts once this is done
+            self.checking_static = threading.Thread(target=self.drop_stale_copies,
+                                                    name="precompress", daemon=True)
+            self.checking_static.start()
         self.run.pid.write_text(f"{os.getpid()}\n")
+
+    def drop_stale_copies(self) -> None:
+        """gzip_static would send a ``.gz`` copy older than its file: remove those."""
+        assert self.plan.nginx is not None
+        if dropped := precompress.drop_stale(m.directory for m in self.plan.nginx.static):
+            log(f"removed {dropped} outdated .gz copies of static files "
+                "(flaskstack precompress makes them again)")
 
     def write_configs(self) -> None:
         if self.written is not self.plan:
@@ -277,6 +284,8 @@ class Supervisor:
     def start_nginx(self) -> Exit | None:
         assert self.plan.nginx is not None
         self.write_configs()  # again if the upstreams are now known (role proxy)
+        if self.checking_static is not None:
+            self.checking_static.join()
         if self.plan.nginx.access_log:
             self.relay_access_log()
         output = self.server_output("nginx")
