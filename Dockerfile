@@ -42,7 +42,7 @@ FROM ${BASE_IMAGE}
 # uWSGI (compiled in the build stage) links libpython3.X, libssl3 and libpcre2-8
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 nginx-light ca-certificates libpcre2-8-0 \
+      python3 nginx-light libnginx-mod-http-brotli-static ca-certificates libpcre2-8-0 \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       "lib$(readlink -f /usr/bin/python3 | xargs basename)" \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*

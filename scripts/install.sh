@@ -35,7 +35,7 @@ apt_install() {
 # Debian's own Python: world-readable, so the unprivileged workers (www-data) can load it.
 python=/usr/bin/python3
 # gcc, python3-dev, libssl-dev, libpcre2-dev: uWSGI compiles at install (scripts/install-uwsgi.sh)
-run_pkgs=(nginx-light ca-certificates python3 python3-dev gcc libc6-dev libssl-dev libpcre2-dev)
+run_pkgs=(nginx-light libnginx-mod-http-brotli-static ca-certificates python3 python3-dev gcc libc6-dev libssl-dev libpcre2-dev)
 command -v npm >/dev/null || run_pkgs+=(npm)
 [ -x "$python" ] && "$python" -c 'import ensurepip, venv' 2>/dev/null || run_pkgs+=(python3-venv)
 test_pkgs=(wrk hyperfine mariadb-server redis-server postgresql chromium fonts-dejavu-core

@@ -283,8 +283,9 @@ def health(live: bool, **options: Any) -> None:
 @setting_options
 @click.argument("directories", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 def precompress(directories: tuple[Path, ...], **options: Any) -> None:
-    """Write a .gz copy beside each text file (CSS, JS, SVG, ...) of DIRECTORIES, by default
-    of every static folder the site and the settings map, for Nginx's gzip_static.
+    """Write .gz and .br copies beside each text file (CSS, JS, SVG, ...) of DIRECTORIES, by
+    default of every static folder the site and the settings map, for Nginx's gzip_static and
+    brotli_static.
 
     Run it after installing or changing static files (the image build does); `serve` removes
     copies whose original changed since.
@@ -297,7 +298,7 @@ def precompress(directories: tuple[Path, ...], **options: Any) -> None:
         written, seen = compressing.precompress(directories)
     except OSError as e:
         fail(f"precompress: {e}", Exit.ERROR)
-    click.echo(f"precompress: {written} .gz copies written, {seen} text files in "
+    click.echo(f"precompress: {written} .gz/.br copies written, {seen} text files in "
                f"{len(directories)} folders")
 
 

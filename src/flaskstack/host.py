@@ -38,6 +38,11 @@ class HostFacts:
     # random for each start: with Nginx's worker pid and connection counter it makes request
     # ids unique across restarts and machines, without a random number per request
     instance: str = "0"
+    # Nginx's brotli_static module (Debian: libnginx-mod-http-brotli-static), when installed
+    brotli_static: str | None = None
+
+
+BROTLI_STATIC = Path("/usr/lib/nginx/modules/ngx_http_brotli_static_module.so")
 
 
 def somaxconn() -> int:
@@ -67,4 +72,5 @@ def gather(user: str) -> HostFacts:
         root=root,
         account=account(user) if root else None,
         instance=secrets.token_hex(4),
+        brotli_static=str(BROTLI_STATIC) if BROTLI_STATIC.is_file() else None,
     )

@@ -108,6 +108,7 @@ class NginxPlan:
     access_log: bool
     access_log_buffer: int  # bytes; at most PIPE_BUF, so a write to the FIFO is atomic
     cache: CachePlan | None  # None: no response cache
+    brotli_static: str | None  # the module to load: static files' .br copies are sent
     static_cache_control: str  # a static file's URL without a query string
     static_versioned_cache_control: str  # with one (?v=hash): its content never changes
 
@@ -299,6 +300,7 @@ def make(
             access_log=s.access_log,
             access_log_buffer=PIPE_BUF,
             cache=cache_plan(s, run),
+            brotli_static=facts.brotli_static if s.gzip else None,
             static_cache_control=f"public, max-age={s.static_max_age}, must-revalidate",
             static_versioned_cache_control=f"public, max-age={YEAR}, immutable",
         )

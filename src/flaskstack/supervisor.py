@@ -174,7 +174,7 @@ class Supervisor:
         """gzip_static would send a ``.gz`` copy older than its file: remove those."""
         assert self.plan.nginx is not None
         if dropped := precompress.drop_stale(m.directory for m in self.plan.nginx.static):
-            log(f"removed {dropped} outdated .gz copies of static files "
+            log(f"removed {dropped} outdated .gz/.br copies of static files "
                 "(flaskstack precompress makes them again)")
 
     def write_configs(self) -> None:

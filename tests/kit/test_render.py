@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -180,3 +181,15 @@ def test_preloaded_libraries_come_from_the_site_unless_the_setting_says_otherwis
 
 def directive_ini(ini: str, name: str) -> list[str]:
     return re.findall(rf"^{name} = (.+)$", ini, re.MULTILINE)
+
+
+def test_brotli_copies_are_sent_only_when_nginx_has_the_module() -> None:
+    module = "/usr/lib/nginx/modules/ngx_http_brotli_static_module.so"
+    with_module = dataclasses.replace(FACTS, brotli_static=module)
+    nginx = render.render(make(with_module, static="/s/=/srv/static"))["nginx.conf"]
+    assert nginx.startswith("# Rendered") and f"\nload_module {module};\n" in nginx
+    assert directive(nginx, "brotli_static") == directive(nginx, "gzip_static") != []
+    for conf in (render.render(make(static="/s/=/srv/static"))["nginx.conf"],
+                 render.render(make(with_module, static="/s/=/srv/static",
+                                    gzip="off"))["nginx.conf"]):
+        assert "brotli" not in conf and "load_module" not in conf

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import brotli
 import pytest
 import requests
 
@@ -62,16 +63,22 @@ def test_precompressed_copies_are_sent_as_they_are_and_never_outdated(make_stack
         capture_output=True, text=True, timeout=60, env=stack.env,
     )
     assert made.returncode == 0, made.stderr
-    assert "1 .gz copies written" in made.stdout  # style.css; the PNG is left alone
-    copy = assets / "style.css.gz"
+    assert "2 .gz/.br copies written" in made.stdout  # style.css; the PNG is left alone
+    copy, br = assets / "style.css.gz", assets / "style.css.br"
     assert gzip.decompress(copy.read_bytes()).decode() == CSS
-    assert not (assets / "logo.png.gz").exists()
+    assert brotli.decompress(br.read_bytes()).decode() == CSS
+    assert not (assets / "logo.png.gz").exists() and not (assets / "logo.png.br").exists()
     stack.start()
     r = requests.get(f"{stack.url}/assets/style.css", timeout=10, stream=True,
                      headers={"Accept-Encoding": "gzip"})
     assert r.headers["Content-Encoding"] == "gzip"
     assert r.raw.read() == copy.read_bytes()  # the copy itself, not compressed again
     assert r.headers["Cache-Control"] == "public, max-age=60, must-revalidate"
+    # Brotli to browsers that take it (Nginx's brotli_static module: installed by the scripts)
+    r = requests.get(f"{stack.url}/assets/style.css", timeout=10, stream=True,
+                     headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert r.headers["Content-Encoding"] == "br" and r.raw.read() == br.read_bytes()
+    assert r.headers["Vary"] == "Accept-Encoding"
     plain = requests.get(f"{stack.url}/assets/style.css", timeout=10,
                          headers={"Accept-Encoding": "identity"})
     assert plain.text == CSS and "Content-Encoding" not in plain.headers
@@ -82,8 +89,8 @@ def test_precompressed_copies_are_sent_as_they_are_and_never_outdated(make_stack
     stack.stdout.clear()
     stack.stderr.clear()
     stack.start()
-    assert "removed 1 outdated .gz copies" in stack.output()
-    assert not copy.exists()
+    assert "removed 2 outdated .gz/.br copies" in stack.output()
+    assert not copy.exists() and not br.exists()
     r = requests.get(f"{stack.url}/assets/style.css", timeout=10)
     assert r.text == "body { color: red; }\n" * 50
 
@@ -94,12 +101,13 @@ def test_precompress_is_atomic_idempotent_and_skips_what_does_not_shrink(tmp_pat
     (tmp_path / "random.svg").write_bytes(os.urandom(5000))  # incompressible
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.css").write_text("p { margin: 0 }\n" * 100)
-    assert precompress.precompress([tmp_path]) == (2, 4)
+    assert precompress.precompress([tmp_path]) == (4, 4)
     assert precompress.precompress([tmp_path]) == (0, 4)  # up to date: nothing rewritten
     assert sorted(p.name for p in tmp_path.rglob("*.gz")) == ["a.js.gz", "b.css.gz"]
+    assert sorted(p.name for p in tmp_path.rglob("*.br")) == ["a.js.br", "b.css.br"]
     assert not list(tmp_path.rglob("*.tmp"))
     (tmp_path / "a.js").unlink()
-    assert precompress.drop_stale([tmp_path]) == 1  # its original is gone
+    assert precompress.drop_stale([tmp_path]) == 2  # its original is gone
     assert precompress.drop_stale([tmp_path]) == 0
 
 

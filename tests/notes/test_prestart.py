@@ -59,6 +59,7 @@ def test_when_the_quick_look_fails_the_real_upgrade_reports_the_problem(tmp_path
 def test_the_heads_read_from_the_scripts_are_alembics_own() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+
     from notes_prestart import heads, notes_dir
 
     config = Config()
