@@ -319,7 +319,7 @@ class Report:
     starts: list[tuple[str, float]]  # seconds, median
 
 
-GZIP = {"Accept-Encoding": "gzip"}
+BROWSER = {"Accept-Encoding": "gzip, deflate, br"}  # what browsers send
 
 
 def run(duration: int, rounds: int, burst_seconds: int) -> Report:
@@ -347,16 +347,16 @@ def run(duration: int, rounds: int, burst_seconds: int) -> Report:
                     stack.start()
                     servers.callback(stack.stop)
                 note, cookies = notes_setup(stacks["notes"])
-                signed = {**GZIP, "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+                signed = {**BROWSER, "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
                 on, off = stacks["notes"].url, stacks["notes-nocache"].url
                 report.targets = [
                     Target("nginx alone: return 200 (the ceiling)", ceiling),
                     Target("static file /static/style.css (notes)", on + "/static/style.css",
-                           GZIP),
-                    Target("home / anonymous, cache on", on + "/", GZIP),
-                    Target("home / anonymous, cache off", off + "/", GZIP),
-                    Target("note page anonymous, cache on", on + note, GZIP),
-                    Target("note page anonymous, cache off", off + note, GZIP),
+                           BROWSER),
+                    Target("home / anonymous, cache on", on + "/", BROWSER),
+                    Target("home / anonymous, cache off", off + "/", BROWSER),
+                    Target("note page anonymous, cache on", on + note, BROWSER),
+                    Target("note page anonymous, cache off", off + note, BROWSER),
                     Target("note page signed in (cache on)", on + note, signed),
                     Target("hello app through flaskstack", stacks["hello"].url + "/"),
                     Target("hello app, the original configuration", orig),
@@ -374,7 +374,7 @@ def run(duration: int, rounds: int, burst_seconds: int) -> Report:
                                        ("hello app through flaskstack",
                                         stacks["hello"].url + "/"),
                                        ("hello app, the original configuration", orig)):
-                        report.bursts.append((label, wrk(url, 1024, burst_seconds, GZIP)))
+                        report.bursts.append((label, wrk(url, 1024, burst_seconds, BROWSER)))
             report.memory, report.starts = idle_and_start(stacks["notes"], stacks["hello"],
                                                           rounds)
         finally:
