@@ -1,13 +1,14 @@
 """The image's start: ``podman run`` (or ``podman start``) to the first 200 on ``/``, split.
 
-    .venv/bin/python -m bench.image_start [--rounds 3] [--image TAG]
+    .venv/bin/python -m bench.image_start [--rounds 3] [--image TAG [--image TAG2 ...]]
 
 Builds the image as the tests do (``scripts/container-base.sh``, ``flaskstack image build`` with
 the base made by debootstrap, the CA secret, runc via a private containers.conf), unless
-``--image`` names one already built. Each round, in turn: a container on a new data volume (the
-migrations run), ``podman start`` of that container once stopped, a new container on the same
-(migrated) volume, then natively ``flaskstack serve`` with a new and with a migrated database.
-Every figure is the median of the rounds (so a row's parts need not add up to its total).
+``--image`` names images already built (several are compared in one run). Each round, for each
+image in turn: a container on a new data volume (the prestart makes its database), ``podman
+start`` of that container once stopped, a new container on the same (migrated) volume; then
+natively ``flaskstack serve`` with a new and with a migrated database. Every figure is the median
+of the rounds (so a row's parts need not add up to its total).
 
 The split reads what the container's processes leave behind, from the host (hence root): the
 start times of uWSGI's master, its first worker and Nginx's master (``/proc``), and the files the
@@ -243,36 +244,41 @@ def native(row: Row, tmp: Path, data: Path) -> None:
         stack.stop()
 
 
-def run(rounds: int, image: str | None) -> tuple[list[Row], str]:
-    """The rows, and podman's version."""
-    rows = [Row(name) for name in (
-        "podman run, new volume (migrations run)", "podman start of that container, stopped",
-        "podman run, migrated volume", "flaskstack serve, new database (native)",
-        "flaskstack serve, migrated database (native)")]
+def run(rounds: int, images: list[str]) -> tuple[list[Row], str]:
+    """The rows (each image's, then native), and podman's version."""
+    kinds = ("podman run, new volume", "podman start of that container, stopped",
+             "podman run, migrated volume")
+    rows = {(image, kind): Row(f"{kind} ({image})" if len(images) > 1 else kind)
+            for image in images or [TAG] for kind in kinds}
+    rows |= {("", kind): Row(kind) for kind in ("flaskstack serve, new database (native)",
+                                                 "flaskstack serve, migrated database (native)")}
     with tempfile.TemporaryDirectory(prefix="flaskstack-bench-") as name:
         tmp = Path(name)
         tmp.chmod(0o755)
         env = engine_env(tmp)
-        if image is None:
-            image = TAG
-            build(env, image)
-        engine = Podman(env, image)
+        if not images:
+            images = [TAG]
+            build(env, TAG)
         version = podman(env, "version", "--format", "{{.Client.Version}}").stdout.strip()
+        engines = [Podman(env, image) for image in images]
         try:
             for turn in range(rounds):
                 print(f"bench: round {turn + 1} of {rounds}", file=sys.stderr, flush=True)
-                volume = engine.volume()
-                fresh, port = engine.run(rows[0], volume)
-                podman(env, "stop", "-t", "20", fresh)
-                engine.measure(rows[1], fresh, port, "start", fresh)
-                podman(env, "rm", "-f", "-t", "0", fresh)
-                podman(env, "rm", "-f", "-t", "0", engine.run(rows[2], volume)[0])
+                for engine in engines:  # interleaved: each image in turn, then native
+                    new, started, again = (rows[engine.image, kind] for kind in kinds)
+                    volume = engine.volume()
+                    fresh, port = engine.run(new, volume)
+                    podman(env, "stop", "-t", "20", fresh)
+                    engine.measure(started, fresh, port, "start", fresh)
+                    podman(env, "rm", "-f", "-t", "0", fresh)
+                    podman(env, "rm", "-f", "-t", "0", engine.run(again, volume)[0])
                 data = tmp / f"data-{turn}"
-                native(rows[3], tmp, data)
-                native(rows[4], tmp, data)
+                native(rows["", "flaskstack serve, new database (native)"], tmp, data)
+                native(rows["", "flaskstack serve, migrated database (native)"], tmp, data)
         finally:
-            engine.cleanup()
-    return rows, version
+            for engine in engines:
+                engine.cleanup()
+    return list(rows.values()), version
 
 
 def table(rows: list[Row], rounds: int) -> str:
@@ -291,14 +297,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=positive(int), default=3,
                         help="rounds over every kind of start; each figure is their median")
-    parser.add_argument("--image", help="an image already built (default: build "
-                        f"{TAG} as the tests do)")
+    parser.add_argument("--image", action="append", default=[],
+                        help="an image already built; repeat to compare images in one run "
+                        f"(default: build {TAG} as the tests do)")
     args = parser.parse_args()
     if not shutil.which("podman"):
         sys.exit("bench: podman is not installed (bash scripts/install.sh test)")
     if os.geteuid() != 0:
         sys.exit("bench: run as root (podman here, and the split reads the containers' /proc)")
-    rows, version = run(int(args.rounds), args.image)
+    rows, version = run(int(args.rounds), list(args.image))
     print(f"{time.strftime('%Y-%m-%d')} · {machine()} · podman {version} (runc) · "
           f"{int(args.rounds)} rounds, interleaved")
     print(table(rows, int(args.rounds)))
