@@ -36,6 +36,12 @@ RUN /opt/flaskstack/bin/python -m compileall -q -j 0 --invalidation-mode uncheck
       /opt/flaskstack/lib
 # Precompressed .gz copies of the static files (the site's and Flask-Admin's) for gzip_static.
 RUN /opt/flaskstack/bin/flaskstack precompress
+# An empty notes database at the latest migration, made by the real upgrade: the prestart copies
+# it onto a new data volume instead of importing the whole site to migrate an empty database.
+RUN NOTES_DATA_DIR=/tmp/empty /opt/flaskstack/bin/python -m flask --app notes db upgrade \
+ && /opt/flaskstack/bin/python -c "import notes_prestart, pathlib; \
+      notes_prestart.save_template(pathlib.Path('/tmp/empty/notes.db'))" \
+ && rm -rf /tmp/empty
 
 # ---- runtime: Python, Nginx, the venv; nothing else ----------------------------------------
 FROM ${BASE_IMAGE}

@@ -25,6 +25,8 @@ def test_notes_site_serves_stops_cleanly_and_keeps_data(built_image, containers)
     port, volume = free_port(), containers.volume()
     name = containers.run(built_image, "-p", f"127.0.0.1:{port}:85", "-v", f"{volume}:/web/data")
     containers.wait_healthy(name)
+    # a new volume: the database is the image's empty one, migrated when the image was built
+    assert "copied from the image's empty one at the latest migration" in containers.logs(name)
     url = f"http://127.0.0.1:{port}"
     home = requests.get(url, timeout=10)
     # a new site: the home page says how to make its administrator
@@ -50,6 +52,7 @@ def test_notes_site_serves_stops_cleanly_and_keeps_data(built_image, containers)
     podman(containers.env, "start", name)
     containers.wait_healthy(name)
     assert "Kept across restarts" in requests.get(url, timeout=10).text
+    assert "the database is at the latest migration" in containers.logs(name)
 
 
 def test_settings_from_the_environment(built_image, containers) -> None:

@@ -3,13 +3,19 @@ a quick no-op without importing the site when it is at the latest migration."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import notes_prestart
+
 CHECK = ("import sys, notes_prestart; notes_prestart.main(); "
-         "print('site imported:', 'notes' in sys.modules)")
+         "print('site imported:', 'notes' in sys.modules, "
+         "'sqlalchemy imported:', 'sqlalchemy' in sys.modules)")
 
 
 def prestart(data: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -37,7 +43,8 @@ def test_a_database_behind_is_migrated_then_later_starts_skip_the_upgrade(
     assert again.returncode == 0, again.stderr
     assert "the database is at the latest migration" in again.stderr
     assert "Running upgrade" not in again.stderr
-    assert again.stdout.strip() == "site imported: False"
+    # SQLite: the quick look needs only the standard library
+    assert again.stdout.strip() == "site imported: False sqlalchemy imported: False"
     with sqlite3.connect(tmp_path / "notes.db") as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == head
 
@@ -105,3 +112,103 @@ def test_serving_pages_loads_neither_alembic_nor_openpyxl(tmp_path: Path) -> Non
                           text=True, timeout=120, env=env)
     # Flask-Migrate is set up at the first look at it (flask_migrate.upgrade() and friends)
     assert seen.stdout.split("\n")[:2] == ["200 200 []", "True"], seen.stderr
+
+
+def test_a_damaged_database_file_is_left_to_the_real_upgrade(tmp_path: Path) -> None:
+    damaged = b"this is not an SQLite database" * 100
+    (tmp_path / "notes.db").write_bytes(damaged)
+    bad = prestart(tmp_path)
+    assert bad.returncode != 0
+    assert "checking the migrations quickly failed" in bad.stderr
+    assert "file is not a database" in bad.stderr
+    assert (tmp_path / "notes.db").read_bytes() == damaged
+
+
+def test_each_database_is_migrated_once_then_found_at_head(db_url: str, tmp_path: Path) -> None:
+    made = prestart(tmp_path / "data", NOTES_DATABASE_URL=db_url)
+    assert made.returncode == 0, made.stderr
+    assert "Running upgrade  -> 0001" in made.stderr
+    again = prestart(tmp_path / "data", NOTES_DATABASE_URL=db_url)
+    assert again.returncode == 0, again.stderr
+    assert "the database is at the latest migration" in again.stderr
+    assert "Running upgrade" not in again.stderr
+
+
+# -- the image's empty database ------------------------------------------------------------------
+
+
+def empty_database(folder: Path, revision: str | None = None) -> Path:
+    """An empty database made by the real upgrade (at ``revision``, else the latest), kept as
+    the image's build keeps it."""
+    made = subprocess.run([sys.executable, "-m", "flask", "--app", "notes", "db", "upgrade",
+                           *([revision] if revision else [])], capture_output=True, text=True,
+                          timeout=120, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                                            "NOTES_DATA_DIR": str(folder),
+                                            "NOTES_SECRET_KEY": "k" * 32})
+    assert made.returncode == 0, made.stderr
+    kept = folder / "template" / "empty.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(notes_prestart, "template", lambda: kept)
+        notes_prestart.save_template(folder / "notes.db")
+    return kept
+
+
+def tables(path: Path) -> list[tuple[str, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return sorted(db.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+
+
+def test_a_new_database_is_a_copy_of_the_images_empty_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    template = empty_database(tmp_path / "image")
+    # no WAL: read where the workers cannot write (the image's /opt), without a -shm file
+    with contextlib.closing(sqlite3.connect(template)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    monkeypatch.setattr(notes_prestart, "template", lambda: template)
+    monkeypatch.setenv("NOTES_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    new = tmp_path / "data" / "notes.db"
+    assert notes_prestart.from_template()
+    assert sorted(p.name for p in new.parent.iterdir()) == ["notes.db"]  # no partial copy left
+    assert tables(new) == tables(template)
+    assert notes_prestart.database_revisions(f"sqlite:///{new}") == notes_prestart.heads(
+        notes_prestart.notes_dir() / "migrations" / "versions")
+    # a database that is there is never replaced
+    new.write_bytes(b"someone's data")
+    assert not notes_prestart.from_template()
+    assert new.read_bytes() == b"someone's data"
+
+
+def test_a_template_behind_the_scripts_or_another_database_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    template = empty_database(tmp_path / "image", "0001")
+    monkeypatch.setattr(notes_prestart, "template", lambda: template)
+    monkeypatch.setenv("NOTES_DATA_DIR", str(tmp_path))
+    assert not notes_prestart.from_template()
+    assert not (tmp_path / "notes.db").exists()
+    monkeypatch.setattr(notes_prestart, "template", lambda: tmp_path / "none.db")
+    assert not notes_prestart.from_template()
+    monkeypatch.setattr(notes_prestart, "template", lambda: empty_database(tmp_path / "new"))
+    monkeypatch.setenv("NOTES_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert not notes_prestart.from_template()
+
+
+COPY = """
+import sys, pathlib, notes_prestart
+notes_prestart.template = lambda: pathlib.Path(sys.argv[1])
+print(notes_prestart.from_template())
+"""
+
+
+def test_replicas_copying_at_once_make_one_database(tmp_path: Path) -> None:
+    template = empty_database(tmp_path / "image")
+    (tmp_path / "data").mkdir()
+    new = tmp_path / "data" / "notes.db"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "NOTES_DATA_DIR": str(tmp_path / "data")}
+    racers = [subprocess.Popen([sys.executable, "-c", COPY, str(template)], env=env,
+                               stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    said = [racer.communicate(timeout=60)[0].strip() for racer in racers]
+    assert said.count("True") == 1 and said.count("False") == 5, said
+    assert sorted(p.name for p in new.parent.iterdir()) == ["notes.db"]
+    assert tables(new) == tables(template)

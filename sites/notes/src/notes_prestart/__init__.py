@@ -6,7 +6,8 @@ there is nothing to migrate is most of a restart's time. This package lives besi
 notes' own settings module (loaded by path: it only needs the standard library), compares the
 database's Alembic revision with the migration scripts' heads, and runs the real upgrade (which
 takes a database lock against concurrent replicas) only when they differ or when anything about
-the quick look fails.
+the quick look fails. In the image, a new SQLite database is a copy of the empty one its build
+migrated (see :func:`from_template`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import os
 import re
 import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 
 
 def notes_dir() -> Path:
@@ -92,11 +95,88 @@ def at_head() -> bool:
     return bool(wanted) and database_revisions(url) == wanted
 
 
+def template() -> Path:
+    """An empty database at the latest migration that the image's build made with the real
+    upgrade (``sys.prefix``: the image's venv; elsewhere there is none)."""
+    return Path(sys.prefix) / "share" / "notes" / "empty.db"
+
+
+def save_template(database: Path) -> None:
+    """Keep a copy of ``database`` (new, just upgraded) as :func:`template` (the image's build
+    calls this). In rollback-journal mode: a WAL database cannot be read where the workers cannot
+    write (its -shm file); the site turns WAL on again as it connects."""
+    target = template()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro",
+                                            uri=True)) as source, \
+            contextlib.closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
+
+
+def from_template() -> bool:
+    """Make a new SQLite database a copy of :func:`template` when there is one at the scripts'
+    heads (False: nothing done). Importing the whole site to migrate an empty database was most
+    of a new container's start. The copy is linked into place, so a database another replica made
+    meanwhile is never replaced."""
+    source = template()
+    if not source.is_file():
+        return False
+    folder = notes_dir()
+    url = site_config(folder).load()["SQLALCHEMY_DATABASE_URI"]
+    if not url.startswith("sqlite:///") or "?" in url:
+        return False
+    path = Path(url.removeprefix("sqlite:///"))
+    wanted = heads(folder / "migrations" / "versions")
+    if (not wanted or path.exists()
+            or database_revisions(f"sqlite:///{source.absolute()}") != wanted):
+        return False
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    partial = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(source.read_bytes())
+            out.flush()
+            os.fsync(out.fileno())
+        partial.chmod(0o644)  # as SQLite makes a new file (mkstemp's is 0600)
+        os.link(partial, path)
+    except FileExistsError:
+        return False  # another replica made it: the real upgrade takes its lock and looks
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
+
+
+def upgrade() -> NoReturn:
+    """``flask --app notes db upgrade``, in this process; its errors end it as they would the
+    command. On success the process ends without Python's own teardown of the whole site's
+    modules, which took 0.3 to 0.5 s of a new container's start (measured in the image)."""
+    import logging
+
+    from flask_migrate import upgrade as migrate
+
+    from notes import create_app
+    from notes.extensions import db
+
+    app = create_app()
+    with app.app_context():
+        migrate()
+        db.engine.dispose()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main() -> None:
     try:
         if at_head():
             print("notes: the database is at the latest migration", file=sys.stderr)
             return
+        if from_template():
+            print("notes: a new database, copied from the image's empty one at the latest "
+                  "migration", file=sys.stderr)
+            return
     except Exception as e:  # any doubt means: run the real upgrade
         print(f"notes: checking the migrations quickly failed ({e}); upgrading", file=sys.stderr)
-    os.execv(sys.executable, [sys.executable, "-m", "flask", "--app", "notes", "db", "upgrade"])
+    upgrade()
