@@ -3,6 +3,7 @@ pages (write, edit, upload)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -29,7 +30,8 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import joinedload, lazyload
 from wtforms import BooleanField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length
 
@@ -48,6 +50,7 @@ from .services import (
     save_note,
     search,
     update_note,
+    with_tags,
 )
 
 bp = Blueprint("views", __name__)
@@ -77,14 +80,26 @@ def paginate(stmt: Select[Any]) -> Pagination:
     if not PAGE.fullmatch(raw):
         abort(404)
     page = db.paginate(stmt, page=int(raw), per_page=current_app.config["NOTES_PER_PAGE"],
-                       error_out=False)
+                       error_out=False, count=False)
+    if not page.items and page.page > 1:
+        abort(404)
+    if len(page.items) < page.per_page:  # the last page: its items tell the total
+        page.total = (page.page - 1) * page.per_page + len(page.items)
+    else:
+        counted = stmt.options(lazyload("*")).order_by(None).subquery()
+        page.total = db.session.scalar(select(func.count()).select_from(counted)) or 0
     if page.page > max(page.pages, 1):
         abort(404)
+    with_tags(page.items)
     return page
 
 
+@functools.cache
 def published() -> Select[tuple[Note]]:
-    return (select(Note).where(Note.published.is_(True))
+    """Published notes, newest first, with their authors (the byline) in the same query and
+    their tags loaded by :func:`~notes.services.with_tags` (built once: see services)."""
+    return (select(Note).options(joinedload(Note.author), lazyload(Note.tags))
+            .where(Note.published.is_(True))
             .order_by(Note.published_at.desc(), Note.id.desc()))
 
 
@@ -140,7 +155,7 @@ FEED_SIZE = 20
 @bp.route("/feed.xml")
 def feed() -> ResponseReturnValue:
     """Atom: the latest published notes, with their tags as categories."""
-    notes: list[Note] = list(db.session.scalars(published().limit(FEED_SIZE)))
+    notes = with_tags(list(db.session.scalars(published().limit(FEED_SIZE))))
     updated = max((n.updated_at for n in notes), default=None)
     xml = render_template("feed.xml", notes=notes, updated=updated)
     return current_app.response_class(xml, mimetype="application/atom+xml")
