@@ -18,7 +18,7 @@ import nh3
 from markupsafe import Markup, escape
 from sqlalchemy import ColumnElement, Select, and_, bindparam, inspect, select, true
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, lazyload
+from sqlalchemy.orm import defer, joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
@@ -180,10 +180,15 @@ def taken_slugs() -> set[str]:
 # Pages that show notes run the same few statements on every request. Each is built once:
 # building a statement and its cache key costs SQLAlchemy about as much as running it.
 
+# How pages load the notes they show: the author (the byline) joined in the same query, the
+# tags by :func:`with_tags`, and not the folded search text (as long as the note: only
+# searched, never shown).
+SHOWN = (joinedload(Note.author), lazyload(Note.tags), defer(Note.search_text))
+
+
 @functools.cache
 def _note_at() -> Select[tuple[Note]]:
-    return (select(Note).options(joinedload(Note.author), lazyload(Note.tags))
-            .where(Note.slug == bindparam("slug")))
+    return (select(Note).options(*SHOWN).where(Note.slug == bindparam("slug")))
 
 
 @functools.cache

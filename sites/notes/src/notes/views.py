@@ -31,7 +31,7 @@ from flask_login import current_user, login_required
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import joinedload, lazyload
+from sqlalchemy.orm import lazyload
 from wtforms import BooleanField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length
 
@@ -41,6 +41,7 @@ from .extensions import db
 from .models import Note, Tag, User
 from .services import (
     BODY_MAX,
+    SHOWN,
     TITLE_MAX,
     create_note,
     editor_config,
@@ -96,10 +97,9 @@ def paginate(stmt: Select[Any]) -> Pagination:
 
 @functools.cache
 def published() -> Select[tuple[Note]]:
-    """Published notes, newest first, with their authors (the byline) in the same query and
-    their tags loaded by :func:`~notes.services.with_tags` (built once: see services)."""
-    return (select(Note).options(joinedload(Note.author), lazyload(Note.tags))
-            .where(Note.published.is_(True))
+    """Published notes, newest first, loaded as pages show them (built once: see
+    :data:`~notes.services.SHOWN`)."""
+    return (select(Note).options(*SHOWN).where(Note.published.is_(True))
             .order_by(Note.published_at.desc(), Note.id.desc()))
 
 
@@ -122,7 +122,9 @@ def note(slug: str) -> ResponseReturnValue:
         abort(404)
     if moved:  # retitled: the old address keeps working, and says where the note is now
         return redirect(url_for("views.note", slug=found.slug), 301)
-    return render_template("note.html", note=found, image=_first_image(found.body))
+    return render_template("note.html", note=found, image=_first_image(found.body),
+                           url=absolute("views.note", slug=found.slug),
+                           description=describe(found.body_text) or found.title)
 
 
 def _first_image(body: str) -> str | None:
@@ -328,6 +330,17 @@ def absolute(endpoint: str, **values: Any) -> str:
     return url_for(endpoint, _external=True, **values)
 
 
+@functools.lru_cache(maxsize=256)
+def _link(script_root: str, endpoint: str, filename: str | None) -> str:
+    return url_for(endpoint, filename=filename) if filename else url_for(endpoint)
+
+
+def link(endpoint: str, filename: str | None = None) -> str:
+    """``url_for`` for the addresses every page carries (home, feed, sign-in, static files),
+    built once per script root: werkzeug's URL building was a good part of rendering a page."""
+    return _link(request.script_root, endpoint, filename)
+
+
 def isotime(value: datetime | None) -> str:
     """RFC 3339 in UTC, for feeds and sitemaps."""
     return "" if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -355,3 +368,4 @@ def init_app(app: Flask) -> None:
     app.add_template_global(highlight)
     app.add_template_global(editor_config)
     app.add_template_global(absolute)
+    app.add_template_global(link)
