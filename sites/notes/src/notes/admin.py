@@ -162,7 +162,7 @@ class NoteView(SecureModelView):
     def on_form_prefill(self, form: Any, id: Any) -> None:
         note = db.session.get(Note, int(id))
         if note is not None:
-            form.tag_list.data = ", ".join(t.name for t in note.tags)
+            form.tag_list.data = ", ".join(note.tag_names)
 
     def on_model_change(self, form: Any, model: Note, is_created: bool) -> None:
         model.title = (model.title or "").strip()

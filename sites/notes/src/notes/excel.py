@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .admin import AdminOnly
 from .extensions import db
-from .models import Note, Tag, User, fold, note_tags, plain_text, utcnow
+from .models import Note, Tag, User, fold, join_tags, note_tags, plain_text, utcnow
 from .services import (
     BODY_MAX,
     TITLE_MAX,
@@ -442,14 +442,13 @@ def _choose_slugs(inserts: list[dict[str, Any]], fresh: bool = False) -> None:
 
 
 def _tag_names(note_ids: list[int]) -> dict[int, list[str]]:
-    """The tag names of these notes, in the order a note lists them (by name)."""
+    """The tag names of these notes, in the order a note lists them (its tags text)."""
     found: dict[int, list[str]] = {}
     for start in range(0, len(note_ids), BATCH):
-        stmt = (select(note_tags.c.note_id, Tag.name).join(Tag, Tag.id == note_tags.c.tag_id)
-                .where(note_tags.c.note_id.in_(note_ids[start:start + BATCH]))
-                .order_by(Tag.name))
-        for note_id, name in db.session.execute(stmt):
-            found.setdefault(note_id, []).append(name)
+        stmt = select(Note.id, Note.tags_text).where(Note.id.in_(note_ids[start:start + BATCH]))
+        for note_id, names in db.session.execute(stmt):
+            if names:
+                found[note_id] = names.split("\n")
     return found
 
 
@@ -477,6 +476,10 @@ def _write_tags(todo: Plan) -> None:
     links = {(note_id, known[fold(n)].id) for note_id, names in wanted.items() for n in names}
     if links:
         db.session.execute(insert(note_tags), [{"note_id": n, "tag_id": t} for n, t in links])
+    # what the ORM's flush would have kept (models._keep_tags_text): the names pages show
+    db.session.execute(update(Note), [
+        {"id": note_id, "tags_text": join_tags(known[fold(n)].name for n in names)}
+        for note_id, names in wanted.items()])
 
 
 # -- import: write ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import hashlib
 import html
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,10 +22,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .extensions import db
 
@@ -147,6 +149,10 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
     )
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the names of its tags as pages show them (see join_tags), written whenever the tags
+    # change: showing a note, or a page of them, needs no query for their tags
+    tags_text: Mapped[str] = mapped_column(Text, nullable=False, default="",
+                                           server_default=text("''"))
 
     author: Mapped[User] = relationship(back_populates="notes")
     tags: Mapped[list[Tag]] = relationship(secondary=note_tags, order_by=Tag.name, lazy="selectin")
@@ -159,7 +165,7 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
 
     @property
     def tag_names(self) -> list[str]:
-        return [t.name for t in self.tags]
+        return self.tags_text.split("\n") if self.tags_text else []
 
 
 class OldSlug(db.Model):  # type: ignore[name-defined,misc]
@@ -187,6 +193,22 @@ def _keep_body_text(target: Note, value: str, _old: Any, _initiator: Any) -> Non
 @event.listens_for(Note.title, "set")
 def _keep_search_text(target: Note, value: str, _old: Any, _initiator: Any) -> None:
     target.search_text = fold(f"{value or ''}\n{target.body_text or ''}")
+
+
+def join_tags(names: Iterable[str]) -> str:
+    """:attr:`Note.tags_text`: the names sorted by code point (the same order on every
+    database), one per line (a tag's name has no line break: see services.parse_tags)."""
+    return "\n".join(sorted(set(names)))
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_tags_text(session: Session, _context: Any, _instances: Any) -> None:
+    """Whoever changes a note's tags through the ORM (pages, admin, API), its tags
+    text follows in the same flush. (The Excel import, which writes links in bulk, writes it
+    too.)"""
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Note) and inspect(obj).attrs.tags.history.has_changes():
+            obj.tags_text = join_tags(t.name for t in obj.tags)
 
 
 class ApiToken(db.Model):  # type: ignore[name-defined,misc]

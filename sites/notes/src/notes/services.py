@@ -9,7 +9,7 @@ import functools
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +19,9 @@ from markupsafe import Markup, escape
 from sqlalchemy import ColumnElement, Select, and_, bindparam, inspect, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
-from .models import ApiToken, Note, OldSlug, Tag, User, fold, note_tags, utcnow
+from .models import ApiToken, Note, OldSlug, Tag, User, fold, utcnow
 
 
 @dataclass(frozen=True)
@@ -180,49 +179,27 @@ def taken_slugs() -> set[str]:
 # Pages that show notes run the same few statements on every request. Each is built once:
 # building a statement and its cache key costs SQLAlchemy about as much as running it.
 
-# How pages load the notes they show: the author (the byline) joined in the same query, the
-# tags by :func:`with_tags`, and not the folded search text (as long as the note: only
-# searched, never shown).
+# How pages load the notes they show: the author (the byline) joined in the same query, not
+# the tags (their names are in Note.tags_text) nor the folded search text (as long as the
+# note: only searched, never shown).
 SHOWN = (joinedload(Note.author), lazyload(Note.tags), defer(Note.search_text))
 
 
 @functools.cache
-def _note_at() -> Select[tuple[Note]]:
-    return (select(Note).options(*SHOWN).where(Note.slug == bindparam("slug")))
+def _note_at() -> Select[Note]:
+    return select(Note).options(*SHOWN).where(Note.slug == bindparam("slug"))
 
 
 @functools.cache
-def _old_slug() -> Select[tuple[OldSlug]]:
+def _old_slug() -> Select[OldSlug]:
     return select(OldSlug).where(OldSlug.slug == bindparam("slug"))
 
 
-@functools.cache
-def _tags_of() -> Select[tuple[int, Tag]]:
-    return (select(note_tags.c.note_id, Tag).join(Tag, Tag.id == note_tags.c.tag_id)
-            .where(note_tags.c.note_id.in_(bindparam("ids", expanding=True)))
-            .order_by(Tag.name))
-
-
-def with_tags(notes: Sequence[Note]) -> Sequence[Note]:
-    """Load the tags of ``notes`` in one query, as ``lazy="selectin"`` would, for statements
-    that chose ``lazyload(Note.tags)``: the ORM's own loader costs several times more per
-    request. Notes whose tags are loaded already (perhaps changed) are left alone."""
-    todo = {n.id: n for n in notes if "tags" in inspect(n).unloaded}
-    if todo:
-        found: dict[int, list[Tag]] = {note_id: [] for note_id in todo}
-        for note_id, tag in db.session.execute(_tags_of(), {"ids": list(todo)}):
-            found[note_id].append(tag)
-        for note_id, note in todo.items():
-            set_committed_value(note, "tags", found[note_id])
-    return notes
-
-
 def find_note(slug: str) -> tuple[Note | None, bool]:
-    """The note at ``slug`` (with its author and tags) and whether ``slug`` is one of its old
-    slugs (answer a redirect)."""
+    """The note at ``slug`` (with its author) and whether ``slug`` is one of its old slugs
+    (answer a redirect)."""
     note = db.session.scalar(_note_at(), {"slug": slug})
     if note is not None and note.slug == slug:  # exact, whatever the collation
-        with_tags([note])
         return note, False
     old = db.session.scalar(_old_slug(), {"slug": slug})
     if old is not None and old.slug == slug:
@@ -365,7 +342,7 @@ def notes_query(
 
     Only published notes and ``viewer``'s own, unless ``everything`` (admins' export).
     """
-    stmt = select(Note).join(Note.author)
+    stmt = select(Note).join(Note.author).options(lazyload(Note.tags))  # see tags_text
     if not everything:
         visible: ColumnElement[bool] = Note.published.is_(True)
         if viewer is not None:

@@ -51,7 +51,6 @@ from .services import (
     save_note,
     search,
     update_note,
-    with_tags,
 )
 
 bp = Blueprint("views", __name__)
@@ -91,7 +90,6 @@ def paginate(stmt: Select[Any]) -> Pagination:
         page.total = db.session.scalar(select(func.count()).select_from(counted)) or 0
     if page.page > max(page.pages, 1):
         abort(404)
-    with_tags(page.items)
     return page
 
 
@@ -157,7 +155,7 @@ FEED_SIZE = 20
 @bp.route("/feed.xml")
 def feed() -> ResponseReturnValue:
     """Atom: the latest published notes, with their tags as categories."""
-    notes = with_tags(list(db.session.scalars(published().limit(FEED_SIZE))))
+    notes: list[Note] = list(db.session.scalars(published().limit(FEED_SIZE)))
     updated = max((n.updated_at for n in notes), default=None)
     xml = render_template("feed.xml", notes=notes, updated=updated)
     return current_app.response_class(xml, mimetype="application/atom+xml")
@@ -228,7 +226,7 @@ def edit_note(note_id: int) -> ResponseReturnValue:
     found = own_note(note_id)
     form = NoteForm(obj=found)
     if request.method == "GET":
-        form.tags.data = ", ".join(t.name for t in found.tags)
+        form.tags.data = ", ".join(found.tag_names)
     if form.validate_on_submit():
         save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
                                       published=bool(form.published.data),
