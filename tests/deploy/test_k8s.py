@@ -324,7 +324,9 @@ def replicas_seen(session: requests.Session, url: str, wanted: int = 2,
             answer = session.get(url, timeout=5, allow_redirects=False)
             if answer.status_code == 200:
                 seen.add(answer.headers["X-Replica"])
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # still starting: a replica's socket takes connections (its backlog) before the
+            # app is loaded, and the proxy waits for its answer longer than this client does
             pass
         time.sleep(0.3)
     return seen
