@@ -61,10 +61,23 @@ def heads(versions: Path) -> set[str]:
     return revisions - parents
 
 
+def site_database() -> tuple[str, set[str]]:
+    """The database URL notes' settings give, and the migration scripts' heads."""
+    folder = notes_dir()
+    return (site_config(folder).load()["SQLALCHEMY_DATABASE_URI"],
+            heads(folder / "migrations" / "versions"))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a plain SQLite URL (no query string); None for anything else."""
+    if url.startswith("sqlite:///") and "?" not in url:
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
 def database_revisions(url: str) -> set[str] | None:
     """The revisions in the database's ``alembic_version`` table; None when it has none."""
-    if url.startswith("sqlite:///") and "?" not in url:
-        path = Path(url.removeprefix("sqlite:///"))
+    if (path := sqlite_file(url)) is not None:
         if not path.exists():
             return None  # a new database: do not create the file here
         with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro",
@@ -89,9 +102,7 @@ def database_revisions(url: str) -> set[str] | None:
 
 def at_head() -> bool:
     """Whether the database's revisions are the migration scripts' heads (False when unsure)."""
-    folder = notes_dir()
-    wanted = heads(folder / "migrations" / "versions")
-    url = site_config(folder).load()["SQLALCHEMY_DATABASE_URI"]
+    url, wanted = site_database()
     return bool(wanted) and database_revisions(url) == wanted
 
 
@@ -122,13 +133,9 @@ def from_template() -> bool:
     source = template()
     if not source.is_file():
         return False
-    folder = notes_dir()
-    url = site_config(folder).load()["SQLALCHEMY_DATABASE_URI"]
-    if not url.startswith("sqlite:///") or "?" in url:
-        return False
-    path = Path(url.removeprefix("sqlite:///"))
-    wanted = heads(folder / "migrations" / "versions")
-    if (not wanted or path.exists()
+    url, wanted = site_database()
+    path = sqlite_file(url)
+    if (path is None or not wanted or path.exists()
             or database_revisions(f"sqlite:///{source.absolute()}") != wanted):
         return False
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
