@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import platform
 import re
@@ -174,6 +175,9 @@ def serve(name: str, tmp: Path, *args: str, env: dict[str, str] | None = None,
     return Stack(name, argv, {**os.environ, **(env or {})}, port)
 
 
+# notes' static folder, found without importing notes
+NOTES_STATIC = Path(importlib.util.find_spec("notes").origin or "").parent / "static"  # type: ignore[union-attr]
+
 NGINX_ALONE = """\
 worker_processes 1;
 pid {tmp}/nginx.pid;
@@ -187,6 +191,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{ return 200 "Hello, World!"; }}
+        location /static/ {{ alias {static}/; }}  # Nginx's defaults, for a file
     }}
 }}
 """
@@ -220,7 +225,7 @@ http {{
 def nginx_alone(tmp: Path) -> Iterator[str]:
     tmp.mkdir()
     port = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_ALONE.format(tmp=tmp, port=port))
+    (tmp / "nginx.conf").write_text(NGINX_ALONE.format(tmp=tmp, port=port, static=NOTES_STATIC))
     proc = spawn(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr",
                   "-g", "daemon off;"])
     try:
@@ -351,6 +356,8 @@ def run(duration: int, rounds: int, burst_seconds: int) -> Report:
                 on, off = stacks["notes"].url, stacks["notes-nocache"].url
                 report.targets = [
                     Target("nginx alone: return 200 (the ceiling)", ceiling),
+                    Target("nginx alone: the same bytes from a file (style.css.br, its "
+                           "defaults)", ceiling + "static/style.css.br"),
                     Target("static file /static/style.css (notes)", on + "/static/style.css",
                            BROWSER),
                     Target("home / anonymous, cache on", on + "/", BROWSER),

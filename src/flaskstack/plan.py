@@ -106,6 +106,7 @@ class NginxPlan:
     # cost about 15 % of a static file's throughput) and unique across restarts and machines.
     request_id: str
     access_log: bool
+    access_log_static: bool  # False: static files answered without an error go unlogged
     access_log_buffer: int  # bytes; at most PIPE_BUF, so a write to the FIFO is atomic
     cache: CachePlan | None  # None: no response cache
     brotli_static: str | None  # the module to load: static files' .br copies are sent
@@ -298,6 +299,7 @@ def make(
             next_upstream_tries=len(s.upstreams) + 1,
             request_id=f"{facts.instance}-$pid-$connection-$connection_requests",
             access_log=s.access_log,
+            access_log_static=s.access_log_static,
             access_log_buffer=PIPE_BUF,
             cache=cache_plan(s, run),
             brotli_static=facts.brotli_static if s.gzip else None,

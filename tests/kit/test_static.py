@@ -17,6 +17,9 @@ import requests
 from flaskstack import precompress
 from flaskstack.settings import SettingError
 from flaskstack.site import load as load_site
+from tests.load import wait_for
+
+from .conftest import REQUEST_ID
 
 CSS = "body { color: #333; }\n" * 200
 
@@ -54,6 +57,39 @@ def test_one_cache_control_versioned_urls_for_a_year(make_stack) -> None:
     assert missing.status_code == 404 and "immutable" not in missing.headers.get(
         "Cache-Control", "")
     assert stack.seen() == []
+
+
+@pytest.mark.parametrize("log_static", [False, True])
+def test_static_files_are_logged_when_they_fail_or_when_asked(make_stack, log_static) -> None:
+    stack, _ = assets_stack(make_stack, "--access-log-static", "on" if log_static else "off")
+    stack.start()
+    answered = [requests.get(f"{stack.url}/assets/style.css?v=1", timeout=10)]
+    etag = requests.get(f"{stack.url}/assets/logo.png", timeout=10).headers["ETag"]
+    answered.append(requests.get(f"{stack.url}/assets/logo.png", timeout=10,
+                                 headers={"If-None-Match": etag}))
+    failed = [requests.get(f"{stack.url}/assets/none.css", timeout=10),
+              requests.get(f"{stack.url}/assets/.env", timeout=10),
+              requests.post(f"{stack.url}/assets/style.css", timeout=10),
+              requests.get(f"{stack.url}/assets/logo.png", timeout=10,
+                           headers={"Range": "bytes=999999-"})]
+    assert [r.status_code for r in answered + failed] == [200, 304, 404, 404, 405, 416]
+    # the request id names a log line: sent with what is logged
+    assert all(("X-Request-ID" in r.headers) is log_static for r in answered)
+    # (Nginx runs a 416 through its header filters twice: added headers may come twice)
+    ids = [r.headers["X-Request-ID"].split(", ")[0] for r in failed]
+    assert all(REQUEST_ID.fullmatch(i) for i in ids)
+    page = requests.get(f"{stack.url}/app-page", timeout=10)
+    assert page.status_code == 200 and REQUEST_ID.fullmatch(page.headers["X-Request-ID"])
+    assert wait_for(lambda: '"GET /app-page HTTP/1.1"' in stack.output(), 10)  # 1 s flush
+    log = stack.output()
+    for line in ('"GET /assets/none.css HTTP/1.1" 404', '"GET /assets/.env HTTP/1.1" 404',
+                 '"POST /assets/style.css HTTP/1.1" 405', '"GET /assets/logo.png HTTP/1.1" 416'):
+        assert line in log
+    for i in ids:
+        assert f'"{i}"' in log
+    for line in ('"GET /assets/style.css?v=1 HTTP/1.1" 200',
+                 '"GET /assets/logo.png HTTP/1.1" 200', '"GET /assets/logo.png HTTP/1.1" 304'):
+        assert (line in log) is log_static
 
 
 def test_precompressed_copies_are_sent_as_they_are_and_never_outdated(make_stack) -> None:
