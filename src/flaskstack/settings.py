@@ -463,10 +463,10 @@ SETTINGS: tuple[Setting, ...] = (
             "it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
     Setting("access_log_static", "http", Boolean(), False,
-            "Also log the static files Nginx answers without an error (2xx, 304), and send "
-            "them with an X-Request-ID; its errors on them always are. Off by default: a page "
-            "pulls many static files, and their lines and ids cost static files about a tenth "
-            "of their requests/s."),
+            "Also log the static files Nginx answers without an error (2xx, 304) and give "
+            "them an X-Request-ID, as static requests that fail always are. Off by default: a "
+            "page pulls many static files, and their lines and ids cost static files about a "
+            "tenth of their requests/s."),
     # cache: Nginx's response cache, driven by the app's Cache-Control headers
     Setting("cache", "cache", Boolean(), True,
             "Nginx caches the app's responses that say Cache-Control: public with max-age or "
