@@ -6,14 +6,18 @@ and the templates only print it (no arithmetic, no role tests).
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from importlib import resources
 from pathlib import Path
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from typing import TYPE_CHECKING
 
 from .plan import Plan
 from .rundir import NGINX_TEMP, RunDir
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 ERRORS = {
     400: ("Bad request", "The request was malformed or its headers were too large."),
@@ -25,12 +29,18 @@ ERRORS = {
     504: ("Gateway timeout", "The application took too long to answer. Please try again."),
 }
 
-_env = Environment(
-    loader=PackageLoader("flaskstack", "templates"),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
+
+
+@functools.cache
+def _env() -> Environment:
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # (see in_child)
+
+    return Environment(
+        loader=PackageLoader("flaskstack", "templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
 
 
 def _static_file(name: str) -> str:
@@ -48,17 +58,17 @@ def render(plan: Plan) -> dict[str, str]:
         files[str(path.relative_to(run.path))] = content
 
     if plan.nginx is not None:
-        put(run.nginx_conf, _env.get_template("nginx.conf.j2").render(context))
+        put(run.nginx_conf, _env().get_template("nginx.conf.j2").render(context))
         put(run.mime_types, _static_file("mime.types"))
         put(run.uwsgi_params, _static_file("uwsgi_params"))
-        page = _env.get_template("error.html.j2")
+        page = _env().get_template("error.html.j2")
         for code, (title, message) in ERRORS.items():
             put(run.error_page(code, "html"), page.render(code=code, title=title,
                                                           message=message))
             body = {"error": title, "status": code, "message": message}
             put(run.error_page(code, "json"), json.dumps(body) + "\n")
     if plan.uwsgi is not None:
-        put(run.uwsgi_ini, _env.get_template("uwsgi.ini.j2").render(context))
+        put(run.uwsgi_ini, _env().get_template("uwsgi.ini.j2").render(context))
     return files
 
 
@@ -72,3 +82,26 @@ def write(files: dict[str, str], run: RunDir) -> None:
         tmp.replace(path)
     for sub in NGINX_TEMP:
         (run.tmp / sub).mkdir(parents=True, exist_ok=True)
+
+
+def in_child(plan: Plan) -> None:
+    """Render and write the plan's files in a forked child, so that a long-lived process (the
+    supervisor) never loads Jinja2 and the templates: about 6 MB it would keep for its whole
+    life. Raises :class:`OSError` with the child's reason when that fails."""
+    read, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read)
+        code = 0
+        try:
+            write(render(plan), plan.run)
+        except BaseException as e:  # any failure is reported, then _exit
+            os.write(write_end, f"rendering the configuration failed: {e}".encode()[:4000])
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read, "rb") as pipe:
+        reason = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(reason or f"rendering the configuration failed (status {status})")

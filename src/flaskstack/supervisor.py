@@ -179,7 +179,7 @@ class Supervisor:
 
     def write_configs(self) -> None:
         if self.written is not self.plan:
-            render.write(render.render(self.plan), self.run)
+            render.in_child(self.plan)
             self.written = self.plan
 
     def start_prestart(self) -> Exit | None:
@@ -393,9 +393,13 @@ class Supervisor:
         except SettingError as e:
             log(f"reload refused, still serving the running configuration: {e}")
             return
+        try:
+            render.in_child(self.plan)
+        except OSError as e:  # e.g. the run dir is full or was made read-only
+            log(f"reload refused, still serving the running configuration: {e}")
+            return
         log("reload: nginx configuration and app workers (one at a time)")
         self.reloads += 1
-        render.write(render.render(self.plan), self.run)
         if self.nginx is not None:
             self.nginx.signal(signal.SIGHUP)
         if self.uwsgi is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,32 @@ def test_brotli_copies_are_sent_only_when_nginx_has_the_module() -> None:
                  render.render(make(with_module, static="/s/=/srv/static",
                                     gzip="off"))["nginx.conf"]):
         assert "brotli" not in conf and "load_module" not in conf
+
+
+def test_files_are_rendered_in_a_child_that_reports_its_failure(tmp_path: Path) -> None:
+    """The supervisor renders in a forked child (it never loads Jinja2 itself)."""
+    plan = make(run_dir=str(tmp_path / "run"))
+    render.in_child(plan)
+    assert (tmp_path / "run" / "nginx.conf").read_text() == render.render(plan)["nginx.conf"]
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(OSError, match=r"^rendering the configuration failed: .*Not a directory"):
+        render.in_child(make(run_dir=str(blocked / "run")))
+
+
+def test_the_supervisor_does_not_load_jinja2(tmp_path: Path) -> None:
+    code = f"""
+import sys
+from flaskstack import cli, plan, render, settings
+from flaskstack.host import HostFacts
+from flaskstack.site import SiteDeclaration
+env = {{"FLASKSTACK_RUN_DIR": {str(tmp_path)!r}, "FLASKSTACK_APP_DIR": {str(tmp_path)!r},
+       "FLASKSTACK_APP": "mysite:app"}}
+facts = HostFacts(somaxconn=128, nofile_hard=1024, root=False, account=None)
+render.in_child(plan.make(settings.load(env=env), SiteDeclaration(), facts))
+assert "jinja2" not in sys.modules, "jinja2 loaded"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "uwsgi.ini").exists()

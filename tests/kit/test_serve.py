@@ -199,6 +199,26 @@ def test_status_and_reload_fail_clearly_when_not_running(make_stack) -> None:
         assert "no running flaskstack serve" in result.stderr
 
 
+def test_a_reload_that_cannot_write_its_files_is_refused_and_serving_goes_on(make_stack) -> None:
+    stack = make_stack("--app", "probe:application").start()
+    blocker = stack.run_dir / "nginx.conf.tmp"
+    blocker.mkdir()  # where the new nginx.conf would be written
+    assert stack.cli("reload").returncode == 0
+    deadline = time.monotonic() + 10
+    while "reload refused" not in stack.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = next(x for x in stack.output().splitlines() if "reload refused" in x)
+    assert "rendering the configuration failed" in line and "nginx.conf.tmp" in line
+    assert requests.get(stack.url + "/", timeout=10).status_code == 200
+    blocker.rmdir()
+    assert stack.cli("reload").returncode == 0
+    deadline = time.monotonic() + 10
+    while "reload: nginx configuration" not in stack.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "reload: nginx configuration" in stack.output()
+    assert stack.proc is not None and stack.proc.poll() is None
+
+
 def test_json_access_log(make_stack) -> None:
     stack = make_stack("--app", "probe:application", "--access-log-format", "json").start()
     requests.get(f"{stack.url}/logged?x=1", timeout=10)
