@@ -463,7 +463,7 @@ SETTINGS: tuple[Setting, ...] = (
             "it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
     Setting("access_log_static", "http", Boolean(), False,
-            "Also log the static files Nginx answers without an error (2xx, 304) and give "
+            "Also log the static files Nginx answers without an error (200, 206, 304) and give "
             "them an X-Request-ID, as static requests that fail always are. Off by default: a "
             "page pulls many static files, and their lines and ids cost static files about a "
             "tenth of their requests/s."),
