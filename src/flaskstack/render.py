@@ -30,7 +30,6 @@ ERRORS = {
 }
 
 
-
 @functools.cache
 def _env() -> Environment:
     from jinja2 import Environment, PackageLoader, StrictUndefined  # (see in_child)
@@ -89,7 +88,12 @@ def in_child(plan: Plan) -> None:
     supervisor) never loads Jinja2 and the templates: about 6 MB it would keep for its whole
     life. Raises :class:`OSError` with the child's reason when that fails."""
     read, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write_end)
+        raise
     if pid == 0:  # the child: never returns
         os.close(read)
         code = 0
