@@ -15,15 +15,21 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import brotli
-
 # Text formats worth compressing (images, fonts and archives are compressed already).
 SUFFIXES = frozenset({".css", ".js", ".mjs", ".json", ".map", ".svg", ".html", ".htm", ".txt",
                       ".xml", ".md", ".ico", ".ttf", ".eot", ".otf", ".wasm"})
 MIN_SIZE = 256  # smaller files gain nothing (Nginx's gzip_min_length)
+
+
+def _brotli(data: bytes) -> bytes:
+    import brotli  # here: the supervisor, which only drops stale copies, never loads it
+
+    return brotli.compress(data, quality=11)
+
+
 ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     ".gz": lambda data: gzip.compress(data, compresslevel=9, mtime=0),
-    ".br": lambda data: brotli.compress(data, quality=11),
+    ".br": _brotli,
 }
 COPIES = tuple(ENCODERS)
 

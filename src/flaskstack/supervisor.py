@@ -171,7 +171,7 @@ class Supervisor:
         self.run.pid.write_text(f"{os.getpid()}\n")
 
     def drop_stale_copies(self) -> None:
-        """gzip_static would send a ``.gz`` copy older than its file: remove those."""
+        """gzip_static and brotli_static would send a copy older than its file: remove those."""
         assert self.plan.nginx is not None
         if dropped := precompress.drop_stale(m.directory for m in self.plan.nginx.static):
             log(f"removed {dropped} outdated .gz/.br copies of static files "

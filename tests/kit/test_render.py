@@ -211,7 +211,7 @@ def test_files_are_rendered_in_a_child_that_reports_its_failure(tmp_path: Path) 
 def test_the_supervisor_does_not_load_jinja2(tmp_path: Path) -> None:
     code = f"""
 import sys
-from flaskstack import cli, plan, render, settings
+from flaskstack import cli, plan, render, settings, supervisor
 from flaskstack.host import HostFacts
 from flaskstack.site import SiteDeclaration
 env = {{"FLASKSTACK_RUN_DIR": {str(tmp_path)!r}, "FLASKSTACK_APP_DIR": {str(tmp_path)!r},
@@ -219,6 +219,7 @@ env = {{"FLASKSTACK_RUN_DIR": {str(tmp_path)!r}, "FLASKSTACK_APP_DIR": {str(tmp_
 facts = HostFacts(somaxconn=128, nofile_hard=1024, root=False, account=None)
 render.in_child(plan.make(settings.load(env=env), SiteDeclaration(), facts))
 assert "jinja2" not in sys.modules, "jinja2 loaded"
+assert "brotli" not in sys.modules, "brotli loaded"  # only `flaskstack precompress` needs it
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=False)
