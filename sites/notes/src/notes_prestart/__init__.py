@@ -75,13 +75,17 @@ def sqlite_file(url: str) -> Path | None:
     return None
 
 
+def read_only(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A connection to the SQLite file ``path`` that can neither write nor create it."""
+    return contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True))
+
+
 def database_revisions(url: str) -> set[str] | None:
     """The revisions in the database's ``alembic_version`` table; None when it has none."""
     if (path := sqlite_file(url)) is not None:
         if not path.exists():
             return None  # a new database: do not create the file here
-        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro",
-                                                uri=True)) as connection:
+        with read_only(path) as connection:
             try:
                 rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
             except sqlite3.OperationalError:  # no such table
@@ -118,9 +122,7 @@ def save_template(database: Path) -> None:
     write (its -shm file); the site turns WAL on again as it connects."""
     target = template()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro",
-                                            uri=True)) as source, \
-            contextlib.closing(sqlite3.connect(target)) as copy:
+    with read_only(database) as source, contextlib.closing(sqlite3.connect(target)) as copy:
         source.backup(copy)
         copy.execute("PRAGMA journal_mode=DELETE")
 
