@@ -30,13 +30,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
-from bench.run import machine, positive, serve
+from bench.run import children, free_port, machine, positive, serve, served_at
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "localhost/flaskstack:bench"
@@ -91,16 +88,6 @@ def started_at(pid: int) -> float:
     return boot_offset() + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return sorted(found)
-
-
 def cmdline(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -116,11 +103,12 @@ def split(supervisor: int, run_dir: Path, began: float, served: float) -> dict[s
     with contextlib.suppress(OSError):
         marks["worker accepts"] = run_dir.joinpath("uwsgi.ready").stat().st_mtime
     with contextlib.suppress(OSError, StopIteration):
-        for child in children(supervisor):
+        below = children()
+        for child in sorted(below.get(supervisor, [])):
             line = cmdline(child)
             if "uwsgi" in line and "--ini" in line:
                 marks["uwsgi master"] = started_at(child)
-                marks["uwsgi worker"] = started_at(next(iter(children(child))))
+                marks["uwsgi worker"] = started_at(next(iter(sorted(below.get(child, [])))))
             elif "nginx" in line:
                 marks["nginx"] = started_at(child)
     marks["served"] = served
@@ -133,23 +121,6 @@ def split(supervisor: int, run_dir: Path, began: float, served: float) -> dict[s
             phases[names[mark]] = max(0.0, marks[mark] - marks[last])
             last = mark
     return phases
-
-
-def first_200(url: str, alive: Iterator[bool], timeout: float = 120) -> float:
-    """Poll ``url`` every 20 ms until it answers 200; the wall-clock time it did. ``alive`` is
-    asked once a second (asking podman takes longer than a poll)."""
-    deadline = time.monotonic() + timeout
-    asked = time.monotonic()
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=2).status_code == 200:
-                return time.time()
-        if time.monotonic() - asked > 1:
-            asked = time.monotonic()
-            if not next(alive):
-                raise RuntimeError(f"{url}: the server stopped before answering")
-        time.sleep(0.02)
-    raise TimeoutError(f"{url} never answered 200")
 
 
 # -- the starts ---------------------------------------------------------------------------------
@@ -181,16 +152,16 @@ class Podman:
         podman(self.env, "volume", "create", name)
         return name
 
-    def alive(self, name: str) -> Iterator[bool]:
-        while True:
-            state = podman(self.env, "inspect", "--format", "{{.State.Running}}", name)
-            yield state.stdout.strip() == "true"
+    def running(self, name: str) -> bool:
+        state = podman(self.env, "inspect", "--format", "{{.State.Running}}", name)
+        return state.stdout.strip() == "true"
 
     def measure(self, row: Row, name: str, port: int, *command: str) -> None:
         """Run ``podman COMMAND`` and time it to the first 200, split."""
         began = time.time()
         podman(self.env, *command)
-        served = first_200(f"http://127.0.0.1:{port}/", self.alive(name))
+        served = served_at(f"http://127.0.0.1:{port}/", lambda: self.running(name), 120,
+                           check_every=1)
         info = json.loads(podman(self.env, "inspect", name).stdout)[0]["State"]
         pid1 = int(info["Pid"])
         phases = {PHASES[0]: parse_time(info["StartedAt"]) - began}
@@ -223,12 +194,6 @@ def parse_time(stamp: str) -> float:
     moment = datetime.datetime.strptime(f"{day} {whole} {zone[0] if zone else '+0000'}",
                                         "%Y-%m-%d %H:%M:%S %z")
     return moment.timestamp() + float(f"0.{fraction or 0}")
-
-
-def free_port() -> int:
-    from bench.run import free_port as port
-
-    return port()
 
 
 def native(row: Row, tmp: Path, data: Path) -> None:

@@ -48,17 +48,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def first_200(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
-    """Poll ``url`` every 20 ms until it answers 200; the seconds since ``proc`` started."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+def served_at(url: str, alive: Callable[[], bool], timeout: float,
+              check_every: float = 0) -> float:
+    """Poll ``url`` every 20 ms until it answers 200; the wall-clock time it did. ``alive()`` is
+    asked at most every ``check_every`` seconds (asking podman takes longer than a poll)."""
+    deadline = time.monotonic() + timeout
+    asked = time.monotonic()
+    while time.monotonic() < deadline:
         with contextlib.suppress(requests.RequestException):
             if requests.get(url, timeout=2).status_code == 200:
-                return time.monotonic() - started
+                return time.time()
+        if time.monotonic() - asked >= check_every:
+            asked = time.monotonic()
+            if not alive():
+                raise RuntimeError(f"{url}: the server stopped before answering")
         time.sleep(0.02)
     raise TimeoutError(f"{url} never answered 200")
+
+
+def first_200(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    """Poll ``url`` until it answers 200; the seconds since this was called."""
+    started = time.time()
+    return served_at(url, lambda: proc.poll() is None, timeout) - started
 
 
 @dataclass
@@ -114,21 +125,27 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         proc.wait(5)
 
 
-def tree(root: int) -> list[int]:
-    """``root`` and all its descendants (Nginx and uWSGI start sessions of their own, so the
-    session id would miss them: follow the parent links)."""
-    children: dict[int, list[int]] = {}
+def children() -> dict[int, list[int]]:
+    """Every process's children, by parent pid (from ``/proc``)."""
+    found: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 stat = (entry / "stat").read_text()
                 parent = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry.name))
+                found.setdefault(parent, []).append(int(entry.name))
+    return found
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and all its descendants (Nginx and uWSGI start sessions of their own, so the
+    session id would miss them: follow the parent links)."""
+    below = children()
     found, todo = [], [root]
     while todo:
         pid = todo.pop()
         found.append(pid)
-        todo.extend(children.get(pid, []))
+        todo.extend(below.get(pid, []))
     return found
 
 
