@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.load import wait_for
+
 from .conftest import REQUEST_ID, leftovers
 
 
@@ -204,18 +206,13 @@ def test_a_reload_that_cannot_write_its_files_is_refused_and_serving_goes_on(mak
     blocker = stack.run_dir / "nginx.conf.tmp"
     blocker.mkdir()  # where the new nginx.conf would be written
     assert stack.cli("reload").returncode == 0
-    deadline = time.monotonic() + 10
-    while "reload refused" not in stack.output() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    assert wait_for(lambda: "reload refused" in stack.output(), 10)
     line = next(x for x in stack.output().splitlines() if "reload refused" in x)
     assert "rendering the configuration failed" in line and "nginx.conf.tmp" in line
     assert requests.get(stack.url + "/", timeout=10).status_code == 200
     blocker.rmdir()
     assert stack.cli("reload").returncode == 0
-    deadline = time.monotonic() + 10
-    while "reload: nginx configuration" not in stack.output() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "reload: nginx configuration" in stack.output()
+    assert wait_for(lambda: "reload: nginx configuration" in stack.output(), 10)
     assert stack.proc is not None and stack.proc.poll() is None
 
 
