@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "localhost/debian:bookworm-slim"
-TAG = "localhost/flaskstack:test"
+# another tag lets two checkouts build and test images side by side on one machine
+TAG = os.environ.get("FLASKSTACK_TEST_IMAGE", "localhost/flaskstack:test")
 SERVICE_IMAGES = {  # stand-ins for mariadb:11 and redis:7 (tests/images/README.md)
     "mariadb": "localhost/flaskstack-test/mariadb:10.11",
     "redis": "localhost/flaskstack-test/redis:7.0",
