@@ -13,6 +13,7 @@ accepted and rewrite everything too). ``tests/docs`` fails while a block is stal
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -66,7 +67,7 @@ def commands_reference() -> str:
     for path, command in _commands(main, "flaskstack"):
         ctx = click.Context(command, info_name=path)
         usage = " ".join(command.collect_usage_pieces(ctx))
-        text = (command.help or "").replace("\b\n", "").strip()
+        text = inspect.cleandoc(command.help or "").replace("\b\n", "")
         out.append(f"## `{path}`\n\n```text\n{path} {usage}\n```\n\n{text}\n")
         rows = []
         takes_settings = False
@@ -75,8 +76,9 @@ def commands_reference() -> str:
                 takes_settings = True
                 continue
             record = param.get_help_record(ctx)
-            if record is not None and record[0] not in ("-h, --help",):
-                rows.append(f"| `{record[0]}` | {record[1].replace('|', '/')} |")
+            if record is not None and "--help" not in record[0]:
+                flag, what = (part.replace("|", "\\|") for part in record)
+                rows.append(f"| `{flag}` | {what} |")
         if rows:
             out.append("| option | what it does |\n| --- | --- |\n" + "\n".join(rows) + "\n")
         if takes_settings:

@@ -51,6 +51,8 @@ def _fields(schema: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
     rows = []
     for name, prop in schema.get("properties", {}).items():
         kind = _schema_name(prop) if "$ref" in prop or "items" in prop else prop.get("type", "")
+        if isinstance(kind, list):
+            kind = " or ".join(kind)
         rows.append(f"| `{name}` | {kind} | {'yes' if name in required else ''} "
                     f"| {_cell(prop.get('description', ''))} |")
     return rows
@@ -89,6 +91,14 @@ def api_reference() -> str:
             out += [f"| {code} | {_cell(r.get('description', ''))} |"
                     for code, r in op["responses"].items()]
             out.append("")
+    out.append("### Objects\n")
+    for name, schema in schemas.items():
+        if (name.startswith(("HTTPError", "ValidationError")) or not schema.get("properties")
+                or (name.rstrip("0123456789") in schemas and name[-1].isdigit())):
+            continue  # the errors are listed by code; NoteOut1 is apispec's copy of NoteOut
+        out.append(f"`{name}`:\n\n| field | type | required | what |\n| --- | --- | --- | --- |")
+        out += _fields(schema, schemas)
+        out.append("")
     return "\n".join(out).rstrip()
 
 
