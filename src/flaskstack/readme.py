@@ -198,6 +198,10 @@ def write_all(root: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print("usage: python -m flaskstack.readme [README.md]  (from the repository's root: "
+              "rewrites every generated block of README.md and docs/)")
+        return 0
     root = Path.cwd()
     for arg in argv:  # the old form named README.md: its folder is the root
         root = Path(arg).resolve().parent

@@ -92,3 +92,15 @@ def test_nothing_is_loaded_from_outside(built: Build) -> None:
             continue
         outside += [f"{path.relative_to(built.html)}: {u}" for u in urls if OUTSIDE.match(u)]
     assert not outside, "\n".join(outside)
+
+
+def test_every_page_has_one_title() -> None:
+    """One ``# Title`` per page: the toctrees and the sidebar show it."""
+    from .conftest import DOCS
+
+    for page in DOCS.rglob("*.md"):
+        if "_build" in page.parts:
+            continue
+        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+        titles = re.findall(r"^# \S", text, flags=re.MULTILINE)
+        assert len(titles) == 1, f"{page}: {len(titles)} '# ' titles"
