@@ -434,7 +434,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_rss", "app", Size(0, 1 << 40, zero="off"), 0,
             "Restart a worker whose memory (RSS) grows past this (0: never)."),
     Setting("autoreload", "app", Boolean(), False,
-            "Reload workers when Python files change (development only)."),
+            "Start a new app generation when a Python file of the app changes (development "
+            "only); a version that cannot be loaded is refused and the running one keeps "
+            "serving."),
     # http
     Setting("max_upload", "http", Size(0, 1 << 40, zero="no limit"), 10 * 1024**2,
             "Largest request body (client_max_body_size); larger gets a 413 page.",

@@ -1,21 +1,21 @@
 """``flaskstack serve``: start the plan's services in order, watch them, stop them in order.
 
-The supervisor is small on purpose: uWSGI's master respawns workers and chain-reloads them,
-Nginx's master handles its own workers and graceful reload. The supervisor only does what
-neither can: start them in order (app loaded before the port accepts), stop them in order
-(Nginx drains before uWSGI goes), forward reloads, reap orphans, and exit with a clear code.
-What to run is the :class:`~.plan.Plan`'s decision, not the supervisor's. See docs/design.md.
+The supervisor is small on purpose: uWSGI's master respawns its workers, Nginx's master handles
+its own workers and graceful reload. The supervisor only does what neither can: start them in
+order (app loaded before the port accepts), replace the app's generation at a reload (see
+:mod:`.generation`), stop them in order (Nginx drains before uWSGI goes), reap orphans, and
+exit with a clear code. Signals are queued (blocked, then taken with ``sigtimedwait``) and
+handled one at a time by ``handle_<name>``. What to run is the :class:`~.plan.Plan`'s
+decision, not the supervisor's. See docs/design.md and docs/operating/reload.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,9 +25,11 @@ from pathlib import Path
 from . import logs, precompress, preflight, render, runtime, upstreams
 from . import plan as planning
 from .exits import Exit
+from .generation import Generation, Outcome, changed
 from .host import HostFacts
 from .logs import log
 from .plan import Plan
+from .process import Child
 from .settings import SettingError
 
 POLL = 0.02  # seconds
@@ -35,47 +37,7 @@ POLL = 0.02  # seconds
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
 STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 RESOLVE_EVERY = 5.0  # seconds between two looks at the proxy's upstream names
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _child_setup() -> None:  # runs in the child between fork and exec
-    """Unblock signals, and die with the supervisor even if it is killed outright."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class Child:
-    """A process the supervisor started; reaped by the supervisor's own waitpid loop."""
-
-    def __init__(self, name: str, argv: list[str], **kwargs: object) -> None:
-        self.name = name
-        self.status: int | None = None
-        self.proc = subprocess.Popen(
-            argv, start_new_session=True, preexec_fn=_child_setup, **kwargs  # type: ignore[call-overload]
-        )
-        self.pid = self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.status is None
-
-    def signal(self, sig: int) -> None:
-        if self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
-    def describe(self) -> str:
-        code = self.status if self.status is not None else 0
-        if os.WIFSIGNALED(code):
-            return f"killed by {signal.Signals(os.WTERMSIG(code)).name}"
-        return f"exit status {os.WEXITSTATUS(code)}"
-
-    def exit_code(self) -> int:
-        code = self.status or 0
-        return os.WEXITSTATUS(code) if os.WIFEXITED(code) else 128 + os.WTERMSIG(code)
+LOAD_TIMEOUT = 300.0  # seconds a new generation may take to load the app at a reload
 
 
 class Stopping(Exception):
@@ -89,13 +51,17 @@ class Supervisor:
         self.run = plan.run
         self.grace = plan.settings.grace
         self.children: dict[int, Child] = {}
-        self.uwsgi: Child | None = None
+        self.current: Generation | None = None  # the app generation Nginx sends requests to
+        self.generations: list[Generation] = []  # every one running (two during a reload)
+        self.started_generations = 0  # numbers them: one that failed keeps its number
         self.nginx: Child | None = None
-        self.listener: socket.socket | None = None  # role app: uWSGI's socket, shared
+        self.listener: socket.socket | None = None  # role app: the app's socket, shared
         self.servers: list[str] = []  # upstream addresses in rotation (role proxy)
         self.resolved_at = 0.0
         self.started = time.time()
         self.reloads = 0
+        self.reload_wanted = False  # a SIGHUP came while busy: reload once more after
+        self.watched: dict[str, int] = {}  # autoreload: the app's files and their mtimes
         self.stop_metrics: Callable[[], None] | None = None
         self.checking_static: threading.Thread | None = None
         self.written: Plan | None = None  # the plan the files in the run dir were rendered from
@@ -121,9 +87,7 @@ class Supervisor:
             if child is not None:
                 child.status = status
                 child.proc.returncode = child.exit_code()  # keep Popen from polling again
-                # its workers, if any outlived it (a master killed outright leaves them)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+                child.kill_group()  # its workers, if any outlived it
 
     def wait_signal(self, timeout: float) -> int | None:
         info = signal.sigtimedwait(HANDLED, timeout)
@@ -134,7 +98,8 @@ class Supervisor:
         return info.si_signo
 
     def wait_until(self, done: Callable[[], bool], timeout: float | None) -> None:
-        """Wait for ``done()`` or the timeout; a stop signal meanwhile raises :class:`Stopping`."""
+        """Wait for ``done()`` or the timeout; a stop signal meanwhile raises :class:`Stopping`,
+        a SIGHUP is kept for after."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not done():
             # checked every 20 ms: the start waits on files and ports, and each wait's latency
@@ -142,9 +107,21 @@ class Supervisor:
             left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if left <= 0:
                 return
-            if self.wait_signal(left) in STOP:
+            sig = self.wait_signal(left)
+            if sig in STOP:
                 raise Stopping
+            if sig == signal.SIGHUP:
+                self.reload_wanted = True
             self.reap()
+
+    def in_thread(self, work: Callable[[], object], timeout: float) -> object:
+        """``work()``'s result, run in a thread while signals are still taken; None if it
+        did not end within ``timeout``."""
+        result: list[object] = []
+        thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+        thread.start()
+        self.wait_until(lambda: not thread.is_alive(), timeout)
+        return result[0] if result else None
 
     # -- start -----------------------------------------------------------------------------
 
@@ -152,7 +129,10 @@ class Supervisor:
         """Make the run dir and the site's directories; render and write the configs."""
         self.run.path.mkdir(parents=True, exist_ok=True)
         for stale in self.run.stale():
-            stale.unlink(missing_ok=True)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         for note in self.plan.notes:
             log(note)
         if self.plan.nginx is not None and self.plan.nginx.cache is not None:
@@ -205,26 +185,41 @@ class Supervisor:
         return None
 
     def start_uwsgi(self) -> Exit | None:
-        stdin: int | None = None
         if self.plan.app_listen is not None:
             self.listener = self.listen(*self.plan.app_listen)
             if self.listener is None:
                 return Exit.START
-            stdin = self.listener.fileno()
+        generation = self.start_generation()
+        self.wait_until(lambda: generation.loaded or not generation.running, None)
+        if not generation.loaded:
+            assert generation.child is not None
+            log(f"the app failed to start (uWSGI {generation.child.describe()}): see uWSGI's "
+                "messages above")
+            return Exit.START
+        self.serve_with(generation)
+        return None
+
+    def start_generation(self) -> Generation:
+        """Start an app generation: its uWSGI master loads the app and forks the workers."""
+        self.started_generations += 1
+        generation = Generation(self.started_generations, self.plan)
+        argv = generation.argv()
         output = self.server_output("uwsgi")
-        uwsgi = self.uwsgi = self.spawn(
-            "uwsgi", [runtime.binary("uwsgi"), "--ini", str(self.run.uwsgi_ini)],
-            cwd=self.plan.settings.app_dir, stdout=output or sys.stderr, stderr=output,
-            stdin=stdin,
+        generation.child = self.spawn(
+            "uwsgi", argv, cwd=self.plan.settings.app_dir, stdout=output or sys.stderr,
+            stderr=output, stdin=self.listener.fileno() if self.listener is not None else None,
         )
         if output is not None:
             os.close(output)
-        self.wait_until(lambda: self.run.uwsgi_ready.exists() or not uwsgi.running, None)
-        if not uwsgi.running:
-            log(f"the app failed to start (uWSGI {uwsgi.describe()}): see uWSGI's messages "
-                "above")
-            return Exit.START
-        return None
+        self.generations.append(generation)
+        return generation
+
+    def serve_with(self, generation: Generation) -> None:
+        """Send the app's requests to ``generation`` from now on."""
+        generation.make_current()
+        self.current = generation
+        if self.plan.settings.autoreload:
+            self.watched = generation.watched()
 
     def listen(self, host: str, port: int) -> socket.socket | None:
         """Role app: open the app's address here and hand it to uWSGI as fd 0 (see
@@ -339,7 +334,10 @@ class Supervisor:
                     self.stop()
                     return code
             print(f"ready: {self.plan.probe.url}", flush=True)
-            return self.loop()
+            try:
+                return self.loop()
+            except Stopping:
+                return self.stop()
         finally:
             if self.stop_metrics is not None:
                 self.stop_metrics()
@@ -360,7 +358,15 @@ class Supervisor:
                   and time.monotonic() - self.resolved_at > RESOLVE_EVERY and self.resolve()):
                 log(f"upstreams now resolve to {', '.join(self.servers)}: reloading nginx")
                 self.reload()
-            for child in (self.nginx, self.uwsgi):
+            elif self.watched and changed(self.watched):
+                log("autoreload: the app's files changed")
+                self.watched = self.current.watched() if self.current is not None else {}
+                self.reload()
+            while self.reload_wanted:
+                self.reload_wanted = False
+                self.reload()
+            uwsgi = self.current.child if self.current is not None else None
+            for child in (self.nginx, uwsgi):
                 if child is not None and not child.running:
                     log(f"{child.name} died ({child.describe()}): stopping the stack")
                     self.stop()
@@ -379,42 +385,80 @@ class Supervisor:
         return self.stop()
 
     def handle_sighup(self) -> None:
-        if self.plan.watch_upstreams:
-            self.resolve()  # a reload also picks up replicas that came, went or were drained
         self.reload()
 
     def reload(self) -> None:
-        """Re-render the configs, then reload Nginx and chain-reload the uWSGI workers."""
+        """Re-render the configs, start a new app generation and switch to it once it
+        answers, then reload Nginx; the outcome goes to the log and to `flaskstack reload`."""
+        started = time.monotonic()
+        if self.plan.watch_upstreams:
+            self.resolve()  # a reload also picks up replicas that came, went or were drained
+        outcome = self.replace_generation(started)
+        outcome.seconds = round(time.monotonic() - started, 3)
+        if outcome.ok:
+            self.reloads += 1
+        log(outcome.message + (f" ({outcome.seconds:.2f} s)" if outcome.ok else ""))
+        for line in outcome.error.splitlines():
+            log(f"  {line}")
+        outcome.write(self.run)
+
+    def replace_generation(self, started: float) -> Outcome:
+        old = self.current
+        serving = old.number if old is not None else 0
+
+        def refused(reason: str, error: str = "") -> Outcome:
+            still = f"{old} keeps serving" if old is not None else "still serving"
+            return Outcome(started, False, f"reload refused, {still}: {reason}", error,
+                           serving)
+
         try:
             preflight.check_files(self.plan)  # e.g. a renewed certificate and key
             if self.plan.nginx is not None and (self.plan.nginx.snippet_server
                                                 or self.plan.nginx.snippet_http):
                 preflight.nginx_test(self.plan, self.facts, self.servers)
-        except SettingError as e:
-            log(f"reload refused, still serving the running configuration: {e}")
-            return
-        try:
             render.in_child(self.plan)
-        except OSError as e:  # e.g. the run dir is full or was made read-only
-            log(f"reload refused, still serving the running configuration: {e}")
-            return
-        log("reload: nginx configuration and app workers (one at a time)")
-        self.reloads += 1
+        except (SettingError, OSError) as e:  # OSError: e.g. the run dir is full or read-only
+            return refused(str(e))
+        new = None
+        if old is not None:
+            new = self.start_generation()
+            self.wait_until(lambda: new.loaded or not new.running, LOAD_TIMEOUT)
+            problem = None if new.loaded else "the new code cannot be loaded"
+            error = "" if new.loaded else new.failure()
+            if problem is None:
+                answer = self.in_thread(lambda: new.health() or "",
+                                        self.plan.settings.request_timeout + 2)
+                problem = "the health check got no answer" if answer is None else (
+                    str(answer) or None)
+            if problem is not None:
+                self.retire(new)
+                return refused(str(problem), error)
+            self.serve_with(new)
         if self.nginx is not None:
             self.nginx.signal(signal.SIGHUP)
-        if self.uwsgi is not None:
-            self.fifo(b"c")
+        if old is None or new is None:
+            return Outcome(started, True, "reload: nginx configuration reloaded", generation=0)
+        if self.plan.app_listen is None:
+            # requests Nginx queued on the old socket before the switch are answered before it
+            # stops: the queue is first in, first out, so once a request sent now is answered
+            # every one before it was taken
+            self.in_thread(old.health, self.plan.settings.request_timeout + self.grace)
+        self.retire(old)
+        return Outcome(started, True, f"reload: {new} serving, {old} stopped",
+                       generation=new.number)
 
-    def fifo(self, command: bytes) -> bool:
-        try:
-            fd = os.open(self.run.uwsgi_fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            return False
-        try:
-            os.write(fd, command)
-        finally:
-            os.close(fd)
-        return True
+    def retire(self, generation: Generation) -> bool:
+        """Stop a generation gracefully (its requests in flight finish); True if forced."""
+        forced = False
+        if generation.running:
+            assert generation.child is not None
+            if not generation.command(b"q"):
+                generation.child.signal(signal.SIGTERM)
+            forced = self.finish(generation.child, signal.SIGINT)
+        if generation in self.generations:
+            self.generations.remove(generation)
+        generation.remove()
+        return forced
 
     # -- stop ------------------------------------------------------------------------------
 
@@ -432,10 +476,8 @@ class Supervisor:
         if self.listener is not None:
             with contextlib.suppress(OSError):
                 self.listener.shutdown(socket.SHUT_RD)
-        if self.uwsgi is not None and self.uwsgi.running:
-            if not self.fifo(b"q"):
-                self.uwsgi.signal(signal.SIGTERM)
-            forced |= self.finish(self.uwsgi, signal.SIGINT)
+        for generation in list(self.generations):
+            forced |= self.retire(generation)
         return Exit.FORCED if forced else Exit.OK
 
     def finish(self, child: Child, harder: int) -> bool:
@@ -450,7 +492,7 @@ class Supervisor:
         with contextlib.suppress(Stopping):
             self.wait_until(lambda: not child.running, 2)
         if child.running:
-            os.killpg(child.pid, signal.SIGKILL)
+            child.kill_group()
             with contextlib.suppress(Stopping):
                 self.wait_until(lambda: not child.running, 2)
         return True
@@ -458,9 +500,7 @@ class Supervisor:
     def kill_all(self) -> None:
         """Last resort: nothing the supervisor started outlives it."""
         for child in self.children.values():
-            # every member of its process group: workers can outlive a master killed outright
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
+            child.kill_group()
         deadline = time.monotonic() + 3
         while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -168,9 +168,9 @@ def test_preloaded_libraries_come_from_the_site_unless_the_setting_says_otherwis
     site = SiteDeclaration(found=True, preload=["flask", "sqlalchemy.orm"])
     settings = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_APP": "mysite"})
     ini = render.render(planning.make(settings, site, FACTS))["uwsgi.ini"]
-    assert directive_ini(ini, "shared-import") == ["flask", "sqlalchemy.orm",
-                                                   "flaskstack.gcfreeze"]
-    assert "lazy-apps = true" in ini  # the app itself is still loaded by each worker
+    assert directive_ini(ini, "shared-import") == ["flask", "sqlalchemy.orm"]
+    assert "lazy-apps" not in ini  # the master loads the app itself, once (see loader.py)
+    assert directive_ini(ini, "env") == ["FLASKSTACK_APP=mysite:app"]
     chosen = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "lxml"})
     assert planning.make(chosen, site, FACTS).uwsgi.preload == ("lxml",)  # type: ignore[union-attr]
     nothing = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "none"})
