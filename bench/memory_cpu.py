@@ -76,12 +76,15 @@ def kit(stack: Stack) -> Iterator[Running]:
 
 
 def breakdown(root: int) -> list[tuple[str, float]]:
-    """PSS of each process under ``root``, by its title."""
+    """PSS of each process under ``root`` (its own, not its children's), by its title."""
     rows = []
     for pid in tree(root):
         with contextlib.suppress(OSError):
             title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            rows.append((title.strip()[:70], pss_mb(pid)))
+            own = sum(int(line.split()[1]) for line in
+                      Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                      if line.startswith("Pss:"))
+            rows.append((title.strip()[:70], own / 1024))
     return rows
 
 

@@ -20,16 +20,20 @@ import contextlib
 import json
 import os
 import shutil
+import signal
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import probe, runtime
 from .plan import Plan
-from .process import Child
+from .process import Child, Processes
 from .rundir import RunDir
 
 ERROR_LINES = 6  # of the app's traceback, in a refused reload's message
+LOAD_TIMEOUT = 300.0  # seconds a new generation may take to load the app at a reload
 
 
 class Generation:
@@ -164,6 +168,121 @@ class Generation:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Generations:
+    """The app's generations: the one serving, and during a reload the one replacing it.
+
+    ``output()`` gives the file descriptor a new uWSGI master writes its messages to (None:
+    the supervisor's own stderr); ``listener`` is role app's shared socket (fd 0 of each).
+    """
+
+    def __init__(self, plan: Plan, processes: Processes, output: Callable[[], int | None],
+                 listener: int | None) -> None:
+        self.plan = plan
+        self.processes = processes
+        self.output = output
+        self.listener = listener
+        self.current: Generation | None = None  # the one Nginx sends requests to
+        self.running: list[Generation] = []  # every one running (two during a reload)
+        self.numbered = 0  # one that failed keeps its number
+        self.watched: dict[str, int] = {}  # autoreload: the app's files and their mtimes
+
+    def start(self) -> Generation:
+        """Start a generation: its uWSGI master loads the app and forks the workers."""
+        self.numbered += 1
+        generation = Generation(self.numbered, self.plan)
+        argv = generation.argv()
+        output = self.output()
+        generation.child = self.processes.spawn(
+            "uwsgi", argv, cwd=self.plan.settings.app_dir, stdout=output or sys.stderr,
+            stderr=output, stdin=self.listener,
+        )
+        if output is not None:
+            os.close(output)
+        self.running.append(generation)
+        return generation
+
+    def first(self) -> str | None:
+        """Start the first generation and serve with it; None, or why it failed."""
+        generation = self.start()
+        self.processes.wait_until(lambda: generation.loaded or not generation.running, None)
+        if not generation.loaded:
+            assert generation.child is not None
+            return f"uWSGI {generation.child.describe()}"
+        self.serve_with(generation)
+        return None
+
+    def serve_with(self, generation: Generation) -> None:
+        """Send the app's requests to ``generation`` from now on."""
+        generation.make_current()
+        self.current = generation
+        if self.plan.settings.autoreload:
+            self.watched = generation.watched()
+
+    def replace(self, started: float, switched: Callable[[], None]) -> Outcome:
+        """A reload's app part: start the next generation, switch to it once it answers its
+        health path (``switched()`` is called then), drain and stop the old one."""
+        old = self.current
+        assert old is not None
+        new = self.start()
+        self.processes.wait_until(lambda: new.loaded or not new.running, LOAD_TIMEOUT)
+        problem, error = None, ""
+        if not new.loaded:
+            problem, error = "the new code cannot be loaded", new.failure()
+        else:
+            answer = self.processes.in_thread(lambda: new.health() or "",
+                                              self.plan.settings.request_timeout + 2)
+            problem = "the health check got no answer" if answer is None else (
+                str(answer) or None)
+        if problem is not None:
+            self.retire(new)
+            return refused(started, old, problem, error)
+        self.serve_with(new)
+        switched()
+        if self.listener is None:
+            # requests Nginx queued on the old socket before the switch are answered before it
+            # stops: the queue is first in, first out, so once a request sent now is answered
+            # every one before it was taken
+            self.processes.in_thread(old.health,
+                                     self.plan.settings.request_timeout + self.plan.settings.grace)
+        self.retire(old)
+        return Outcome(started, True, f"reload: {new} serving, {old} stopped",
+                       generation=new.number)
+
+    def retire(self, generation: Generation) -> bool:
+        """Stop a generation gracefully (its requests in flight finish); True if forced."""
+        forced = False
+        if generation.running:
+            assert generation.child is not None
+            if not generation.command(b"q"):
+                generation.child.signal(signal.SIGTERM)
+            forced = self.processes.finish(generation.child, signal.SIGINT)
+        if generation in self.running:
+            self.running.remove(generation)
+        generation.remove()
+        return forced
+
+    def stop(self) -> bool:
+        """Stop every generation; True if one had to be forced."""
+        forced = False
+        for generation in list(self.running):
+            forced |= self.retire(generation)
+        return forced
+
+    def files_changed(self) -> bool:
+        """Autoreload: True (once) when a file of the app changed since the last look."""
+        if not self.watched or not changed(self.watched):
+            return False
+        self.watched = self.current.watched() if self.current is not None else {}
+        return True
+
+
+def refused(started: float, running: Generation | None, reason: str,
+            error: str = "") -> Outcome:
+    still = f"{running} keeps serving" if running is not None else "still serving"
+    return Outcome(started, False, f"reload refused, {still}: {reason}", error,
+                   running.number if running is not None else 0)
 
 
 def changed(watched: dict[str, int]) -> bool:

@@ -458,11 +458,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between two reads of the request body."),
     Setting("send_timeout", "http", Seconds(1, 3600), 15,
             "Seconds between two writes of the response."),
-    Setting("nginx_workers", "http", WorkerCount(), "auto", "Nginx worker processes."),
-    Setting("nginx_connections", "http", Integer(64, 65535), 16384,
-            "Connections per Nginx worker (idle and slow clients included); Nginx's open-files "
-            "limit is sized with it, within the host's hard limit (serve says when that caps "
-            "it)."),
+    Setting("nginx_workers", "http", WorkerCount(), 1,
+            "Nginx worker processes (auto: one per CPU). One worker proxies far more requests "
+            "than the app's Python workers answer, and a second cost 12 % more CPU per request "
+            "and 7 MB (docs/benchmarks/memory-and-cpu.md); raise it for heavy static or TLS "
+            "traffic."),
+    Setting("nginx_connections", "http", Integer(64, 65535), 4096,
+            "Connections per Nginx worker (idle and slow clients included, and one more for "
+            "each request passed to the app); Nginx allocates about 450 bytes per slot at "
+            "start. Its open-files limit is sized with it, within the host's hard limit (serve "
+            "says when that caps it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
     Setting("access_log_static", "http", Boolean(), False,
             "Also log the static files Nginx answers without an error (200, 206, 304) and give "

@@ -25,23 +25,14 @@ from pathlib import Path
 from . import logs, precompress, preflight, render, runtime, upstreams
 from . import plan as planning
 from .exits import Exit
-from .generation import Generation, Outcome, changed
+from .generation import Generations, Outcome, refused
 from .host import HostFacts
 from .logs import log
 from .plan import Plan
-from .process import Child
+from .process import HANDLED, Child, Processes, Stopping
 from .settings import SettingError
 
-POLL = 0.02  # seconds
-
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
-STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 RESOLVE_EVERY = 5.0  # seconds between two looks at the proxy's upstream names
-LOAD_TIMEOUT = 300.0  # seconds a new generation may take to load the app at a reload
-
-
-class Stopping(Exception):
-    """A stop signal arrived while starting: stop what runs, exit with ``code``."""
 
 
 class Supervisor:
@@ -49,79 +40,18 @@ class Supervisor:
         self.plan = plan
         self.facts = facts
         self.run = plan.run
-        self.grace = plan.settings.grace
-        self.children: dict[int, Child] = {}
-        self.current: Generation | None = None  # the app generation Nginx sends requests to
-        self.generations: list[Generation] = []  # every one running (two during a reload)
-        self.started_generations = 0  # numbers them: one that failed keeps its number
+        self.processes = Processes(runtime.child_env(plan.account), plan.settings.grace)
+        self.app: Generations | None = None  # the app's generations (roles all and app)
         self.nginx: Child | None = None
         self.listener: socket.socket | None = None  # role app: the app's socket, shared
         self.servers: list[str] = []  # upstream addresses in rotation (role proxy)
         self.resolved_at = 0.0
         self.started = time.time()
         self.reloads = 0
-        self.reload_wanted = False  # a SIGHUP came while busy: reload once more after
-        self.watched: dict[str, int] = {}  # autoreload: the app's files and their mtimes
         self.stop_metrics: Callable[[], None] | None = None
         self.checking_static: threading.Thread | None = None
         self.written: Plan | None = None  # the plan the files in the run dir were rendered from
         logs.configure(plan.settings.access_log_format == "json")
-
-    # -- processes -------------------------------------------------------------------------
-
-    def spawn(self, name: str, argv: list[str], **kwargs: object) -> Child:
-        child = Child(name, argv, env=runtime.child_env(self.plan.account), **kwargs)
-        self.children[child.pid] = child
-        return child
-
-    def reap(self) -> None:
-        """Collect every exited child, ours or orphans handed to PID 1."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            child = self.children.get(pid)
-            if child is not None:
-                child.status = status
-                child.proc.returncode = child.exit_code()  # keep Popen from polling again
-                child.kill_group()  # its workers, if any outlived it
-
-    def wait_signal(self, timeout: float) -> int | None:
-        info = signal.sigtimedwait(HANDLED, timeout)
-        if info is None:
-            return None
-        if info.si_signo == signal.SIGCHLD:
-            self.reap()
-        return info.si_signo
-
-    def wait_until(self, done: Callable[[], bool], timeout: float | None) -> None:
-        """Wait for ``done()`` or the timeout; a stop signal meanwhile raises :class:`Stopping`,
-        a SIGHUP is kept for after."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not done():
-            # checked every 20 ms: the start waits on files and ports, and each wait's latency
-            # adds to the time before the first answer
-            left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
-            if left <= 0:
-                return
-            sig = self.wait_signal(left)
-            if sig in STOP:
-                raise Stopping
-            if sig == signal.SIGHUP:
-                self.reload_wanted = True
-            self.reap()
-
-    def in_thread(self, work: Callable[[], object], timeout: float) -> object:
-        """``work()``'s result, run in a thread while signals are still taken; None if it
-        did not end within ``timeout``."""
-        result: list[object] = []
-        thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
-        thread.start()
-        self.wait_until(lambda: not thread.is_alive(), timeout)
-        return result[0] if result else None
 
     # -- start -----------------------------------------------------------------------------
 
@@ -166,17 +96,17 @@ class Supervisor:
         argv = list(self.plan.prestart)
         log(f"prestart: {' '.join(argv)}")
         try:
-            child = self.spawn("prestart", argv, cwd=self.plan.settings.app_dir,
+            child = self.processes.spawn("prestart", argv, cwd=self.plan.settings.app_dir,
                                **runtime.as_user(self.plan.account))
         except OSError as e:
             log(f"prestart failed to run: {e}")
             return Exit.START
         try:
-            self.wait_until(lambda: not child.running, None)
+            self.processes.wait_until(lambda: not child.running, None)
         except Stopping:
             child.signal(signal.SIGTERM)
             with contextlib.suppress(Stopping):
-                self.wait_until(lambda: not child.running, self.grace)
+                self.processes.wait_until(lambda: not child.running, self.processes.grace)
             child.signal(signal.SIGKILL)
             raise
         if child.exit_code() != 0:
@@ -189,37 +119,13 @@ class Supervisor:
             self.listener = self.listen(*self.plan.app_listen)
             if self.listener is None:
                 return Exit.START
-        generation = self.start_generation()
-        self.wait_until(lambda: generation.loaded or not generation.running, None)
-        if not generation.loaded:
-            assert generation.child is not None
-            log(f"the app failed to start (uWSGI {generation.child.describe()}): see uWSGI's "
-                "messages above")
+        self.app = Generations(self.plan, self.processes, lambda: self.server_output("uwsgi"),
+                               self.listener.fileno() if self.listener is not None else None)
+        failed = self.app.first()
+        if failed is not None:
+            log(f"the app failed to start ({failed}): see uWSGI's messages above")
             return Exit.START
-        self.serve_with(generation)
         return None
-
-    def start_generation(self) -> Generation:
-        """Start an app generation: its uWSGI master loads the app and forks the workers."""
-        self.started_generations += 1
-        generation = Generation(self.started_generations, self.plan)
-        argv = generation.argv()
-        output = self.server_output("uwsgi")
-        generation.child = self.spawn(
-            "uwsgi", argv, cwd=self.plan.settings.app_dir, stdout=output or sys.stderr,
-            stderr=output, stdin=self.listener.fileno() if self.listener is not None else None,
-        )
-        if output is not None:
-            os.close(output)
-        self.generations.append(generation)
-        return generation
-
-    def serve_with(self, generation: Generation) -> None:
-        """Send the app's requests to ``generation`` from now on."""
-        generation.make_current()
-        self.current = generation
-        if self.plan.settings.autoreload:
-            self.watched = generation.watched()
 
     def listen(self, host: str, port: int) -> socket.socket | None:
         """Role app: open the app's address here and hand it to uWSGI as fd 0 (see
@@ -238,7 +144,7 @@ class Supervisor:
         if not self.resolve():
             log("waiting for the upstreams to resolve: "
                 + ", ".join(self.plan.settings.upstreams))
-            self.wait_until(lambda: self.resolve() or bool(self.servers), None)
+            self.processes.wait_until(lambda: self.resolve() or bool(self.servers), None)
         return None
 
     def resolve(self) -> bool:
@@ -284,7 +190,7 @@ class Supervisor:
         if self.plan.nginx.access_log:
             self.relay_access_log()
         output = self.server_output("nginx")
-        nginx = self.nginx = self.spawn(
+        nginx = self.nginx = self.processes.spawn(
             "nginx",
             [runtime.binary("nginx"), "-p", str(self.run), "-c", str(self.run.nginx_conf),
              "-e", "stderr", "-g", "daemon off; master_process on;"],
@@ -293,8 +199,8 @@ class Supervisor:
         if output is not None:
             os.close(output)
         probe = self.plan.probe
-        self.wait_until(lambda: not nginx.running or upstreams.accepts(probe.host, probe.port),
-                        None)
+        self.processes.wait_until(
+            lambda: not nginx.running or upstreams.accepts(probe.host, probe.port), None)
         if not nginx.running:
             log(f"nginx failed to start ({nginx.describe()}): see its messages above")
             return Exit.START
@@ -341,13 +247,15 @@ class Supervisor:
         finally:
             if self.stop_metrics is not None:
                 self.stop_metrics()
-            self.kill_all()
+            self.processes.kill_all()
             self.run.pid.unlink(missing_ok=True)
 
     def loop(self) -> int:
+        """Take one signal at a time and hand it to ``handle_<name>``; between signals, look
+        at the upstreams (role proxy) and the app's files (autoreload)."""
         while True:
-            sig = self.wait_signal(1.0)
-            self.reap()
+            sig = self.processes.wait_signal(1.0)
+            self.processes.reap()
             if sig is not None and sig != signal.SIGCHLD:
                 handle: Callable[[], int | None] = getattr(
                     self, f"handle_{signal.Signals(sig).name.lower()}")
@@ -358,15 +266,14 @@ class Supervisor:
                   and time.monotonic() - self.resolved_at > RESOLVE_EVERY and self.resolve()):
                 log(f"upstreams now resolve to {', '.join(self.servers)}: reloading nginx")
                 self.reload()
-            elif self.watched and changed(self.watched):
+            elif self.app is not None and self.app.files_changed():
                 log("autoreload: the app's files changed")
-                self.watched = self.current.watched() if self.current is not None else {}
                 self.reload()
-            while self.reload_wanted:
-                self.reload_wanted = False
+            while self.processes.reload_wanted:
+                self.processes.reload_wanted = False
                 self.reload()
-            uwsgi = self.current.child if self.current is not None else None
-            for child in (self.nginx, uwsgi):
+            current = self.app.current if self.app is not None else None
+            for child in (self.nginx, current.child if current is not None else None):
                 if child is not None and not child.running:
                     log(f"{child.name} died ({child.describe()}): stopping the stack")
                     self.stop()
@@ -388,12 +295,26 @@ class Supervisor:
         self.reload()
 
     def reload(self) -> None:
-        """Re-render the configs, start a new app generation and switch to it once it
-        answers, then reload Nginx; the outcome goes to the log and to `flaskstack reload`."""
+        """Re-render the configs, replace the app's generation once the new one answers, and
+        reload Nginx; the outcome goes to the log and to `flaskstack reload`."""
         started = time.monotonic()
         if self.plan.watch_upstreams:
             self.resolve()  # a reload also picks up replicas that came, went or were drained
-        outcome = self.replace_generation(started)
+        current = self.app.current if self.app is not None else None
+        try:
+            preflight.check_files(self.plan)  # e.g. a renewed certificate and key
+            if self.plan.nginx is not None and (self.plan.nginx.snippet_server
+                                                or self.plan.nginx.snippet_http):
+                preflight.nginx_test(self.plan, self.facts, self.servers)
+            render.in_child(self.plan)
+        except (SettingError, OSError) as e:  # OSError: e.g. the run dir is full or read-only
+            outcome = refused(started, current, str(e))
+        else:
+            if self.app is not None:
+                outcome = self.app.replace(started, self.reload_nginx)
+            else:
+                self.reload_nginx()
+                outcome = Outcome(started, True, "reload: nginx configuration reloaded")
         outcome.seconds = round(time.monotonic() - started, 3)
         if outcome.ok:
             self.reloads += 1
@@ -402,63 +323,9 @@ class Supervisor:
             log(f"  {line}")
         outcome.write(self.run)
 
-    def replace_generation(self, started: float) -> Outcome:
-        old = self.current
-        serving = old.number if old is not None else 0
-
-        def refused(reason: str, error: str = "") -> Outcome:
-            still = f"{old} keeps serving" if old is not None else "still serving"
-            return Outcome(started, False, f"reload refused, {still}: {reason}", error,
-                           serving)
-
-        try:
-            preflight.check_files(self.plan)  # e.g. a renewed certificate and key
-            if self.plan.nginx is not None and (self.plan.nginx.snippet_server
-                                                or self.plan.nginx.snippet_http):
-                preflight.nginx_test(self.plan, self.facts, self.servers)
-            render.in_child(self.plan)
-        except (SettingError, OSError) as e:  # OSError: e.g. the run dir is full or read-only
-            return refused(str(e))
-        new = None
-        if old is not None:
-            new = self.start_generation()
-            self.wait_until(lambda: new.loaded or not new.running, LOAD_TIMEOUT)
-            problem = None if new.loaded else "the new code cannot be loaded"
-            error = "" if new.loaded else new.failure()
-            if problem is None:
-                answer = self.in_thread(lambda: new.health() or "",
-                                        self.plan.settings.request_timeout + 2)
-                problem = "the health check got no answer" if answer is None else (
-                    str(answer) or None)
-            if problem is not None:
-                self.retire(new)
-                return refused(str(problem), error)
-            self.serve_with(new)
+    def reload_nginx(self) -> None:
         if self.nginx is not None:
             self.nginx.signal(signal.SIGHUP)
-        if old is None or new is None:
-            return Outcome(started, True, "reload: nginx configuration reloaded", generation=0)
-        if self.plan.app_listen is None:
-            # requests Nginx queued on the old socket before the switch are answered before it
-            # stops: the queue is first in, first out, so once a request sent now is answered
-            # every one before it was taken
-            self.in_thread(old.health, self.plan.settings.request_timeout + self.grace)
-        self.retire(old)
-        return Outcome(started, True, f"reload: {new} serving, {old} stopped",
-                       generation=new.number)
-
-    def retire(self, generation: Generation) -> bool:
-        """Stop a generation gracefully (its requests in flight finish); True if forced."""
-        forced = False
-        if generation.running:
-            assert generation.child is not None
-            if not generation.command(b"q"):
-                generation.child.signal(signal.SIGTERM)
-            forced = self.finish(generation.child, signal.SIGINT)
-        if generation in self.generations:
-            self.generations.remove(generation)
-        generation.remove()
-        return forced
 
     # -- stop ------------------------------------------------------------------------------
 
@@ -472,39 +339,13 @@ class Supervisor:
         forced = False
         if self.nginx is not None and self.nginx.running:
             self.nginx.signal(signal.SIGQUIT)
-            forced |= self.finish(self.nginx, signal.SIGTERM)
+            forced |= self.processes.finish(self.nginx, signal.SIGTERM)
         if self.listener is not None:
             with contextlib.suppress(OSError):
                 self.listener.shutdown(socket.SHUT_RD)
-        for generation in list(self.generations):
-            forced |= self.retire(generation)
+        if self.app is not None:
+            forced |= self.app.stop()
         return Exit.FORCED if forced else Exit.OK
-
-    def finish(self, child: Child, harder: int) -> bool:
-        """Wait out the grace period for ``child`` (a second stop signal cuts it short), then
-        insist; True if it had to be forced."""
-        with contextlib.suppress(Stopping):
-            self.wait_until(lambda: not child.running, self.grace + 1)
-        if not child.running:
-            return False
-        log(f"{child.name} still running after {self.grace}s: forcing")
-        child.signal(harder)
-        with contextlib.suppress(Stopping):
-            self.wait_until(lambda: not child.running, 2)
-        if child.running:
-            child.kill_group()
-            with contextlib.suppress(Stopping):
-                self.wait_until(lambda: not child.running, 2)
-        return True
-
-    def kill_all(self) -> None:
-        """Last resort: nothing the supervisor started outlives it."""
-        for child in self.children.values():
-            child.kill_group()
-        deadline = time.monotonic() + 3
-        while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            self.reap()
 
 
 def empty_folder(folder: Path) -> None:
