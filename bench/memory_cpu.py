@@ -113,6 +113,8 @@ def main() -> None:
                                 str(tmp / "run-hello"), "--host", "127.0.0.1", "--port",
                                 str(port), "--app", "hello:app", "--app-dir", str(site)],
                       dict(os.environ), port)
+        two = Stack("hello2", [*hello.argv, "--run-dir", str(tmp / "run-hello2"),
+                               "--nginx-workers", "2"], dict(os.environ), port)
         notes = serve("notes", tmp, "--app-dir", str(tmp), env=notes_env)
         with kit(notes):  # migrates the database once, as a restart finds it
             pass
@@ -124,6 +126,7 @@ def main() -> None:
             configurations = [
                 ("hello", "flaskstack", lambda: kit(hello), ("/",)),
                 ("hello", "original", lambda n=n: original(tmp / f"oh{n}", site), ("/",)),
+                ("hello", "flaskstack --nginx-workers 2", lambda: kit(two), ("/",)),
                 ("notes", "flaskstack", lambda: kit(notes), WARM_UP),
                 ("notes", "original", lambda n=n: original(
                     tmp / f"on{n}", tmp, "notes:create_app()", notes_env), WARM_UP),
