@@ -463,11 +463,12 @@ SETTINGS: tuple[Setting, ...] = (
             "than the app's Python workers answer, and a second cost 12 % more CPU per request "
             "and 7 MB (docs/benchmarks/memory-and-cpu.md); raise it for heavy static or TLS "
             "traffic."),
-    Setting("nginx_connections", "http", Integer(64, 65535), 4096,
+    Setting("nginx_connections", "http", Integer(64, 65535), 16384,
             "Connections per Nginx worker (idle and slow clients included, and one more for "
-            "each request passed to the app); Nginx allocates about 450 bytes per slot at "
-            "start. Its open-files limit is sized with it, within the host's hard limit (serve "
-            "says when that caps it)."),
+            "each request passed to the app): 10,000 idle or slow clients are held while "
+            "others are served. Nginx allocates about 450 bytes per slot at start (7 MB for "
+            "16,384). Its open-files limit is sized with it, within the host's hard limit "
+            "(serve says when that caps it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
     Setting("access_log_static", "http", Boolean(), False,
             "Also log the static files Nginx answers without an error (200, 206, 304) and give "
