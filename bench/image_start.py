@@ -13,7 +13,7 @@ of the rounds (so a row's parts need not add up to its total).
 The split reads what the container's processes leave behind, from the host (hence root): the
 start times of uWSGI's master, its first worker and Nginx's master (``/proc``), and the files the
 supervisor writes in its run directory (its pid file once the configs are written, uWSGI's
-``uwsgi.ready`` once a worker accepts).
+``gen-1/ready`` once the first generation's worker accepts).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def split(supervisor: int, run_dir: Path, began: float, served: float) -> dict[s
     with contextlib.suppress(OSError):
         marks["configs written"] = run_dir.joinpath("flaskstack.pid").stat().st_mtime
     with contextlib.suppress(OSError):
-        marks["worker accepts"] = run_dir.joinpath("uwsgi.ready").stat().st_mtime
+        marks["worker accepts"] = run_dir.joinpath("gen-1", "ready").stat().st_mtime
     with contextlib.suppress(OSError, StopIteration):
         below = children()
         for child in sorted(below.get(supervisor, [])):

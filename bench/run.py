@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,11 +78,27 @@ class Point:
     p99_ms: float
     requests: int
     failed: int
+    cpu_us: float = float("nan")  # CPU time of the server's whole process tree per request
 
 
-def wrk(url: str, connections: int, duration: int, headers: dict[str, str]) -> Point:
+def cpu_seconds(roots: Sequence[int]) -> float:
+    """User + system CPU time of every process under ``roots`` (from /proc: a busy neighbour
+    on a shared machine slows the clock, not the work)."""
+    ticks = 0
+    for root in roots:
+        for pid in tree(root):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, connections: int, duration: int, headers: dict[str, str],
+        roots: Sequence[int] = ()) -> Point:
+    """One wrk run; with ``roots`` (the server's processes) also its CPU per request."""
     print(f"bench: wrk -c{connections} -d{duration}s {url}", file=sys.stderr, flush=True)
     flags = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
+    cpu_before = cpu_seconds(roots)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
          *flags, url],
@@ -93,7 +109,8 @@ def wrk(url: str, connections: int, duration: int, headers: dict[str, str]) -> P
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return Point(rps, p99_ms, total, wrk_failures(out))
+    cpu_us = (cpu_seconds(roots) - cpu_before) / total * 1e6 if roots and total else float("nan")
+    return Point(rps, p99_ms, total, wrk_failures(out), cpu_us)
 
 
 def wrk_failures(output: str) -> int:
@@ -238,8 +255,16 @@ http {{
 """
 
 
+@dataclass
+class Running:
+    """A server started by the bench: its URL and the processes that serve it."""
+
+    url: str
+    pids: list[int]
+
+
 @contextlib.contextmanager
-def nginx_alone(tmp: Path) -> Iterator[str]:
+def nginx_alone(tmp: Path) -> Iterator[Running]:
     tmp.mkdir()
     port = free_port()
     (tmp / "nginx.conf").write_text(NGINX_ALONE.format(tmp=tmp, port=port, static=NOTES_STATIC))
@@ -247,20 +272,24 @@ def nginx_alone(tmp: Path) -> Iterator[str]:
                   "-g", "daemon off;"])
     try:
         first_200(f"http://127.0.0.1:{port}/", proc)
-        yield f"http://127.0.0.1:{port}/"
+        yield Running(f"http://127.0.0.1:{port}/", [proc.pid])
     finally:
         stop(proc, signal.SIGQUIT)
 
 
 @contextlib.contextmanager
-def original(tmp: Path, site: Path) -> Iterator[str]:
+def original(tmp: Path, site: Path, module: str = "hello:app",
+             env: dict[str, str] | None = None) -> Iterator[Running]:
+    """The configuration flaskstack replaces, serving ``module`` (the app loaded once by the
+    master, which forks 2 workers; Nginx with 1 worker)."""
     tmp.mkdir()
     tmp.chmod(0o777)
     user = ["--uid", "www-data", "--gid", "www-data"] if os.geteuid() == 0 else []
     uw = spawn([str(BIN / "uwsgi"), "--socket", str(tmp / "uwsgi.sock"), "--master",
                 "--processes", "2", "--threads", "1", "--chdir", str(site), "--module",
-                "hello:app", "--chmod-socket=666", "--vacuum", "--disable-logging",
-                "--stats", str(tmp / "stats.sock"), "--pidfile", str(tmp / "uwsgi.pid"), *user])
+                module, "--chmod-socket=666", "--vacuum", "--disable-logging",
+                "--stats", str(tmp / "stats.sock"), "--pidfile", str(tmp / "uwsgi.pid"), *user],
+               env={**os.environ, **(env or {})})
     port = free_port()
     (tmp / "nginx.conf").write_text(ORIGINAL_NGINX.format(tmp=tmp, port=port))
     ngx = None
@@ -273,7 +302,7 @@ def original(tmp: Path, site: Path) -> Iterator[str]:
         ngx = spawn(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr",
                      "-g", "daemon off;"])
         first_200(f"http://127.0.0.1:{port}/", ngx)
-        yield f"http://127.0.0.1:{port}/"
+        yield Running(f"http://127.0.0.1:{port}/", [uw.pid, ngx.pid])
     finally:
         if ngx is not None:
             stop(ngx, signal.SIGQUIT)
@@ -324,13 +353,15 @@ class Target:
     name: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    roots: list[int] = field(default_factory=list)  # the processes serving it (CPU time)
     points: list[Point] = field(default_factory=list)
     cache_status: str = ""
 
     def median(self) -> Point:
         pick = sorted(self.points, key=lambda p: p.rps)[len(self.points) // 2]
         return Point(statistics.median(p.rps for p in self.points), pick.p99_ms,
-                     sum(p.requests for p in self.points), sum(p.failed for p in self.points))
+                     sum(p.requests for p in self.points), sum(p.failed for p in self.points),
+                     statistics.median(p.cpu_us for p in self.points))
 
 
 @dataclass
@@ -339,6 +370,8 @@ class Report:
     bursts: list[tuple[str, Point]]
     memory: list[tuple[str, float]]  # MB
     starts: list[tuple[str, float]]  # seconds, median
+    kit_mb: float = 0.0  # the hello app through flaskstack, after the run (PSS)
+    original_mb: float = 0.0  # ... and under the original configuration
 
 
 BROWSER = {"Accept-Encoding": "gzip, deflate, br"}  # what browsers send
@@ -363,27 +396,33 @@ def run(duration: int, rounds: int, burst_seconds: int) -> Report:
         report = Report([], [], [], [])
         try:
             with contextlib.ExitStack() as servers:
-                ceiling = servers.enter_context(nginx_alone(tmp / "ceiling"))
-                orig = servers.enter_context(original(tmp / "orig", site))
+                alone = servers.enter_context(nginx_alone(tmp / "ceiling"))
+                original_hello = servers.enter_context(original(tmp / "orig", site))
+                ceiling, orig = alone.url, original_hello.url
                 for stack in stacks.values():
                     stack.start()
                     servers.callback(stack.stop)
                 note, cookies = notes_setup(stacks["notes"])
                 signed = {**BROWSER, "Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
                 on, off = stacks["notes"].url, stacks["notes-nocache"].url
+                pids = {name: [s.proc.pid] for name, s in stacks.items() if s.proc is not None}
                 report.targets = [
-                    Target("nginx alone: return 200 (the ceiling)", ceiling),
+                    Target("nginx alone: return 200 (the ceiling)", ceiling, {}, alone.pids),
                     Target("nginx alone: the same bytes from a file (style.css.br, its "
-                           "defaults)", ceiling + "static/style.css.br"),
+                           "defaults)", ceiling + "static/style.css.br", {}, alone.pids),
                     Target("static file /static/style.css (notes)", on + "/static/style.css",
-                           BROWSER),
-                    Target("home / anonymous, cache on", on + "/", BROWSER),
-                    Target("home / anonymous, cache off", off + "/", BROWSER),
-                    Target("note page anonymous, cache on", on + note, BROWSER),
-                    Target("note page anonymous, cache off", off + note, BROWSER),
-                    Target("note page signed in (cache on)", on + note, signed),
-                    Target("hello app through flaskstack", stacks["hello"].url + "/"),
-                    Target("hello app, the original configuration", orig),
+                           BROWSER, pids["notes"]),
+                    Target("home / anonymous, cache on", on + "/", BROWSER, pids["notes"]),
+                    Target("home / anonymous, cache off", off + "/", BROWSER,
+                           pids["notes-nocache"]),
+                    Target("note page anonymous, cache on", on + note, BROWSER, pids["notes"]),
+                    Target("note page anonymous, cache off", off + note, BROWSER,
+                           pids["notes-nocache"]),
+                    Target("note page signed in (cache on)", on + note, signed, pids["notes"]),
+                    Target("hello app through flaskstack", stacks["hello"].url + "/", {},
+                           pids["hello"]),
+                    Target("hello app, the original configuration", orig, {},
+                           original_hello.pids),
                 ]
                 for target in report.targets:  # what the cache said, for the table
                     requests.get(target.url, headers=target.headers, timeout=10)
@@ -392,13 +431,19 @@ def run(duration: int, rounds: int, burst_seconds: int) -> Report:
                 for _ in range(rounds):
                     for target in report.targets:
                         wrk(target.url, 32, min(2, duration), target.headers)  # warm-up
-                        target.points.append(wrk(target.url, 32, duration, target.headers))
+                        target.points.append(wrk(target.url, 32, duration, target.headers,
+                                                 target.roots))
                 if burst_seconds:
                     for label, url in (("home / anonymous, cache on", on + "/"),
                                        ("hello app through flaskstack",
                                         stacks["hello"].url + "/"),
                                        ("hello app, the original configuration", orig)):
                         report.bursts.append((label, wrk(url, 1024, burst_seconds, BROWSER)))
+                # the original configuration's memory after the same run, for the memory row
+                time.sleep(1)
+                report.original_mb = sum(pss_mb(pid) for pid in original_hello.pids)
+                assert stacks["hello"].proc is not None
+                report.kit_mb = pss_mb(stacks["hello"].proc.pid)
             report.memory, report.starts = idle_and_start(stacks["notes"], stacks["hello"],
                                                           rounds)
         finally:
@@ -429,16 +474,23 @@ def tables(report: Report, rounds: int) -> str:
     ceiling = report.targets[0].median().rps
     lines = [
         f"| target (32 connections, median of {rounds}) | req/s | ratio of ceiling "
-        "| p99 latency | failed | X-Cache-Status |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| p99 latency | failed | X-Cache-Status | CPU per request |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for t in report.targets:
         m = t.median()
         lines.append(f"| {t.name} | {m.rps:,.0f} | {m.rps / ceiling:.3f} | {m.p99_ms:.1f} ms "
-                     f"| {m.failed:,} | {t.cache_status or '—'} |")
-    hello = {t.name: t.median().rps for t in report.targets}
-    kit = hello["hello app through flaskstack"] / hello["hello app, the original configuration"]
-    lines += ["", f"hello app: flaskstack / the original configuration = {kit:.2f}"]
+                     f"| {m.failed:,} | {t.cache_status or '—'} | {m.cpu_us:.1f} µs |")
+    hello = {t.name: t.median() for t in report.targets}
+    kit_hello = hello["hello app through flaskstack"]
+    orig_hello = hello["hello app, the original configuration"]
+    lines += ["", "hello app: flaskstack / the original configuration = "
+              f"{kit_hello.rps / orig_hello.rps:.2f} (req/s), "
+              f"{kit_hello.cpu_us / orig_hello.cpu_us:.2f} (CPU per request)"]
+    if report.original_mb:
+        lines += [f"hello app memory after the run (PSS): flaskstack {report.kit_mb:.1f} MB, "
+                  f"the original configuration {report.original_mb:.1f} MB = "
+                  f"{report.kit_mb / report.original_mb:.2f}"]
     if report.bursts:
         lines += ["", "| 1024 connections | req/s | requests | failed |",
                   "| --- | ---: | ---: | ---: |"]

@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.uwsgi_builds NAME=UWSGI_BINARY[:EXTRA_ARGS] ... [--rounds 3]
 
-Each build serves bench/apps/hello.py on ``--http-socket`` (2 processes, lazy-apps, as the kit
-runs it); rounds interleave the builds and the medians are printed as ratios of the first one,
-so the figures compare on a noisy shared machine. Example, as recorded in docs/design.md::
+Each build serves bench/apps/hello.py on ``--http-socket`` (2 processes, the app loaded by the
+master, as the kit runs it); rounds interleave the builds and the medians are printed as ratios
+of the first one, so the figures compare on a noisy shared machine. Example, as recorded in
+docs/design.md::
 
     python -m bench.uwsgi_builds pyuwsgi=/venv-a/bin/uwsgi sdist=/venv-b/bin/uwsgi \\
         "debian=/usr/bin/uwsgi-core:--plugin-dir /usr/lib/uwsgi/plugins --plugin python3 \\
@@ -56,7 +57,7 @@ def websocket_ok(port: int) -> bool:
 
 
 def start(binary: list[str], port: int) -> subprocess.Popen[bytes]:
-    argv = [*binary, "--master", "--processes", "2", "--lazy-apps", "--need-app",
+    argv = [*binary, "--master", "--processes", "2", "--need-app",
             "--die-on-term", "--http-socket", f"127.0.0.1:{port}", "--chdir", str(APPS),
             "--module", "wsecho:application", "--disable-logging", "--listen", "1024"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

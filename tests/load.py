@@ -24,6 +24,7 @@ class Load:
         self.bodies: set[str] = set()
         self.replicas: set[str] = set()
         self.last: str = ""
+        self.answers: list[tuple[float, str]] = []  # (monotonic time it was sent, body)
         self.stop_at = time.monotonic() + limit_s
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -31,6 +32,7 @@ class Load:
 
     def run(self) -> None:
         while not self.stopping.is_set() and time.monotonic() < self.stop_at:
+            sent = time.monotonic()
             try:
                 # a new connection every time
                 r = requests.request(self.method, self.url, timeout=30,
@@ -40,12 +42,18 @@ class Load:
                         self.ok += 1
                         self.bodies.add(r.text)
                         self.last = r.text
+                        self.answers.append((sent, r.text))
                         self.replicas.add(r.headers.get("X-Replica", ""))
                     else:
                         self.failures.append(f"HTTP {r.status_code}")
             except requests.RequestException as e:
                 with self.lock:
                     self.failures.append(repr(e))
+
+    def sent_after(self, moment: float) -> set[str]:
+        """The bodies of the answers to requests sent after ``moment`` (time.monotonic())."""
+        with self.lock:
+            return {body for sent, body in self.answers if sent > moment}
 
     def __enter__(self) -> Load:
         for t in self.threads:

@@ -19,6 +19,7 @@ import click
 
 from . import (
     __version__,
+    generation,
     host,
     preflight,
     render,
@@ -200,12 +201,31 @@ def running_pid(run: RunDir) -> int:
 
 
 @main.command(epilog=EPILOG)
+@click.option("--no-wait", is_flag=True,
+              help="Return once the reload is asked for, without waiting for its outcome.")
 @setting_options
-def reload(**options: Any) -> None:
-    """Reload the app's code (workers one at a time) and Nginx's configuration."""
-    settings, run = stack(options, anywhere=True)
-    os.kill(running_pid(run or run_dir(settings)), signal.SIGHUP)
-    click.echo("reload requested")
+def reload(no_wait: bool, **options: Any) -> None:
+    """Load the app's code in a new generation of workers and switch to it once it answers;
+    reload Nginx's configuration. Returns when the new generation is the only one serving.
+
+    When the new code cannot be loaded or the reload is refused, exits 6 with the reason (the
+    app's own error) and the running generation keeps serving.
+    """
+    settings, found = stack(options, anywhere=True)
+    run = found or run_dir(settings)
+    pid = running_pid(run)
+    since = time.monotonic()
+    os.kill(pid, signal.SIGHUP)
+    if no_wait:
+        click.echo("reload requested")
+        return
+    outcome = generation.wait_outcome(run, pid, since)
+    if outcome is None:
+        fail("reload: flaskstack serve stopped before the reload ended", Exit.ERROR)
+    if not outcome.ok:
+        error = "".join(f"\n  {line}" for line in outcome.error.splitlines())
+        fail(outcome.message + error, Exit.REFUSED)
+    click.echo(f"{outcome.message} ({outcome.seconds:.2f} s)")
 
 
 @main.command(epilog=EPILOG)

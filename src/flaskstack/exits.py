@@ -17,6 +17,7 @@ class Exit(IntEnum):
     START = 3
     DIED = 4
     FORCED = 5
+    REFUSED = 6
 
 
 MEANING = {
@@ -27,6 +28,9 @@ MEANING = {
     Exit.START: "the app, the prestart command or a server failed to start",
     Exit.DIED: "Nginx or the uWSGI master died while serving (the stack was stopped)",
     Exit.FORCED: "a stop had to force a process after the grace period",
+    Exit.REFUSED: "reload: refused (the new code cannot be loaded or does not answer its health "
+                  "path, or the new configuration is wrong); the running generation keeps "
+                  "serving",
 }
 
 

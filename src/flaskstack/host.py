@@ -11,7 +11,6 @@ import grp
 import os
 import pwd
 import resource
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +70,6 @@ def gather(user: str) -> HostFacts:
         nofile_hard=hard if hard != resource.RLIM_INFINITY else 1 << 20,
         root=root,
         account=account(user) if root else None,
-        instance=secrets.token_hex(4),
+        instance=os.urandom(4).hex(),  # (not secrets: it loads OpenSSL into the supervisor)
         brotli_static=str(BROTLI_STATIC) if BROTLI_STATIC.is_file() else None,
     )

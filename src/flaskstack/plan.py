@@ -29,6 +29,7 @@ SMALLEST_HEADER_LINE = 4  # "a:\r\n"
 UWSGI_PACKET_MAX = 65535
 YEAR = 31536000  # seconds: the longest max-age HTTP caches honour
 PIPE_BUF = 4096  # Linux: writes up to this size to a pipe are atomic
+LOADER = str(Path(__file__).with_name("loader.py"))
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class StaticMapping:
 class UWSGIPlan:
     """What ``uwsgi.ini`` says."""
 
-    module: str  # uWSGI's ``module``: ``pkg:app`` or ``pkg:factory()``
+    module: str  # uWSGI's ``module`` syntax: ``pkg:app`` or ``pkg:factory()``
+    loader: str  # the file every generation's master loads it with (see loader.py)
     unix_socket: str | None  # None: the socket is inherited as fd 0 (the supervisor opens it)
     backlog: int
     harakiri: int  # uWSGI checks it each whole second: one more, so never before the timeout
@@ -242,6 +244,7 @@ def make(
     if runs_app:
         uwsgi = UWSGIPlan(
             module=uwsgi_module(s.app),
+            loader=LOADER,
             unix_socket=str(run.uwsgi_socket) if role == "all" else None,
             backlog=backlog,
             harakiri=s.request_timeout + 1,

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -162,6 +161,8 @@ def nginx_test(plan: Plan, facts: HostFacts, servers: Sequence[str] = ()) -> Non
     :class:`SettingError` naming the site's snippet and line when the fault is there."""
     if plan.nginx is None:
         return
+    import tempfile  # (with shutil's compressors: only when there are snippets to test)
+
     with tempfile.TemporaryDirectory(prefix="flaskstack-check-") as tmp:
         settings = Settings({**plan.settings.values, "run_dir": tmp}, plan.settings.sources)
         scratch = planning.make(settings, plan.site, facts, servers)

@@ -6,16 +6,21 @@ probe speaks that (a 4-byte header, then the request's variables; the answer is 
 
 from __future__ import annotations
 
-import http.client
 import socket
-import ssl
 import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import http.client
 
 USER_AGENT = "flaskstack-health"
 
 
 def http_status(host: str, port: int, path: str, tls: bool = False, timeout: float = 4) -> int:
     """The status code of ``GET path`` over HTTP(S)."""
+    import http.client  # (with ssl: kept out of the supervisor, which probes only uwsgi)
+    import ssl
+
     conn: http.client.HTTPConnection
     if tls:
         context = ssl._create_unverified_context()  # a probe of our own port, not a client
@@ -46,13 +51,27 @@ def uwsgi_packet(path: str, host: str) -> bytes:
 def uwsgi_status(host: str, port: int, path: str, timeout: float = 4) -> int:
     """The status code of ``GET path`` sent to a uWSGI socket speaking the uwsgi protocol."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(uwsgi_packet(path, host))
-        head = b""
-        while b"\r\n" not in head and len(head) < 1024:
-            chunk = sock.recv(1024)
-            if not chunk:
-                break
-            head += chunk
+        return exchange(sock, path, host)
+
+
+def uwsgi_status_unix(address: str, path: str, host: str = "localhost",
+                      timeout: float = 4) -> int:
+    """The same on a unix socket (an app generation's own, before it takes requests)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        return exchange(sock, path, host)
+
+
+def exchange(sock: socket.socket, path: str, host: str) -> int:
+    """Send ``GET path`` on a connected uwsgi socket; the answer's status code."""
+    sock.sendall(uwsgi_packet(path, host))
+    head = b""
+    while b"\r\n" not in head and len(head) < 1024:
+        chunk = sock.recv(1024)
+        if not chunk:
+            break
+        head += chunk
     parts = head.split(b"\r\n", 1)[0].split()
     if len(parts) < 2 or not parts[1].isdigit():
         raise OSError(f"not an HTTP answer: {head[:60]!r}")

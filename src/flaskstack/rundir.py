@@ -40,6 +40,11 @@ class RunDir:
         return self.path / "flaskstack.json"
 
     @property
+    def reload_status(self) -> Path:
+        """How the last reload ended (JSON), for `flaskstack reload` to report."""
+        return self.path / "reload.json"
+
+    @property
     def drain(self) -> Path:
         """Upstream addresses `flaskstack drain` took out of rotation (role proxy)."""
         return self.path / "drain"
@@ -49,6 +54,11 @@ class RunDir:
     def uwsgi_ini(self) -> Path:
         return self.path / "uwsgi.ini"
 
+    def generation(self, number: int) -> Path:
+        """An app generation's folder: its socket, FIFO, stats socket (see generation.py)."""
+        return self.path / f"gen-{number}"
+
+    # the serving generation's, through symbolic links into its folder
     @property
     def uwsgi_socket(self) -> Path:
         return self.path / "uwsgi.sock"
@@ -60,11 +70,6 @@ class RunDir:
     @property
     def uwsgi_stats(self) -> Path:
         return self.path / "uwsgi-stats.sock"
-
-    @property
-    def uwsgi_ready(self) -> Path:
-        """Touched by uWSGI once its first worker has the app loaded and accepts."""
-        return self.path / "uwsgi.ready"
 
     # -- Nginx
     @property
@@ -110,7 +115,8 @@ class RunDir:
 
     def stale(self) -> tuple[Path, ...]:
         """Files a previous run may have left that would mislead this one."""
-        return (self.uwsgi_ready, self.uwsgi_socket, self.uwsgi_fifo, self.nginx_pid)
+        return (self.uwsgi_socket, self.uwsgi_fifo, self.uwsgi_stats, self.nginx_pid,
+                self.reload_status, *self.path.glob("gen-*"))
 
 
 class Busy(Exception):

@@ -445,7 +445,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_rss", "app", Size(0, 1 << 40, zero="off"), 0,
             "Restart a worker whose memory (RSS) grows past this (0: never)."),
     Setting("autoreload", "app", Boolean(), False,
-            "Reload workers when Python files change (development only)."),
+            "Start a new app generation when a Python file of the app changes (development "
+            "only); a version that cannot be loaded is refused and the running one keeps "
+            "serving."),
     # http
     Setting("max_upload", "http", Size(0, 1 << 40, zero="no limit"), 10 * 1024**2,
             "Largest request body (client_max_body_size); larger gets a 413 page.",
@@ -467,11 +469,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between two reads of the request body."),
     Setting("send_timeout", "http", Seconds(1, 3600), 15,
             "Seconds between two writes of the response."),
-    Setting("nginx_workers", "http", WorkerCount(), "auto", "Nginx worker processes."),
+    Setting("nginx_workers", "http", WorkerCount(), 1,
+            "Nginx worker processes (auto: one per CPU). One worker proxies far more requests "
+            "than the app's Python workers answer, and a second cost 12 % more CPU per request "
+            "and 7 MB (docs/benchmarks/memory-and-cpu.md); raise it for heavy static or TLS "
+            "traffic."),
     Setting("nginx_connections", "http", Integer(64, 65535), 16384,
-            "Connections per Nginx worker (idle and slow clients included); Nginx's open-files "
-            "limit is sized with it, within the host's hard limit (serve says when that caps "
-            "it)."),
+            "Connections per Nginx worker (idle and slow clients included, and one more for "
+            "each request passed to the app): 10,000 idle or slow clients are held while "
+            "others are served. Nginx allocates about 450 bytes per slot at start (7 MB for "
+            "16,384). Its open-files limit is sized with it, within the host's hard limit "
+            "(serve says when that caps it)."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
     Setting("access_log_static", "http", Boolean(), False,
             "Also log the static files Nginx answers without an error (200, 206, 304) and give "

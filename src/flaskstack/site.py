@@ -25,7 +25,6 @@ import importlib.util
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.machinery import ModuleSpec
@@ -88,6 +87,8 @@ def load(app: str, app_dir: str, env: Mapping[str, str] | None = None) -> SiteDe
     if path is None:
         return SiteDeclaration(found=found)
     try:
+        import tomllib  # here: the supervisor, which only holds the declaration, never loads it
+
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise SettingError(f"{path}: {e}") from None

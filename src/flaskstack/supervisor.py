@@ -1,21 +1,21 @@
 """``flaskstack serve``: start the plan's services in order, watch them, stop them in order.
 
-The supervisor is small on purpose: uWSGI's master respawns workers and chain-reloads them,
-Nginx's master handles its own workers and graceful reload. The supervisor only does what
-neither can: start them in order (app loaded before the port accepts), stop them in order
-(Nginx drains before uWSGI goes), forward reloads, reap orphans, and exit with a clear code.
-What to run is the :class:`~.plan.Plan`'s decision, not the supervisor's. See docs/design.md.
+The supervisor is small on purpose: uWSGI's master respawns its workers, Nginx's master handles
+its own workers and graceful reload. The supervisor only does what neither can: start them in
+order (app loaded before the port accepts), replace the app's generation at a reload (see
+:mod:`.generation`), stop them in order (Nginx drains before uWSGI goes), reap orphans, and
+exit with a clear code. Signals are queued (blocked, then taken with ``sigtimedwait``) and
+handled one at a time by ``handle_<name>``. What to run is the :class:`~.plan.Plan`'s
+decision, not the supervisor's. See docs/design.md and docs/operating/reload.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,61 +25,14 @@ from pathlib import Path
 from . import logs, precompress, preflight, render, runtime, upstreams
 from . import plan as planning
 from .exits import Exit
+from .generation import Generations, Outcome, refused
 from .host import HostFacts
 from .logs import log
 from .plan import Plan
+from .process import HANDLED, Child, Processes, Stopping
 from .settings import SettingError
 
-POLL = 0.02  # seconds
-
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
-STOP = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 RESOLVE_EVERY = 5.0  # seconds between two looks at the proxy's upstream names
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _child_setup() -> None:  # runs in the child between fork and exec
-    """Unblock signals, and die with the supervisor even if it is killed outright."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class Child:
-    """A process the supervisor started; reaped by the supervisor's own waitpid loop."""
-
-    def __init__(self, name: str, argv: list[str], **kwargs: object) -> None:
-        self.name = name
-        self.status: int | None = None
-        self.proc = subprocess.Popen(
-            argv, start_new_session=True, preexec_fn=_child_setup, **kwargs  # type: ignore[call-overload]
-        )
-        self.pid = self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.status is None
-
-    def signal(self, sig: int) -> None:
-        if self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
-    def describe(self) -> str:
-        code = self.status if self.status is not None else 0
-        if os.WIFSIGNALED(code):
-            return f"killed by {signal.Signals(os.WTERMSIG(code)).name}"
-        return f"exit status {os.WEXITSTATUS(code)}"
-
-    def exit_code(self) -> int:
-        code = self.status or 0
-        return os.WEXITSTATUS(code) if os.WIFEXITED(code) else 128 + os.WTERMSIG(code)
-
-
-class Stopping(Exception):
-    """A stop signal arrived while starting: stop what runs, exit with ``code``."""
 
 
 class Supervisor:
@@ -87,11 +40,10 @@ class Supervisor:
         self.plan = plan
         self.facts = facts
         self.run = plan.run
-        self.grace = plan.settings.grace
-        self.children: dict[int, Child] = {}
-        self.uwsgi: Child | None = None
+        self.processes = Processes(runtime.child_env(plan.account), plan.settings.grace)
+        self.app: Generations | None = None  # the app's generations (roles all and app)
         self.nginx: Child | None = None
-        self.listener: socket.socket | None = None  # role app: uWSGI's socket, shared
+        self.listener: socket.socket | None = None  # role app: the app's socket, shared
         self.servers: list[str] = []  # upstream addresses in rotation (role proxy)
         self.resolved_at = 0.0
         self.started = time.time()
@@ -101,58 +53,16 @@ class Supervisor:
         self.written: Plan | None = None  # the plan the files in the run dir were rendered from
         logs.configure(plan.settings.access_log_format == "json")
 
-    # -- processes -------------------------------------------------------------------------
-
-    def spawn(self, name: str, argv: list[str], **kwargs: object) -> Child:
-        child = Child(name, argv, env=runtime.child_env(self.plan.account), **kwargs)
-        self.children[child.pid] = child
-        return child
-
-    def reap(self) -> None:
-        """Collect every exited child, ours or orphans handed to PID 1."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            child = self.children.get(pid)
-            if child is not None:
-                child.status = status
-                child.proc.returncode = child.exit_code()  # keep Popen from polling again
-                # its workers, if any outlived it (a master killed outright leaves them)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-
-    def wait_signal(self, timeout: float) -> int | None:
-        info = signal.sigtimedwait(HANDLED, timeout)
-        if info is None:
-            return None
-        if info.si_signo == signal.SIGCHLD:
-            self.reap()
-        return info.si_signo
-
-    def wait_until(self, done: Callable[[], bool], timeout: float | None) -> None:
-        """Wait for ``done()`` or the timeout; a stop signal meanwhile raises :class:`Stopping`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not done():
-            # checked every 20 ms: the start waits on files and ports, and each wait's latency
-            # adds to the time before the first answer
-            left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
-            if left <= 0:
-                return
-            if self.wait_signal(left) in STOP:
-                raise Stopping
-            self.reap()
-
     # -- start -----------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Make the run dir and the site's directories; render and write the configs."""
         self.run.path.mkdir(parents=True, exist_ok=True)
         for stale in self.run.stale():
-            stale.unlink(missing_ok=True)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         for note in self.plan.notes:
             log(note)
         if self.plan.nginx is not None and self.plan.nginx.cache is not None:
@@ -186,17 +96,17 @@ class Supervisor:
         argv = list(self.plan.prestart)
         log(f"prestart: {' '.join(argv)}")
         try:
-            child = self.spawn("prestart", argv, cwd=self.plan.settings.app_dir,
+            child = self.processes.spawn("prestart", argv, cwd=self.plan.settings.app_dir,
                                **runtime.as_user(self.plan.account))
         except OSError as e:
             log(f"prestart failed to run: {e}")
             return Exit.START
         try:
-            self.wait_until(lambda: not child.running, None)
+            self.processes.wait_until(lambda: not child.running, None)
         except Stopping:
             child.signal(signal.SIGTERM)
             with contextlib.suppress(Stopping):
-                self.wait_until(lambda: not child.running, self.grace)
+                self.processes.wait_until(lambda: not child.running, self.processes.grace)
             child.signal(signal.SIGKILL)
             raise
         if child.exit_code() != 0:
@@ -205,24 +115,15 @@ class Supervisor:
         return None
 
     def start_uwsgi(self) -> Exit | None:
-        stdin: int | None = None
         if self.plan.app_listen is not None:
             self.listener = self.listen(*self.plan.app_listen)
             if self.listener is None:
                 return Exit.START
-            stdin = self.listener.fileno()
-        output = self.server_output("uwsgi")
-        uwsgi = self.uwsgi = self.spawn(
-            "uwsgi", [runtime.binary("uwsgi"), "--ini", str(self.run.uwsgi_ini)],
-            cwd=self.plan.settings.app_dir, stdout=output or sys.stderr, stderr=output,
-            stdin=stdin,
-        )
-        if output is not None:
-            os.close(output)
-        self.wait_until(lambda: self.run.uwsgi_ready.exists() or not uwsgi.running, None)
-        if not uwsgi.running:
-            log(f"the app failed to start (uWSGI {uwsgi.describe()}): see uWSGI's messages "
-                "above")
+        self.app = Generations(self.plan, self.processes, lambda: self.server_output("uwsgi"),
+                               self.listener.fileno() if self.listener is not None else None)
+        failed = self.app.first()
+        if failed is not None:
+            log(f"the app failed to start ({failed}): see uWSGI's messages above")
             return Exit.START
         return None
 
@@ -243,7 +144,7 @@ class Supervisor:
         if not self.resolve():
             log("waiting for the upstreams to resolve: "
                 + ", ".join(self.plan.settings.upstreams))
-            self.wait_until(lambda: self.resolve() or bool(self.servers), None)
+            self.processes.wait_until(lambda: self.resolve() or bool(self.servers), None)
         return None
 
     def resolve(self) -> bool:
@@ -289,7 +190,7 @@ class Supervisor:
         if self.plan.nginx.access_log:
             self.relay_access_log()
         output = self.server_output("nginx")
-        nginx = self.nginx = self.spawn(
+        nginx = self.nginx = self.processes.spawn(
             "nginx",
             [runtime.binary("nginx"), "-p", str(self.run), "-c", str(self.run.nginx_conf),
              "-e", "stderr", "-g", "daemon off; master_process on;"],
@@ -298,8 +199,8 @@ class Supervisor:
         if output is not None:
             os.close(output)
         probe = self.plan.probe
-        self.wait_until(lambda: not nginx.running or upstreams.accepts(probe.host, probe.port),
-                        None)
+        self.processes.wait_until(
+            lambda: not nginx.running or upstreams.accepts(probe.host, probe.port), None)
         if not nginx.running:
             log(f"nginx failed to start ({nginx.describe()}): see its messages above")
             return Exit.START
@@ -339,17 +240,22 @@ class Supervisor:
                     self.stop()
                     return code
             print(f"ready: {self.plan.probe.url}", flush=True)
-            return self.loop()
+            try:
+                return self.loop()
+            except Stopping:
+                return self.stop()
         finally:
             if self.stop_metrics is not None:
                 self.stop_metrics()
-            self.kill_all()
+            self.processes.kill_all()
             self.run.pid.unlink(missing_ok=True)
 
     def loop(self) -> int:
+        """Take one signal at a time and hand it to ``handle_<name>``; between signals, look
+        at the upstreams (role proxy) and the app's files (autoreload)."""
         while True:
-            sig = self.wait_signal(1.0)
-            self.reap()
+            sig = self.processes.wait_signal(1.0)
+            self.processes.reap()
             if sig is not None and sig != signal.SIGCHLD:
                 handle: Callable[[], int | None] = getattr(
                     self, f"handle_{signal.Signals(sig).name.lower()}")
@@ -360,7 +266,14 @@ class Supervisor:
                   and time.monotonic() - self.resolved_at > RESOLVE_EVERY and self.resolve()):
                 log(f"upstreams now resolve to {', '.join(self.servers)}: reloading nginx")
                 self.reload()
-            for child in (self.nginx, self.uwsgi):
+            elif self.app is not None and self.app.files_changed():
+                log("autoreload: the app's files changed")
+                self.reload()
+            while self.processes.reload_wanted:
+                self.processes.reload_wanted = False
+                self.reload()
+            current = self.app.current if self.app is not None else None
+            for child in (self.nginx, current.child if current is not None else None):
                 if child is not None and not child.running:
                     log(f"{child.name} died ({child.describe()}): stopping the stack")
                     self.stop()
@@ -379,42 +292,40 @@ class Supervisor:
         return self.stop()
 
     def handle_sighup(self) -> None:
-        if self.plan.watch_upstreams:
-            self.resolve()  # a reload also picks up replicas that came, went or were drained
         self.reload()
 
     def reload(self) -> None:
-        """Re-render the configs, then reload Nginx and chain-reload the uWSGI workers."""
+        """Re-render the configs, replace the app's generation once the new one answers, and
+        reload Nginx; the outcome goes to the log and to `flaskstack reload`."""
+        started = time.monotonic()
+        if self.plan.watch_upstreams:
+            self.resolve()  # a reload also picks up replicas that came, went or were drained
+        current = self.app.current if self.app is not None else None
         try:
             preflight.check_files(self.plan)  # e.g. a renewed certificate and key
             if self.plan.nginx is not None and (self.plan.nginx.snippet_server
                                                 or self.plan.nginx.snippet_http):
                 preflight.nginx_test(self.plan, self.facts, self.servers)
-        except SettingError as e:
-            log(f"reload refused, still serving the running configuration: {e}")
-            return
-        try:
             render.in_child(self.plan)
-        except OSError as e:  # e.g. the run dir is full or was made read-only
-            log(f"reload refused, still serving the running configuration: {e}")
-            return
-        log("reload: nginx configuration and app workers (one at a time)")
-        self.reloads += 1
+        except (SettingError, OSError) as e:  # OSError: e.g. the run dir is full or read-only
+            outcome = refused(started, current, str(e))
+        else:
+            if self.app is not None:
+                outcome = self.app.replace(started, self.reload_nginx)
+            else:
+                self.reload_nginx()
+                outcome = Outcome(started, True, "reload: nginx configuration reloaded")
+        outcome.seconds = round(time.monotonic() - started, 3)
+        if outcome.ok:
+            self.reloads += 1
+        log(outcome.message + (f" ({outcome.seconds:.2f} s)" if outcome.ok else ""))
+        for line in outcome.error.splitlines():
+            log(f"  {line}")
+        outcome.write(self.run)
+
+    def reload_nginx(self) -> None:
         if self.nginx is not None:
             self.nginx.signal(signal.SIGHUP)
-        if self.uwsgi is not None:
-            self.fifo(b"c")
-
-    def fifo(self, command: bytes) -> bool:
-        try:
-            fd = os.open(self.run.uwsgi_fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            return False
-        try:
-            os.write(fd, command)
-        finally:
-            os.close(fd)
-        return True
 
     # -- stop ------------------------------------------------------------------------------
 
@@ -428,43 +339,13 @@ class Supervisor:
         forced = False
         if self.nginx is not None and self.nginx.running:
             self.nginx.signal(signal.SIGQUIT)
-            forced |= self.finish(self.nginx, signal.SIGTERM)
+            forced |= self.processes.finish(self.nginx, signal.SIGTERM)
         if self.listener is not None:
             with contextlib.suppress(OSError):
                 self.listener.shutdown(socket.SHUT_RD)
-        if self.uwsgi is not None and self.uwsgi.running:
-            if not self.fifo(b"q"):
-                self.uwsgi.signal(signal.SIGTERM)
-            forced |= self.finish(self.uwsgi, signal.SIGINT)
+        if self.app is not None:
+            forced |= self.app.stop()
         return Exit.FORCED if forced else Exit.OK
-
-    def finish(self, child: Child, harder: int) -> bool:
-        """Wait out the grace period for ``child`` (a second stop signal cuts it short), then
-        insist; True if it had to be forced."""
-        with contextlib.suppress(Stopping):
-            self.wait_until(lambda: not child.running, self.grace + 1)
-        if not child.running:
-            return False
-        log(f"{child.name} still running after {self.grace}s: forcing")
-        child.signal(harder)
-        with contextlib.suppress(Stopping):
-            self.wait_until(lambda: not child.running, 2)
-        if child.running:
-            os.killpg(child.pid, signal.SIGKILL)
-            with contextlib.suppress(Stopping):
-                self.wait_until(lambda: not child.running, 2)
-        return True
-
-    def kill_all(self) -> None:
-        """Last resort: nothing the supervisor started outlives it."""
-        for child in self.children.values():
-            # every member of its process group: workers can outlive a master killed outright
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 3
-        while any(c.running for c in self.children.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            self.reap()
 
 
 def empty_folder(folder: Path) -> None:

@@ -20,8 +20,7 @@ def test_json_lines_from_nginx_uwsgi_and_the_supervisor(make_stack) -> None:
     r = requests.get(stack.url + "/hello?q=\"quoted\"", timeout=10)
     request_id = r.headers["X-Request-ID"]
     assert requests.get(stack.url + "/slow?4", timeout=30).status_code == 502  # a harakiri
-    assert stack.cli("reload").returncode == 0
-    assert wait_for(lambda: "chain reloading complete" in stack.output(), 30)
+    assert stack.cli("reload").returncode == 0  # returns once the new generation serves
     time.sleep(0.5)
     out, err = "".join(stack.stdout), "".join(stack.stderr)
     assert out.startswith("ready: ")  # the one line meant for people and scripts waiting

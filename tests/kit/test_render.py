@@ -43,8 +43,8 @@ def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
                           "errors/502.html", "errors/502.json"}
     nginx, ini = files["nginx.conf"], files["uwsgi.ini"]
     assert directive(nginx, "server") == ["unix:/run/fs/uwsgi.sock"]
-    assert "socket = /run/fs/uwsgi.sock" in ini
-    assert "module = mysite:create_app()" in ini
+    assert "\nsocket =" not in ini  # each generation's own, in its folder (generation.py)
+    assert "env = FLASKSTACK_APP=mysite:create_app()" in ini
     assert "disable-logging = true" in ini  # Nginx logs the requests
     assert directive(nginx, "uwsgi_read_timeout") == ["65s"]  # harakiri 60 + 5
     # checked each whole second: never before the timeout; not for WebSockets
@@ -61,7 +61,7 @@ def test_role_app_renders_uwsgi_only_on_an_inherited_socket() -> None:
     files = render.render(plan)
     assert set(files) == {"uwsgi.ini"}
     ini = files["uwsgi.ini"]
-    assert "\nsocket =" not in ini and "inherited as fd 0" in ini
+    assert "\nsocket = fd://0\n" in ini and "handed to every generation as fd 0" in ini
     assert "add-header = X-Replica: r1" in ini
     assert "disable-logging" not in ini  # no Nginx here: uWSGI logs
     assert plan.app_listen == ("0.0.0.0", 8001)
@@ -168,9 +168,9 @@ def test_preloaded_libraries_come_from_the_site_unless_the_setting_says_otherwis
     site = SiteDeclaration(found=True, preload=["flask", "sqlalchemy.orm"])
     settings = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_APP": "mysite"})
     ini = render.render(planning.make(settings, site, FACTS))["uwsgi.ini"]
-    assert directive_ini(ini, "shared-import") == ["flask", "sqlalchemy.orm",
-                                                   "flaskstack.gcfreeze"]
-    assert "lazy-apps = true" in ini  # the app itself is still loaded by each worker
+    assert directive_ini(ini, "shared-import") == ["flask", "sqlalchemy.orm"]
+    assert "lazy-apps" not in ini  # the master loads the app itself, once (see loader.py)
+    assert directive_ini(ini, "env") == ["FLASKSTACK_APP=mysite:app"]
     chosen = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "lxml"})
     assert planning.make(chosen, site, FACTS).uwsgi.preload == ("lxml",)  # type: ignore[union-attr]
     nothing = load(env={"FLASKSTACK_RUN_DIR": "/run/fs", "FLASKSTACK_PRELOAD": "none"})

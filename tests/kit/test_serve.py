@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.load import wait_for
-
 from .conftest import REQUEST_ID, leftovers
 
 
@@ -205,14 +203,18 @@ def test_a_reload_that_cannot_write_its_files_is_refused_and_serving_goes_on(mak
     stack = make_stack("--app", "probe:application").start()
     blocker = stack.run_dir / "nginx.conf.tmp"
     blocker.mkdir()  # where the new nginx.conf would be written
-    assert stack.cli("reload").returncode == 0
-    assert wait_for(lambda: "reload refused" in stack.output(), 10)
+    refused = stack.cli("reload")
+    assert refused.returncode == 6
+    assert refused.stderr.startswith("flaskstack: error: reload refused, generation 1 keeps "
+                                     "serving: rendering the configuration failed")
     line = next(x for x in stack.output().splitlines() if "reload refused" in x)
     assert "rendering the configuration failed" in line and "nginx.conf.tmp" in line
     assert requests.get(stack.url + "/", timeout=10).status_code == 200
     blocker.rmdir()
-    assert stack.cli("reload").returncode == 0
-    assert wait_for(lambda: "reload: nginx configuration" in stack.output(), 10)
+    done = stack.cli("reload")
+    assert done.returncode == 0
+    assert done.stdout.startswith("reload: generation 2 serving, generation 1 stopped (")
+    assert "reload: generation 2 serving" in stack.output()
     assert stack.proc is not None and stack.proc.poll() is None
 
 

@@ -1,0 +1,173 @@
+"""Memory and CPU per request: flaskstack beside the configuration it replaces, same app.
+
+    .venv/bin/python -m bench.memory_cpu [--rounds 3] [--duration 5]
+
+For the one-route hello app and the notes site, each round (interleaved) starts flaskstack
+(hello: with its defaults; notes: ``--workers 2``) and the original configuration (uWSGI
+master loading the app once + 2 workers, Nginx with 1 worker) on the same venv, app and data;
+warms each up the same way, and sums PSS over each process tree after 1.5 s idle, then again
+after 1,000 more requests. For hello it also measures the CPU time of the whole process tree
+per request under ``wrk -t1 -c32``. Figures are medians of the rounds; the last table shows
+where the kit's hello stack's memory goes, process by process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+from bench.run import (
+    APPS,
+    BIN,
+    Running,
+    Stack,
+    free_port,
+    machine,
+    original,
+    positive,
+    pss_mb,
+    serve,
+    tree,
+    wrk,
+)
+
+WARM_UP = ("/", "/?page=1", "/feed.xml", "/api/docs", "/openapi.json", "/no-such-page",
+           "/login", "/sitemap.xml")
+
+
+def get_all(url: str, paths: tuple[str, ...], count: int) -> None:
+    with requests.Session() as web:
+        for i in range(count):
+            web.get(url.rstrip("/") + paths[i % len(paths)], timeout=30)
+
+
+def pss(pids: list[int]) -> float:
+    return sum(pss_mb(pid) for pid in pids)
+
+
+def measure(url: str, pids: list[int], paths: tuple[str, ...]) -> tuple[float, float]:
+    """PSS after the warm-up (three rounds of ``paths``) and 1.5 s idle; then after 1,000
+    more requests."""
+    get_all(url, paths, 3 * len(paths))
+    time.sleep(1.5)
+    idle = pss(pids)
+    get_all(url, paths, 1000)
+    time.sleep(1.5)
+    return idle, pss(pids)
+
+
+@contextlib.contextmanager
+def kit(stack: Stack) -> Iterator[Running]:
+    stack.start()
+    try:
+        assert stack.proc is not None
+        yield Running(stack.url + "/", [stack.proc.pid])
+    finally:
+        stack.stop()
+
+
+def breakdown(root: int) -> list[tuple[str, float]]:
+    """PSS of each process under ``root`` (its own, not its children's), by its title."""
+    rows = []
+    for pid in tree(root):
+        with contextlib.suppress(OSError):
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            own = sum(int(line.split()[1]) for line in
+                      Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                      if line.startswith("Pss:"))
+            rows.append((title.strip()[:70], own / 1024))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=positive(int), default=3)
+    parser.add_argument("--duration", type=positive(int), default=5,
+                        help="seconds of wrk per CPU point (after a 2 s warm-up)")
+    args = parser.parse_args()
+    rounds, duration = int(args.rounds), int(args.duration)
+    memory: dict[str, list[tuple[float, float]]] = {}
+    cpu: dict[str, list[float]] = {}
+    rps: dict[str, list[float]] = {}
+    where: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="flaskstack-memory-") as name:
+        tmp = Path(name)
+        tmp.chmod(0o755)
+        site = tmp / "site"
+        shutil.copytree(APPS, site)
+        for path in [site, *site.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        data = tmp / "data"
+        notes_env = {"NOTES_DATA_DIR": str(data), "NOTES_SECRET_KEY": "bench-" + "x" * 32}
+        port = free_port()  # the kit with its defaults: no --workers or --nginx-workers
+        hello = Stack("hello", [str(BIN / "flaskstack"), "serve", "--run-dir",
+                                str(tmp / "run-hello"), "--host", "127.0.0.1", "--port",
+                                str(port), "--app", "hello:app", "--app-dir", str(site)],
+                      dict(os.environ), port)
+        two = Stack("hello2", [*hello.argv, "--run-dir", str(tmp / "run-hello2"),
+                               "--nginx-workers", "2"], dict(os.environ), port)
+        notes = serve("notes", tmp, "--app-dir", str(tmp), env=notes_env)
+        with kit(notes):  # migrates the database once, as a restart finds it
+            pass
+        if os.geteuid() == 0:
+            shutil.chown(data, "www-data", "www-data")
+            for path in data.rglob("*"):
+                shutil.chown(path, "www-data", "www-data")
+        for n in range(rounds):
+            configurations = [
+                ("hello", "flaskstack", lambda: kit(hello), ("/",)),
+                ("hello", "original", lambda n=n: original(tmp / f"oh{n}", site), ("/",)),
+                ("hello", "flaskstack --nginx-workers 2", lambda: kit(two), ("/",)),
+                ("notes", "flaskstack", lambda: kit(notes), WARM_UP),
+                ("notes", "original", lambda n=n: original(
+                    tmp / f"on{n}", tmp, "notes:create_app()", notes_env), WARM_UP),
+            ]
+            for app, config, start, paths in configurations:
+                with start() as running:
+                    key = f"{app}, {config}"
+                    memory.setdefault(key, []).append(measure(running.url, running.pids, paths))
+                    if app == "hello":
+                        wrk(running.url, 32, 2, {})
+                        point = wrk(running.url, 32, duration, {}, running.pids)
+                        cpu.setdefault(key, []).append(point.cpu_us)
+                        rps.setdefault(key, []).append(point.rps)
+                        if config == "flaskstack" and n == rounds - 1:
+                            time.sleep(1.5)
+                            where = breakdown(running.pids[0])
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC · {machine()} · median of {rounds} "
+          "interleaved rounds")
+    print("| app, configuration | PSS idle | PSS after 1,000 requests | ratio (idle / after) |")
+    print("| --- | ---: | ---: | ---: |")
+    for key, values in memory.items():
+        idle = statistics.median(v[0] for v in values)
+        after = statistics.median(v[1] for v in values)
+        base = memory[key.split(",")[0] + ", original"]
+        ratio = (f"{idle / statistics.median(v[0] for v in base):.2f} / "
+                 f"{after / statistics.median(v[1] for v in base):.2f}")
+        print(f"| {key} | {idle:.1f} MB | {after:.1f} MB | {ratio} |")
+    print()
+    print(f"| hello app (wrk -t1 -c32 -d{duration}s) | req/s | CPU per request | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    base_cpu = statistics.median(cpu["hello, original"])
+    for key in cpu:
+        value = statistics.median(cpu[key])
+        print(f"| {key} | {statistics.median(rps[key]):,.0f} | {value:.1f} µs "
+              f"| {value / base_cpu:.2f} |")
+    print()
+    print("| process (flaskstack hello, after the CPU run) | PSS |")
+    print("| --- | ---: |")
+    for title, mb in where:
+        print(f"| {title} | {mb:.1f} MB |")
+
+
+if __name__ == "__main__":
+    main()
