@@ -104,7 +104,8 @@ class Supervisor:
     # -- processes -------------------------------------------------------------------------
 
     def spawn(self, name: str, argv: list[str], **kwargs: object) -> Child:
-        child = Child(name, argv, env=runtime.child_env(self.plan.account), **kwargs)
+        child = Child(name, argv, env=runtime.child_env(self.plan.account, self.plan.venv),
+                      **kwargs)
         self.children[child.pid] = child
         return child
 
