@@ -98,7 +98,8 @@ def serve(**options: Any) -> None:
         if tiangolo is not None and plan.uwsgi is not None and plan.nginx is not None:
             compat.link_socket(plan.run.uwsgi_socket)
         preflight.check_files(plan)
-        if plan.nginx is not None and (plan.nginx.snippet_server or plan.nginx.snippet_http):
+        if plan.nginx is not None and (plan.nginx.snippet_server or plan.nginx.snippet_http
+                                       or plan.settings.nginx_conf):
             preflight.nginx_test(plan, facts)  # the site's own lines, before they can fail
         code = Supervisor(plan, facts).serve()
     except SettingError as e:
