@@ -19,8 +19,10 @@ dir=$(mktemp -d /var/tmp/flaskstack-base.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 echo "container-base: debootstrap $suite into $dir" >&2
 debootstrap --variant=minbase "$suite" "$dir" http://deb.debian.org/debian >/dev/null
-# what Docker Hub's slim images leave out too: downloaded .debs, apt lists, docs and man pages
+# what Docker Hub's slim images leave out too: downloaded .debs, apt lists, docs, man pages and
+# translations (33 MB of them in a trixie minbase)
 rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
-       "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/*
+       "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
+       "$dir"/usr/share/locale/*
 tar -C "$dir" -c . | podman import - "$image" >/dev/null
 echo "container-base: made $image" >&2
