@@ -3,9 +3,12 @@ tested on the image: tests/image/test_tiangolo.py), and stray UWSGI_* variables.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from flaskstack import compat, runtime
 from flaskstack.settings import SettingError, load
@@ -93,3 +96,26 @@ def test_no_uwsgi_variable_reaches_the_servers(monkeypatch: pytest.MonkeyPatch) 
     assert env["PATH"].startswith("/opt/site/bin:") and env["VIRTUAL_ENV"] == "/opt/site"
     assert compat.stray({"UWSGI_CHEAPER": "2", "UWSGI_LOGTO": "x"}, None) == [
         "UWSGI_CHEAPER", "UWSGI_LOGTO"]
+
+
+def test_the_sites_own_venv_and_no_stray_uwsgi_variable(make_stack) -> None:  # type: ignore[no-untyped-def]
+    """Natively too: the workers run with the site's venv (setting venv), and UWSGI_* variables
+    (which uWSGI would read as options: this pair made it exit 3) are ignored with a warning."""
+    stack = make_stack("--app", "venvprobe:app", UWSGI_CHEAPER="2", UWSGI_PROCESSES="4")
+    venv = stack.root / "sitevenv"
+    # on the kit's own Python (uWSGI is linked to its libpython)
+    subprocess.run([str(Path(sys.executable).resolve()), "-m", "venv", "--without-pip",
+                    str(venv)], check=True)
+    site_packages = next(venv.glob("lib/python3.*/site-packages"))
+    (site_packages / "sitemarker.py").write_text("WHERE = 'from the site venv'\n")
+    (stack.app_dir / "venvprobe.py").write_text(
+        "import sys\n\nimport sitemarker\n\n\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [f'{sys.prefix} {sitemarker.WHERE}'.encode()]\n")
+    (stack.app_dir / "venvprobe.py").chmod(0o644)
+    stack.args += ["--venv", str(venv)]
+    stack.start()
+    assert requests.get(stack.url, timeout=10).text == f"{venv} from the site venv"
+    assert ("ignoring UWSGI_CHEAPER, UWSGI_PROCESSES: uWSGI reads only the configuration the "
+            "kit renders") in stack.output()
