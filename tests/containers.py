@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = "localhost/debian:bookworm-slim"
-# another tag lets two checkouts build and test images side by side on one machine
+BASE = "localhost/debian:bookworm-slim"  # the service images' base (and Python 3.11's)
+# the base of each Python tag (flaskstack image build --python): the first is the default
+PYTHON_BASES = {"3.13": "localhost/debian:trixie-slim", "3.11": BASE}
+# another tag lets two checkouts build and test images side by side on one machine; each
+# Python's image is tagged TAG-pythonX.Y
 TAG = os.environ.get("FLASKSTACK_TEST_IMAGE", "localhost/flaskstack:test")
 SERVICE_IMAGES = {  # stand-ins for mariadb:11 and redis:7 (tests/images/README.md)
     "mariadb": "localhost/flaskstack-test/mariadb:10.11",
@@ -53,25 +56,47 @@ def flaskstack(env: dict[str, str], *args: str, timeout: float = 1800
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def make_base(env: dict[str, str], image: str) -> None:
+    made = subprocess.run(["bash", str(ROOT / "scripts" / "container-base.sh"), image], env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert made.returncode == 0, made.stderr
+
+
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert shutil.which("podman"), "podman is not installed (bash scripts/install.sh test)"
     env = engine_env(tmp_path_factory.mktemp("podman"))
-    made = subprocess.run(["bash", str(ROOT / "scripts" / "container-base.sh"), BASE], env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
-    assert made.returncode == 0, made.stderr
+    make_base(env, BASE)
     return env
+
+
+_built: dict[str, str] = {}
+
+
+def build_image(env: dict[str, str], python: str) -> str:
+    """The flaskstack image for one Python, built once per session with `flaskstack image
+    build --python` (podman's cache makes reruns fast)."""
+    if python not in _built:
+        make_base(env, PYTHON_BASES[python])
+        tag = f"{TAG}-python{python}"
+        result = flaskstack(env, "image", "build", "--engine", "podman", "--tag", tag,
+                            "--python", python, "--context", str(ROOT),
+                            "--base-image", PYTHON_BASES[python], "--ca-bundle", CA_BUNDLE)
+        assert result.returncode == 0, result.stderr[-5000:]
+        _built[python] = tag
+    return _built[python]
 
 
 @pytest.fixture(scope="session")
 def built_image(engine: dict[str, str]) -> str:
-    """The flaskstack image, built with `flaskstack image build` (podman cache makes reruns
-    fast)."""
-    result = flaskstack(engine, "image", "build", "--engine", "podman", "--tag", TAG,
-                        "--context", str(ROOT),
-                        "--base-image", BASE, "--ca-bundle", CA_BUNDLE)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return TAG
+    """The image of the default Python (the tests that need one image only)."""
+    return build_image(engine, next(iter(PYTHON_BASES)))
+
+
+@pytest.fixture(scope="session", params=list(PYTHON_BASES), ids=lambda v: f"python{v}")
+def each_image(engine: dict[str, str], request: pytest.FixtureRequest) -> str:
+    """Each Python's image in turn (the key container tests run on both tags)."""
+    return build_image(engine, request.param)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import click
 
 from . import (
     __version__,
+    compat,
     generation,
     host,
     preflight,
@@ -34,9 +35,10 @@ from . import plan as planning
 from . import precompress as compressing
 from .exits import Exit, describe, fail
 from .image import image
+from .logs import log
 from .plan import Plan
 from .rundir import RunDir
-from .settings import SECTIONS, SETTINGS, SettingError, Settings, format_value, host_port, load
+from .settings import SECTIONS, SETTINGS, SettingError, Settings, format_value, host_port
 from .supervisor import Supervisor
 
 EPILOG = describe()
@@ -53,8 +55,13 @@ def setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def effective(options: dict[str, Any]) -> Settings:
+    return effective_site(options)[0]
+
+
+def effective_site(options: dict[str, Any]) -> tuple[Settings, compat.Layout | None]:
+    """The settings, and the tiangolo-style site they were read from, if any (:mod:`.compat`)."""
     try:
-        return load(flags=options)
+        return compat.load_settings(options)
     except SettingError as e:
         fail(str(e))
 
@@ -100,7 +107,7 @@ def serve(**options: Any) -> None:
 
     Prints one line "ready: URL" when the app is loaded and the port accepts.
     """
-    settings = effective(options)
+    settings, tiangolo = effective_site(options)
     run = run_dir(settings)
     try:
         lock = rundir.take(run)  # before anything in the run directory is touched
@@ -108,10 +115,25 @@ def serve(**options: Any) -> None:
         fail(str(e), Exit.START)
     except OSError as e:
         fail(f"run directory {run}: {e.strerror or e}", Exit.ERROR)
+    if tiangolo is not None:
+        log(f"tiangolo mode ({tiangolo.reason}): see docs/start/tiangolo.md")
+        for note in tiangolo.notes:
+            log(note)
+        if tiangolo.prestart is not None:
+            code = compat.run_prestart(tiangolo.prestart)
+            if code != 0:
+                fail(f"{tiangolo.prestart} failed (exit status {code})", Exit.START)
+            settings, tiangolo = effective_site(options)  # with what it exported
+    if stray := compat.stray(os.environ, tiangolo):
+        log(f"ignoring {', '.join(stray)}: uWSGI reads only the configuration the kit renders "
+            "(`flaskstack config` lists the settings)")
     plan, facts = make_plan(settings)
     try:
+        if tiangolo is not None and plan.uwsgi is not None and plan.nginx is not None:
+            compat.link_socket(plan.run.uwsgi_socket)
         preflight.check_files(plan)
-        if plan.nginx is not None and (plan.nginx.snippet_server or plan.nginx.snippet_http):
+        if plan.nginx is not None and (plan.nginx.snippet_server or plan.nginx.snippet_http
+                                       or plan.settings.nginx_conf):
             preflight.nginx_test(plan, facts)  # the site's own lines, before they can fail
         rundir.write_state(run, running.state(plan))
         code = Supervisor(plan, facts).serve()
@@ -321,8 +343,9 @@ def exec_command(command: tuple[str, ...], **options: Any) -> None:
         fail(str(e))
     try:
         result = subprocess.run(
-            list(command), cwd=plan.settings.app_dir, env=runtime.child_env(plan.account),
-            check=False, **runtime.as_user(plan.account),
+            list(command), cwd=plan.settings.app_dir,
+            env=runtime.child_env(plan.account, plan.venv), check=False,
+            **runtime.as_user(plan.account),
         )
     except OSError as e:
         fail(f"cannot run {command[0]}: {e}", Exit.ERROR)

@@ -18,6 +18,10 @@ import click
 from . import exits
 
 DEFAULT_TAG = "nginx_flask_server"
+# The Python each tag carries, and the Debian release that brings it (and Nginx): the first is
+# the default (also tagged latest). Which is supported how long: docs/start/image-tags.md.
+PYTHONS = {"3.13": "debian:trixie-slim", "3.11": "debian:bookworm-slim"}
+DEFAULT_PYTHON = next(iter(PYTHONS))
 
 
 def fail(message: str) -> NoReturn:
@@ -71,28 +75,43 @@ def image() -> None:
     """Build and move the flaskstack container image (docker or podman)."""
 
 
+def build_tags(tag: str | None, python: str) -> list[str]:
+    """``--tag`` as given; else ``nginx_flask_server:pythonX.Y`` (and ``:latest`` for the
+    default Python)."""
+    if tag:
+        return [tag]
+    tags = [f"{DEFAULT_TAG}:python{python}"]
+    return [*tags, f"{DEFAULT_TAG}:latest"] if python == DEFAULT_PYTHON else tags
+
+
 @image.command()
-@click.option("--tag", "-t", default=DEFAULT_TAG, show_default=True, help="Image name.")
-@click.option("--base-image", help="Base image (Dockerfile ARG BASE_IMAGE).")
+@click.option("--tag", "-t", help="Image name [default: nginx_flask_server:pythonX.Y, and "
+              "nginx_flask_server:latest for the default Python].")
+@click.option("--python", type=click.Choice(list(PYTHONS)), default=DEFAULT_PYTHON,
+              show_default=True,
+              help="The Python in the image: 3.13 on Debian 13, 3.11 on Debian 12.")
+@click.option("--base-image", help="Base image (Dockerfile ARG BASE_IMAGE) [default: the "
+              "Debian release of --python].")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="CA bundle for pip/npm inside the build (a proxy that re-signs HTTPS).")
 @click.option("--context", type=click.Path(file_okay=False),
               help="The flaskstack checkout to build (default: the one you are in).")
 @engine_option
-def build(tag: str, base_image: str | None, ca_bundle: str | None, context: str | None,
-          engine: str | None) -> None:
+def build(tag: str | None, python: str, base_image: str | None, ca_bundle: str | None,
+          context: str | None, engine: str | None) -> None:
     """Build the image from a flaskstack checkout's Dockerfile."""
     root = build_context(context)
     binary = find_engine(engine)
-    argv = [binary, "build", "-t", tag, "-f", str(root / "Dockerfile")]
+    tags = build_tags(tag, python)
+    argv = [binary, "build", *(arg for t in tags for arg in ("-t", t)),
+            "-f", str(root / "Dockerfile")]
     if Path(binary).name == "podman":
         argv += ["--format", "docker"]  # keeps HEALTHCHECK
-    if base_image:
-        argv += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    argv += ["--build-arg", f"BASE_IMAGE={base_image or PYTHONS[python]}"]
     if ca_bundle:
         argv += ["--secret", f"id=pipca,src={ca_bundle}"]
     run([*argv, str(root)])
-    click.echo(f"built {tag}")
+    click.echo(f"built {', '.join(tags)}")
 
 
 @image.command()

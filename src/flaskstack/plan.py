@@ -15,7 +15,7 @@ from pathlib import Path
 from . import tls, upstreams
 from .host import Account, HostFacts
 from .rundir import RunDir
-from .settings import SettingError, Settings
+from .settings import BY_NAME, SettingError, Settings
 from .site import SiteDeclaration
 
 DEFAULT_SITE = "notes"
@@ -58,6 +58,7 @@ class UWSGIPlan:
     logging: bool  # uWSGI's own request log (off when Nginx in front already logs)
     json_logs: bool  # uWSGI writes its lines as JSON (access_log_format = json)
     preload: tuple[str, ...]  # modules the master imports before forking (shared-import)
+    home: str  # the site's own venv (uWSGI's home), or "" for the kit's environment
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class Plan:
     writable: tuple[str, ...]  # directories made (and owned by the account) before start
     probe: Probe
     notes: tuple[str, ...] = field(default=())  # adjustments worth telling the user
+    venv: str = ""  # the site's own venv: its bin first on the site commands' PATH
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -166,6 +168,11 @@ class Plan:
 def uwsgi_module(app: str) -> str:
     """uWSGI's ``module`` value: ``pkg`` means ``pkg:app``; factories keep their ``()``."""
     return app if ":" in app else f"{app}:app"
+
+
+def site_venv(settings: Settings) -> str:
+    """The venv setting, except for the default site, which is installed with the kit."""
+    return "" if settings.app == BY_NAME["app"].default else settings.venv
 
 
 def static_mappings(settings: Settings, decl: SiteDeclaration) -> tuple[StaticMapping, ...]:
@@ -257,11 +264,13 @@ def make(
             logging=role == "app" and s.access_log,
             json_logs=s.access_log_format == "json",
             preload=preload_modules(s, decl),
+            home=site_venv(s),
         )
 
     nginx = None
     if runs_proxy:
-        rlimit_nofile = min(facts.nofile_hard, 2 * s.nginx_connections + 64)
+        rlimit_nofile = min(facts.nofile_hard,
+                            s.nginx_open_files or 2 * s.nginx_connections + 64)
         worker_connections = min(s.nginx_connections, max(64, rlimit_nofile - 32))
         if worker_connections < s.nginx_connections:
             notes.append(
@@ -334,4 +343,5 @@ def make(
         writable=tuple(decl.writable) if runs_app else (),
         probe=probe,
         notes=tuple(notes),
+        venv=site_venv(s) if runs_app else "",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,7 +58,10 @@ def render(plan: Plan) -> dict[str, str]:
         files[str(path.relative_to(run.path))] = content
 
     if plan.nginx is not None:
-        put(run.nginx_conf, _env().get_template("nginx.conf.j2").render(context))
+        if plan.settings.nginx_conf:
+            put(run.nginx_conf, own_nginx_conf(Path(plan.settings.nginx_conf)))
+        else:
+            put(run.nginx_conf, _env().get_template("nginx.conf.j2").render(context))
         put(run.mime_types, _static_file("mime.types"))
         put(run.uwsgi_params, _static_file("uwsgi_params"))
         page = _env().get_template("error.html.j2")
@@ -69,6 +73,20 @@ def render(plan: Plan) -> dict[str, str]:
     if plan.uwsgi is not None:
         put(run.uwsgi_ini, _env().get_template("uwsgi.ini.j2").render(context))
     return files
+
+
+_FOREGROUND = re.compile(r"^(\s*)((?:daemon|master_process)\s+\w+\s*;)", re.M)
+
+
+def own_nginx_conf(path: Path) -> str:
+    """A whole Nginx configuration of the user's (setting nginx_conf), as Nginx will read it
+    from the run directory: unchanged but for ``daemon``/``master_process``, which the
+    supervisor sets itself (Nginx refuses them twice)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise OSError(f"setting nginx_conf: cannot read {path}: {e}") from None
+    return _FOREGROUND.sub(r"\1# \2  (flaskstack runs Nginx in the foreground)", text)
 
 
 def write(files: dict[str, str], run: RunDir) -> None:

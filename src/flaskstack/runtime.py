@@ -28,12 +28,16 @@ def binary(name: str) -> str:
     return found
 
 
-def child_env(account: Account | None) -> dict[str, str]:
-    """The environment of the servers and site commands: this venv's bin first on PATH, and
-    the account's HOME/USER when running as another user."""
-    env = dict(os.environ)
+def child_env(account: Account | None, venv: str = "") -> dict[str, str]:
+    """The environment of the servers and site commands: the site's venv (setting venv) or
+    this venv's bin first on PATH, the account's HOME/USER when running as another user, and
+    no ``UWSGI_*`` variable (nothing reaches uWSGI but the rendered configuration)."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("UWSGI_")}
     bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    first = [str(Path(venv) / "bin"), bindir] if venv else [bindir]
+    env["PATH"] = os.pathsep.join([*first, env.get("PATH", "/usr/bin:/bin")])
+    if venv:
+        env["VIRTUAL_ENV"] = venv
     if account is not None:
         env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
     return env

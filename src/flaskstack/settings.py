@@ -303,6 +303,16 @@ class StaticMapping(Parser):
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
+class UrlPath(Parser):
+    description = "a URL path such as /static/index.html, or empty"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if value and (not _PREFIX.match(value) or "/." in value):
+            raise ValueError
+        return value
+
+
 class ModuleName(Parser):
     description = "a module name (pkg.module), or none"
 
@@ -414,6 +424,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("app", "app", ImportString(), "notes:create_app()",
             "WSGI app to serve: module:app, or module:factory() for an app factory. The "
             "default is the notes site (the flaskstack-notes distribution)."),
+    Setting("compat", "app", Choice("auto", "tiangolo", "off"), "auto",
+            "Serve a site laid out for the tiangolo/uwsgi-nginx-flask image as that image did "
+            "(its /app/main.py, UWSGI_INI, LISTEN_PORT, STATIC_*, NGINX_*, prestart.sh, "
+            "nginx.conf): auto = when no app is named and /app holds such a site; see "
+            "docs/start/tiangolo.md."),
+    Setting("venv", "app", OptionalPath(), "",
+            "The site's own virtual environment: uWSGI's workers (home), the prestart and "
+            "`flaskstack exec` run with it, so the site's requirements never touch the kit's. "
+            "Empty: the kit's own environment. The default site (notes) is installed with the "
+            "kit and always runs in the kit's environment."),
     Setting("app_dir", "app", AbsolutePath(), os.getcwd,
             "Site directory: uWSGI's working directory, first on the Python path.",
             default_doc="the current directory (the image sets /web/web_data)"),
@@ -428,6 +448,9 @@ SETTINGS: tuple[Setting, ...] = (
             default_doc="the site's flaskstack.toml preload"),
     Setting("workers", "app", Integer(1, 512), cpu_count, "uWSGI worker processes.",
             default_doc="number of CPUs"),
+    Setting("cheaper", "app", Integer(0, 511), 0,
+            "Start with this many workers and let uWSGI add more, up to WORKERS, when all are "
+            "busy (uWSGI's cheaper; 0: all WORKERS always run). Less than WORKERS."),
     Setting("threads", "app", Integer(1, 256), 1, "Threads per uWSGI worker."),
     Setting("gevent", "app", Integer(0, 100000), 0,
             "Greenlets per uWSGI worker on uWSGI's gevent loop (0: off): many WebSockets, "
@@ -455,6 +478,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("static", "http", static_mapping, [],
             "URL prefix served by Nginx from a directory (/prefix/=DIR), never by the app; "
             "added to the site's flaskstack.toml mappings.", multiple=True),
+    Setting("root_page", "http", UrlPath(), "",
+            "A static file's URL (e.g. /static/index.html) that Nginx sends for / itself, "
+            "never asking the app: a single-page app's page."),
     Setting("gzip", "http", Boolean(), True,
             "Compress text responses; static files are sent as their precompressed .gz copy "
             "when there is one (flaskstack precompress)."),
@@ -480,6 +506,13 @@ SETTINGS: tuple[Setting, ...] = (
             "others are served. Nginx allocates about 450 bytes per slot at start (7 MB for "
             "16,384). Its open-files limit is sized with it, within the host's hard limit "
             "(serve says when that caps it)."),
+    Setting("nginx_open_files", "http", Integer(0, 10**7), 0,
+            "Nginx workers' open-files limit (worker_rlimit_nofile), within the host's hard "
+            "limit (0: sized from NGINX_CONNECTIONS).", default_doc="0"),
+    Setting("nginx_conf", "http", OptionalPath(), "",
+            "A whole Nginx configuration file used instead of the rendered one (its relative "
+            "includes find uwsgi_params and mime.types in RUN_DIR; set PORT to the port it "
+            "listens on). Everything else of the http settings is then the file's business."),
     Setting("access_log", "http", Boolean(), True, "Write an access log line per request."),
     Setting("access_log_static", "http", Boolean(), False,
             "Also log the static files Nginx answers without an error (200, 206, 304) and give "
@@ -545,12 +578,15 @@ def _split(raw: str) -> list[str]:
 def load(
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, str | Sequence[str] | None] | None = None,
+    derived: Mapping[str, tuple[str, str]] | None = None,
 ) -> Settings:
-    """Build the effective settings from the defaults, ``env`` and ``flags``.
+    """Build the effective settings from the defaults, ``derived``, ``env`` and ``flags``.
 
     ``flags`` maps setting names to raw strings (a sequence for multiple settings); ``None``
-    means "not given".
+    means "not given". ``derived`` maps setting names to ``(raw, source)`` read from elsewhere
+    (another image's variables, see :mod:`.compat`): above the defaults, below ``env``.
     """
+    derived = derived or {}
     env = os.environ if env is None else env
     flags = flags or {}
     values: dict[str, Any] = {}
@@ -561,6 +597,11 @@ def load(
         raise SettingError(f"unknown environment variable {unknown[0]}: see 'flaskstack config'")
     for s in SETTINGS:
         value, source = s.default_value(), "default"
+        if s.name in derived:
+            raw, source = derived[s.name]
+            raws = _split(raw) if s.multiple else [raw]
+            parsed = [_parse_one(s, one, source) for one in raws]
+            value = parsed if s.multiple else parsed[0]
         if s.env in env:
             source = f"env {s.env}"
             raws = _split(env[s.env]) if s.multiple else [env[s.env]]
@@ -595,6 +636,9 @@ def _check_together(settings: Settings) -> None:
     if v["gevent"] and v["threads"] > 1:
         raise SettingError("settings gevent and threads: uWSGI's gevent loop runs one thread per "
                            "worker (set threads to 1)")
+    if v["cheaper"] and v["cheaper"] >= v["workers"]:
+        raise SettingError(f"setting cheaper (from {settings.sources['cheaper']}): "
+                           f"{v['cheaper']} must be less than workers ({v['workers']})")
     if v["http_redirect_port"] and v["http_redirect_port"] == v["port"]:
         raise SettingError("settings http_redirect_port and port: two different ports")
 

@@ -40,7 +40,7 @@ class Supervisor:
         self.plan = plan
         self.facts = facts
         self.run = plan.run
-        self.processes = Processes(runtime.child_env(plan.account), plan.settings.grace)
+        self.processes = Processes(runtime.child_env(plan.account, plan.venv), plan.settings.grace)
         self.app: Generations | None = None  # the app's generations (roles all and app)
         self.nginx: Child | None = None
         self.listener: socket.socket | None = None  # role app: the app's socket, shared

@@ -1,1 +1,1 @@
-from tests.containers import built_image, containers, engine  # noqa: F401  (fixtures)
+from tests.containers import built_image, containers, each_image, engine  # noqa: F401  (fixtures)

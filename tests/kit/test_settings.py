@@ -23,9 +23,10 @@ def test_defaults_follow_the_original_system() -> None:
     s = S.load(env={})
     assert s.port == 85
     # the site is the current directory (as for gunicorn and `flask run`); the image keeps the
-    # original /web/web_data by setting the variable
+    # original /web/web_data as its working directory (a variable would outrank the settings
+    # a tiangolo-style site implies: docs/start/tiangolo.md)
     assert s.app_dir == os.getcwd()
-    assert "FLASKSTACK_APP_DIR=/web/web_data" in (ROOT / "Dockerfile").read_text()
+    assert "\nWORKDIR /web/web_data\n" in (ROOT / "Dockerfile").read_text()
     assert s.app == "notes:create_app()"
     assert s.max_upload == 10 * 1024 * 1024
     assert s.keepalive_timeout == 50

@@ -1,0 +1,1 @@
+echo "the prestart named by PRE_START_PATH ran"
