@@ -47,8 +47,10 @@ def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
     assert "module = mysite:create_app()" in ini
     assert "disable-logging = true" in ini  # Nginx logs the requests
     assert directive(nginx, "uwsgi_read_timeout") == ["65s"]  # harakiri 60 + 5
-    # checked each whole second: never before the timeout; not for WebSockets
-    assert "route-if = empty:${HTTP_UPGRADE} harakiri:61" in ini
+    # checked each whole second: never before the timeout; for every request (lifted only by a
+    # completed WebSocket handshake, in flaskstack.websocket), whatever its headers
+    assert "route-run = harakiri:61" in ini and "import = flaskstack.websocket" in ini
+    assert "route-if" not in ini
     assert "websockets-ping-freq = 30" in ini
     assert "location ^~ /static/ {\n            alias /site/mysite/static/;" in nginx
     assert "uwsgi_next_upstream" not in nginx and directive(nginx, "zone") == []
