@@ -227,3 +227,22 @@ assert "brotli" not in sys.modules, "brotli loaded"  # only `flaskstack precompr
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "uwsgi.ini").exists()
+
+
+def test_tls_server_names_and_redirect_render_one_tls_policy_and_host_checks() -> None:
+    """Issue 23: every TLS block (the 421 catch-all included) shares one TLS policy; every
+    serving block (the redirect too) refuses a Host that does not name the routed host; the app's
+    HSTS is hidden (the setting is the one source); Accept's JSON class is part of the key."""
+    plan = make(tls_cert="/tls/site.crt", tls_key="/tls/site.key", server_names="site.example",
+                http_redirect_port="8080", hsts="300", cache="on")
+    nginx = render.render(plan)["nginx.conf"]
+    first_server = nginx.index("    server {")
+    assert directive(nginx, "ssl_protocols") == ["TLSv1.2 TLSv1.3"]
+    assert nginx.index("ssl_protocols") < first_server  # the http block: inherited by all
+    assert len(directive(nginx, "ssl_ciphers")) == 1
+    assert nginx.count("if ($flaskstack_bad_host)") == 2  # the site's block and the redirect's
+    assert nginx.count("return 421") == 2  # a catch-all on the site's port and the redirect's
+    assert directive(nginx, "return 301") == ["https://$host:85$request_uri"]
+    assert "uwsgi_hide_header Strict-Transport-Security;" in nginx
+    assert directive(nginx, "uwsgi_cache_key") == [
+        '"$scheme://$http_host$request_uri $flaskstack_gzip $flaskstack_error_ext"']
