@@ -14,6 +14,7 @@ neither threads nor memory and never keep a scrape waiting.
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -285,7 +286,9 @@ class Listener:
         sock.close()
 
     def stop(self) -> None:
-        self.wake_write.send(b"x")
+        """Ends :meth:`run` (from another thread); a second call does nothing."""
+        with contextlib.suppress(OSError):  # already stopped: the socket is closed
+            self.wake_write.send(b"x")
         self.wake_write.close()
 
 
