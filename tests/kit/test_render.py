@@ -49,7 +49,9 @@ def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
     assert directive(nginx, "uwsgi_read_timeout") == ["65s"]  # harakiri 60 + 5
     # checked each whole second: never before the timeout; for every request (lifted only by a
     # completed WebSocket handshake, in flaskstack.websocket), whatever its headers
-    assert "route-run = harakiri:61" in ini and "import = flaskstack.websocket" in ini
+    assert "route-run = harakiri:61" in ini
+    hook = re.findall(r"^import = (.+)$", ini, re.MULTILINE)
+    assert hook == [str(Path(planning.__file__).with_name("websocket.py"))]
     assert "route-if" not in ini
     assert "websockets-ping-freq = 30" in ini
     assert "location ^~ /static/ {\n            alias /site/mysite/static/;" in nginx
