@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile uWSGI from its source release into a Python environment, with what the kit needs:
 # OpenSSL (the WebSocket handshake's SHA-1; without it uWSGI refuses every WebSocket) and PCRE2
-# (internal routing: request_timeout applies to every request except WebSocket upgrades).
+# (internal routing: request_timeout armed for every request by a `route-run` rule).
 # No XML/YAML/JSON libraries: nothing the kit uses, and no extra runtime packages.
 # Needs gcc, python3-dev, libssl-dev and libpcre2-dev; at run time libpython3.X, libssl3 and
 # libpcre2-8-0 only. Why this build and not the pyuwsgi wheel or Debian's: docs/design.md.

@@ -59,6 +59,9 @@ class UWSGIPlan:
     json_logs: bool  # uWSGI writes its lines as JSON (access_log_format = json)
     preload: tuple[str, ...]  # modules the master imports before forking (shared-import)
     home: str  # the site's own venv (uWSGI's home), or "" for the kit's environment
+    # flaskstack/websocket.py, imported by every worker by its file name (so it loads even when
+    # the app's environment does not have the kit): lifts request_timeout after a handshake
+    websocket_hook: str = str(Path(__file__).with_name("websocket.py"))
 
 
 @dataclass(frozen=True)

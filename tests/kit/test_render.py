@@ -47,8 +47,12 @@ def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
     assert "env = FLASKSTACK_APP=mysite:create_app()" in ini
     assert "disable-logging = true" in ini  # Nginx logs the requests
     assert directive(nginx, "uwsgi_read_timeout") == ["65s"]  # harakiri 60 + 5
-    # checked each whole second: never before the timeout; not for WebSockets
-    assert "route-if = empty:${HTTP_UPGRADE} harakiri:61" in ini
+    # checked each whole second: never before the timeout; for every request (lifted only by a
+    # completed WebSocket handshake, in flaskstack.websocket), whatever its headers
+    assert "route-run = harakiri:61" in ini
+    hook = re.findall(r"^import = (.+)$", ini, re.MULTILINE)
+    assert hook == [str(Path(planning.__file__).with_name("websocket.py"))]
+    assert "route-if" not in ini
     assert "websockets-ping-freq = 30" in ini
     assert "location ^~ /static/ {\n            alias /site/mysite/static/;" in nginx
     assert "uwsgi_next_upstream" not in nginx and directive(nginx, "zone") == []
@@ -225,3 +229,22 @@ assert "brotli" not in sys.modules, "brotli loaded"  # only `flaskstack precompr
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "uwsgi.ini").exists()
+
+
+def test_tls_server_names_and_redirect_render_one_tls_policy_and_host_checks() -> None:
+    """Issue 23: every TLS block (the 421 catch-all included) shares one TLS policy; every
+    serving block (the redirect too) refuses a Host that does not name the routed host; the app's
+    HSTS is hidden (the setting is the one source); Accept's JSON class is part of the key."""
+    plan = make(tls_cert="/tls/site.crt", tls_key="/tls/site.key", server_names="site.example",
+                http_redirect_port="8080", hsts="300", cache="on")
+    nginx = render.render(plan)["nginx.conf"]
+    first_server = nginx.index("    server {")
+    assert directive(nginx, "ssl_protocols") == ["TLSv1.2 TLSv1.3"]
+    assert nginx.index("ssl_protocols") < first_server  # the http block: inherited by all
+    assert len(directive(nginx, "ssl_ciphers")) == 1
+    assert nginx.count("if ($flaskstack_bad_host)") == 2  # the site's block and the redirect's
+    assert nginx.count("return 421") == 2  # a catch-all on the site's port and the redirect's
+    assert directive(nginx, "return 301") == ["https://$host:85$request_uri"]
+    assert "uwsgi_hide_header Strict-Transport-Security;" in nginx
+    assert directive(nginx, "uwsgi_cache_key") == [
+        '"$scheme://$http_host$request_uri $flaskstack_gzip $flaskstack_error_ext"']

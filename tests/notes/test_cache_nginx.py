@@ -126,3 +126,19 @@ def test_a_deleted_note_is_gone_for_readers_within_the_bound(site) -> None:  # t
     assert status == 404 and time.monotonic() - deleted_at < SECONDS + 2
     # (the site marks that 404 cacheable too: else the cache would keep serving the stale page
     # while each refresh brings an answer it may not store)
+
+
+def test_a_json_404_asked_by_an_api_client_is_never_served_to_browsers(site) -> None:  # type: ignore[no-untyped-def]
+    # issue 23, finding 12: the missing note's JSON 404 was stored as public and the next
+    # browser got it from the cache (HIT)
+    stack, note, _ = site
+    missing = note + "-nowhere"
+    api = requests.get(stack.url + missing, headers={"Accept": "application/json"}, timeout=10)
+    assert api.status_code == 404 and api.headers["Content-Type"] == "application/json"
+    vary = {v.strip().lower() for v in api.headers["Vary"].split(",")}
+    assert "accept" in vary  # the site says what the answer depends on
+    browser = requests.get(stack.url + missing, timeout=10, headers={
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
+    assert browser.status_code == 404
+    assert browser.headers["Content-Type"].startswith("text/html")
+    assert "<!doctype html>" in browser.text

@@ -3,7 +3,8 @@
 ``/any/path?cc=public,+max-age=60&cookie=1&sleep=0.5``: ``cc`` is sent as Cache-Control,
 ``cookie`` adds a Set-Cookie, ``sleep`` delays the answer, ``gzip`` compresses the body when
 the request's Accept-Encoding names gzip (the header the app saw is sent back as
-X-Seen-Accept-Encoding). The body is the content of the file
+X-Seen-Accept-Encoding), ``negotiate`` answers JSON to a request whose Accept names JSON (with
+no Vary, as careless apps do). The body is the content of the file
 ``$CACHY_CONTENT`` (or ``v1``), the path and a token unique to this call of the app, so a client
 can tell a stored answer from a fresh one; every call is recorded in ``$PROBE_SEEN``.
 """
@@ -36,6 +37,9 @@ def application(environ, start_response):
         with open(CONTENT) as f:
             version = f.read().strip()
     body = f"{version} {path} {uuid.uuid4().hex}".encode()
+    if "negotiate" in query and "json" in environ.get("HTTP_ACCEPT", ""):
+        headers[0] = ("Content-Type", "application/json")
+        body = b'{"answer": "%s"}' % body
     seen = environ.get("HTTP_ACCEPT_ENCODING", "")
     headers.append(("X-Seen-Accept-Encoding", seen))
     if "gzip" in query:

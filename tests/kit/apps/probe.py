@@ -1,5 +1,5 @@
 """A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers, answers
-/status?CODE with that status."""
+/status?CODE with that status, sends its own Strict-Transport-Security on /hsts."""
 
 import json
 import os
@@ -24,6 +24,10 @@ def application(environ, start_response):
         code = int(environ.get("QUERY_STRING") or 500)
         start_response(f"{code} Probe", [("Content-Type", "text/plain")])
         return [f"{code} from the app".encode()]
+    if path == "/hsts":  # an app with its own opinion of HSTS (a year)
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Strict-Transport-Security", "max-age=31536000")])
+        return [b"hsts"]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]

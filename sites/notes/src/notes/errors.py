@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
@@ -51,11 +51,16 @@ def wants_json() -> bool:
     )
 
 
-def error_response(code: int, message: str | None = None) -> tuple[Response | str, int]:
+def error_response(code: int, message: str | None = None) -> tuple[Response, int]:
     text = message or MESSAGES.get(code, "Something went wrong.")
     if wants_json():
-        return jsonify(status=code, message=text), code
-    return render_template("error.html", code=code, message=text), code
+        response = jsonify(status=code, message=text)
+    else:
+        response = make_response(render_template("error.html", code=code, message=text))
+    if not request.path.startswith("/api/"):
+        # a page's URL answers JSON or HTML by Accept: caches keep the two apart
+        response.vary.add("Accept")
+    return response, code
 
 
 def init_app(app: Flask) -> None:
@@ -114,8 +119,8 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.is_secure:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        # no Strict-Transport-Security: that is the TLS terminator's (the kit's hsts setting),
+        # one source, so the site never contradicts it
         return response
 
 
