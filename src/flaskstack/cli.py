@@ -243,7 +243,8 @@ def exec_command(command: tuple[str, ...], **options: Any) -> None:
         fail(str(e))
     try:
         result = subprocess.run(
-            list(command), cwd=plan.settings.app_dir, env=runtime.child_env(plan.account),
+            list(command), cwd=plan.settings.app_dir,
+            env=runtime.child_env(plan.account, plan.purge_to),
             check=False, **runtime.as_user(plan.account),
         )
     except OSError as e:

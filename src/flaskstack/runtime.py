@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import purge
 from .host import Account
 from .plan import Plan
 from .settings import SettingError
@@ -28,10 +30,13 @@ def binary(name: str) -> str:
     return found
 
 
-def child_env(account: Account | None) -> dict[str, str]:
-    """The environment of the servers and site commands: this venv's bin first on PATH, and
-    the account's HOME/USER when running as another user."""
+def child_env(account: Account | None, purge_to: Sequence[str] = ()) -> dict[str, str]:
+    """The environment of the servers and site commands: this venv's bin first on PATH, the
+    account's HOME/USER when running as another user, and where the app sends cache purges
+    (:mod:`flaskstack.purge`)."""
     env = dict(os.environ)
+    if purge_to:
+        env[purge.ENV] = ",".join(purge_to)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     if account is not None:
