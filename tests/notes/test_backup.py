@@ -164,13 +164,15 @@ def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return info, data
 
 
-@pytest.fixture
-def good(tmp_path: Path) -> tuple[Any, bytes]:
-    source = make_app(f"sqlite:///{tmp_path / 'source.db'}", tmp_path / "source")
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A good backup, made once: each case spoils a copy of it."""
+    folder = tmp_path_factory.mktemp("good")
+    source = make_app(f"sqlite:///{folder / 'source.db'}", folder / "source")
     fill(source)
-    path = tmp_path / "good.tar.gz"
+    path = folder / "good.tar.gz"
     assert cli(source, "backup", str(path)).exit_code == 0
-    return source, path.read_bytes()
+    return path.read_bytes()
 
 
 def _members(data: bytes) -> list[tuple[tarfile.TarInfo, bytes]]:
@@ -216,8 +218,8 @@ HOSTILE = {
 
 @pytest.mark.parametrize("case", [*HOSTILE, "truncated", "random bytes", "empty"])
 def test_a_hostile_or_broken_backup_is_refused_and_nothing_written(
-        good: tuple[Any, bytes], tmp_path: Path, case: str) -> None:
-    _, data = good
+        good: bytes, tmp_path: Path, case: str) -> None:
+    data = good
     if case == "truncated":
         raw = data[: len(data) // 2]
         expected = "damaged or truncated"
