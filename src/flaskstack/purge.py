@@ -33,6 +33,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 ENV = "FLASKSTACK_CACHE_PURGE_TO"
@@ -276,7 +277,7 @@ def send(paths: Iterable[str], to: Sequence[str] | None = None, timeout: float =
     return problems
 
 
-def _addresses(target: str) -> list[tuple[int, object]]:
+def _addresses(target: str) -> list[tuple[int, Any]]:
     if target.startswith("unix:"):
         return [(socket.AF_UNIX, target[5:])]
     host, _, port = target.rpartition(":")

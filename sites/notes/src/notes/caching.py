@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session
 
 from .models import Note, Tag, User
 
@@ -90,7 +90,7 @@ PENDING = "notes_purge"  # session.info key: the paths the transaction's changes
 def note_paths(note: Note) -> set[str]:
     """The public pages showing ``note`` as it is and as it was before this flush: its address
     (old slug too), its author's page, its tags' pages, and the lists of newest notes."""
-    state = inspect(note)
+    state: InstanceState[Note] = inspect(note)
     paths = set(EVERYWHERE)
     slugs = {note.slug, *state.attrs.slug.history.deleted}
     authors = {note.author_id, *state.attrs.author_id.history.deleted}
@@ -117,7 +117,7 @@ def _collect(session: Session, _context: Any) -> None:
 
 
 def _public_change(user: User) -> bool:
-    state = inspect(user)
+    state: InstanceState[User] = inspect(user)
     return any(state.attrs[name].history.has_changes() for name in ("display_name", "active"))
 
 
