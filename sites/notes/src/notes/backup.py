@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 import click
 from flask import Flask, current_app
@@ -123,7 +124,7 @@ def snapshot_database(engine: Engine, target: Path) -> str:
     if engine.dialect.name == "sqlite":
         source_path = engine.url.database
         assert source_path
-        source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30)
+        source = sqlite3.connect(_read_only(Path(source_path)), uri=True, timeout=30)
         copy = sqlite3.connect(target)
         try:
             source.backup(copy)  # the online backup API: one step, one read transaction
@@ -154,6 +155,11 @@ def snapshot_database(engine: Engine, target: Path) -> str:
     return engine.dialect.name
 
 
+def _read_only(path: Path) -> str:
+    """An SQLite URI opening ``path`` read-only (any characters in the path)."""
+    return f"file:{quote(str(path.absolute()))}?mode=ro"
+
+
 def _portable(kind: Any) -> Any:
     """A column type SQLite can hold: the dialect type's generic form."""
     if isinstance(kind, Boolean) or getattr(kind, "display_width", None) == 1:
@@ -165,7 +171,7 @@ def _portable(kind: Any) -> Any:
 
 
 def count_rows(sqlite_file: Path) -> dict[str, int]:
-    with sqlite3.connect(f"file:{sqlite_file}?mode=ro", uri=True) as conn:
+    with sqlite3.connect(_read_only(sqlite_file), uri=True) as conn:
         names = [r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' "
             "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
@@ -173,7 +179,7 @@ def count_rows(sqlite_file: Path) -> dict[str, int]:
 
 
 def _revision(sqlite_file: Path) -> str | None:
-    with sqlite3.connect(f"file:{sqlite_file}?mode=ro", uri=True) as conn:
+    with sqlite3.connect(_read_only(sqlite_file), uri=True) as conn:
         try:
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         except sqlite3.Error:
@@ -290,7 +296,7 @@ def _unpack(path: Path, into: Path, known_revisions: set[str] | None) -> dict[st
     counts = count_rows(into / DATA)
     if counts != manifest["tables"]:
         raise BackupError(f"{path}: the database's row counts differ from its manifest")
-    with sqlite3.connect(f"file:{into / DATA}?mode=ro", uri=True) as conn:
+    with sqlite3.connect(_read_only(into / DATA), uri=True) as conn:
         if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise BackupError(f"{path}: its database fails SQLite's integrity check")
     return manifest
@@ -409,7 +415,7 @@ def _drop_everything() -> None:
 
 
 def _copy_rows(source_file: Path, engine: Engine) -> None:
-    source = create_engine(f"sqlite:///file:{source_file}?mode=ro&uri=true")
+    source = create_engine(f"sqlite:///{_read_only(source_file)}&uri=true")
     try:
         source_meta = MetaData()
         source_meta.reflect(source)
