@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,28 +69,44 @@ class Cache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.known: dict[str, tuple[int, str | None]] = {}  # file -> (inode, its path)
+        # folder -> (its mtime when listed, {file: (inode, the path it holds)})
+        self.folders: dict[str, tuple[int, dict[str, tuple[int, str | None]]]] = {}
         self.lock = threading.Lock()
 
     def entries(self) -> Iterable[tuple[str, str | None]]:
-        """(file, path) of every entry now in the cache, reading only files not seen before."""
-        seen: dict[str, tuple[int, str | None]] = {}
+        """(file, path) of every entry now in the cache. A folder whose mtime has not changed
+        since it was listed is not listed again (Nginx adds an entry by renaming a file into
+        it); only files not seen before are read."""
+        now = time.time_ns()
+        folders = {}
         for folder in self._folders():
             try:
-                listing = list(os.scandir(folder))
+                mtime = os.stat(folder).st_mtime_ns
             except OSError:
                 continue
-            for item in listing:
-                if not NAME.fullmatch(item.name):
+            known = self.folders.get(folder)
+            # (a folder changed within the last second may change again with the same mtime:
+            # file times have the kernel tick's resolution)
+            if known is not None and known[0] == mtime and now - mtime > 1_000_000_000:
+                folders[folder] = known
+                continue
+            files = known[1] if known is not None else {}
+            listed: dict[str, tuple[int, str | None]] = {}
+            try:
+                items = list(os.scandir(folder))
+            except OSError:
+                continue
+            for item in items:
+                if len(item.name) != 32 or not NAME.fullmatch(item.name):
                     continue
                 inode = item.inode()
-                known = self.known.get(item.path)
-                if known is not None and known[0] == inode:
-                    seen[item.path] = known
-                else:
-                    seen[item.path] = (inode, _read_path(item.path))
-        self.known = seen
-        return [(name, path) for name, (_, path) in seen.items()]
+                seen = files.get(item.path)
+                listed[item.path] = seen if seen is not None and seen[0] == inode else (
+                    inode, _read_path(item.path))
+            folders[folder] = (mtime, listed)
+        self.folders = folders
+        return [(name, path) for _, files in folders.values()
+                for name, (_, path) in files.items()]
 
     def _folders(self) -> Iterable[str]:
         stack = [str(self.directory)]
@@ -110,7 +127,8 @@ class Cache:
             for name, path in self.entries():
                 if path is not None and (ALL in wanted or path in wanted):
                     count += _invalidate(name)
-                    self.known[name] = (self.known[name][0], None)
+                    files = self.folders[os.path.dirname(name)][1]
+                    files[name] = (files[name][0], None)
         return count
 
 
