@@ -242,3 +242,21 @@ def test_a_hostile_or_broken_backup_is_refused_and_nothing_written(
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "target").rglob("*")) == before
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "target" / "escaped").exists()
     assert counts(target) == {"notes": 0, "users": 0, "tokens": 0}
+
+
+def test_an_older_backup_is_migrated_forward(tmp_path: Path) -> None:
+    from flask_migrate import downgrade
+
+    source = make_app(f"sqlite:///{tmp_path / 'old.db'}", tmp_path / "old")
+    fill(source)
+    with source.app_context():
+        downgrade(revision="0005_publishing")  # the schema of an older notes
+    path = tmp_path / "old.tar.gz"
+    assert cli(source, "backup", str(path)).exit_code == 0
+    target = make_app(f"sqlite:///{tmp_path / 'new.db'}", tmp_path / "new")
+    restored = cli(target, "restore", str(path))
+    assert restored.exit_code == 0 and "schema 0005_publishing" in restored.output
+    assert counts(target)["notes"] == 30
+    with target.app_context():
+        note = db.session.scalar(select(Note).where(Note.title == "Note 1 é"))
+        assert note is not None and note.tag_names == ["t1", "travel"]  # 0006 filled it in

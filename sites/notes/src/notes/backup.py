@@ -367,8 +367,9 @@ def restore(path: Path, force: bool = False) -> dict[str, Any]:
         in_use = _in_use(data_dir)
         if in_use and not force:
             raise BackupError(f"not empty: {in_use}; restore replaces everything, say --force")
-        if force:
-            _drop_everything()
+        # empty (or --force): the schema is made again at the backup's own revision, so the
+        # migrations after it run on its rows
+        _drop_everything()
         if db.engine.dialect.name == "sqlite":
             from .sqlite import create_missing
 
