@@ -344,7 +344,7 @@ def exec_command(command: tuple[str, ...], **options: Any) -> None:
     try:
         result = subprocess.run(
             list(command), cwd=plan.settings.app_dir,
-            env=runtime.child_env(plan.account, plan.venv), check=False,
+            env=runtime.child_env(plan.account, plan.venv, plan.purge_to), check=False,
             **runtime.as_user(plan.account),
         )
     except OSError as e:

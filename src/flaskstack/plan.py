@@ -77,6 +77,12 @@ class CachePlan:
     # are never cacheable, so concurrent requests for such a URL wait on each other this long
     # at most: kept short.
     lock_timeout: int
+    purge_socket: str  # flaskstack.purge: the app's purges arrive here ...
+    purge_listen: tuple[str, int] | None  # ... and, role proxy, here (from the upstreams only)
+    # Seconds an entry not asked for stays on disk. An expired entry is only ever served
+    # within the app's own stale-while-revalidate / stale-if-error, so this bounds disk use,
+    # not staleness.
+    inactive: str = "1h"
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,8 @@ class Plan:
     probe: Probe
     notes: tuple[str, ...] = field(default=())  # adjustments worth telling the user
     venv: str = ""  # the site's own venv: its bin first on the site commands' PATH
+    # FLASKSTACK_CACHE_PURGE_TO for the app and site commands: where its purges go
+    purge_to: tuple[str, ...] = field(default=())
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -157,6 +165,8 @@ class Plan:
         names = []
         if self.prestart:
             names.append("prestart")
+        if self.nginx is not None and self.nginx.cache is not None:
+            names.append("purge")  # before the app: its first writes may purge
         if self.uwsgi is not None:
             names.append("uwsgi")
         if self.watch_upstreams:
@@ -207,6 +217,9 @@ def cache_plan(settings: Settings, run: RunDir) -> CachePlan | None:
         bypass=("$http_authorization",
                 *(f"$cookie_{name}" for name in settings.cache_bypass_cookies)),
         lock_timeout=1 if settings.cache_lock else 0,
+        purge_socket=str(run.purge_socket),
+        purge_listen=upstreams.split_host_port(settings.cache_purge_listen)
+        if settings.cache_purge_listen and settings.role == "proxy" else None,
     )
 
 
@@ -347,4 +360,15 @@ def make(
         probe=probe,
         notes=tuple(notes),
         venv=site_venv(s) if runs_app else "",
+        purge_to=purge_targets(s, nginx),
     )
+
+
+def purge_targets(settings: Settings, nginx: NginxPlan | None) -> tuple[str, ...]:
+    """Role all: the stack's own purge socket (unless the setting names others); role app:
+    the setting (the proxies'); role proxy runs no app."""
+    if settings.cache_purge_to or settings.role == "app":
+        return tuple(settings.cache_purge_to)
+    if settings.role == "all" and nginx is not None and nginx.cache is not None:
+        return (f"unix:{nginx.cache.purge_socket}",)
+    return ()

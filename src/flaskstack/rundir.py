@@ -107,6 +107,11 @@ class RunDir:
         return self.path / "cache"
 
     @property
+    def purge_socket(self) -> Path:
+        """Where the app sends its cache purges (flaskstack.purge), roles all and proxy."""
+        return self.path / "purge.sock"
+
+    @property
     def tmp(self) -> Path:
         return self.path / "tmp"
 

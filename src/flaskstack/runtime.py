@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import purge
 from .host import Account
 from .plan import Plan
 from .settings import SettingError
@@ -28,11 +30,15 @@ def binary(name: str) -> str:
     return found
 
 
-def child_env(account: Account | None, venv: str = "") -> dict[str, str]:
+def child_env(account: Account | None, venv: str = "", purge_to: Sequence[str] = (),
+              ) -> dict[str, str]:
     """The environment of the servers and site commands: the site's venv (setting venv) or
-    this venv's bin first on PATH, the account's HOME/USER when running as another user, and
-    no ``UWSGI_*`` variable (nothing reaches uWSGI but the rendered configuration)."""
+    this venv's bin first on PATH, the account's HOME/USER when running as another user, where
+    the app sends cache purges (:mod:`flaskstack.purge`), and no ``UWSGI_*`` variable (nothing
+    reaches uWSGI but the rendered configuration)."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("UWSGI_")}
+    if purge_to:
+        env[purge.ENV] = ",".join(purge_to)
     bindir = str(Path(sys.executable).parent)
     first = [str(Path(venv) / "bin"), bindir] if venv else [bindir]
     env["PATH"] = os.pathsep.join([*first, env.get("PATH", "/usr/bin:/bin")])

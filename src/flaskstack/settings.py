@@ -241,6 +241,16 @@ class OptionalHostPort(HostPort):
         return super().__call__(raw) if raw.strip() else ""
 
 
+class PurgeTarget(HostPort):
+    description = "HOST:PORT or unix:PATH"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if value.startswith("unix:/"):
+            return value
+        return super().__call__(value)
+
+
 class Network(Parser):
     """An address or CIDR block, IPv4 or IPv6 (``10.0.0.0/8``, ``fd00::/8``, ``192.0.2.7``)."""
 
@@ -538,6 +548,14 @@ SETTINGS: tuple[Setting, ...] = (
             "A request carrying one of these cookies (or an Authorization header) is never "
             "answered from the cache nor stored in it: the app's session and remember-me "
             "cookies (Flask's and Flask-Login's by default).", multiple=True),
+    Setting("cache_purge_listen", "cache", OptionalHostPort(), "",
+            "Role proxy: also take purges (POST /purge) on this address, from the app replicas "
+            "only (the addresses the upstreams resolve to); keep it off the public network. "
+            "See 'Purging the cache'."),
+    Setting("cache_purge_to", "cache", PurgeTarget(), [],
+            "Role app: the proxies' purge addresses (HOST:PORT: every address the name "
+            "resolves to), given to the app as FLASKSTACK_CACHE_PURGE_TO. Role all: the "
+            "stack's own purge socket (the default).", multiple=True),
     Setting("access_log_format", "http", Choice("combined", "json"), "combined",
             "Access log format."),
 )

@@ -40,7 +40,8 @@ class Supervisor:
         self.plan = plan
         self.facts = facts
         self.run = plan.run
-        self.processes = Processes(runtime.child_env(plan.account, plan.venv), plan.settings.grace)
+        self.processes = Processes(runtime.child_env(plan.account, plan.venv, plan.purge_to),
+                                   plan.settings.grace)
         self.app: Generations | None = None  # the app's generations (roles all and app)
         self.nginx: Child | None = None
         self.listener: socket.socket | None = None  # role app: the app's socket, shared
@@ -49,6 +50,7 @@ class Supervisor:
         self.started = time.time()
         self.reloads = 0
         self.stop_metrics: Callable[[], None] | None = None
+        self.stop_purge: Callable[[], None] | None = None
         self.checking_static: threading.Thread | None = None
         self.written: Plan | None = None  # the plan the files in the run dir were rendered from
         logs.configure(plan.settings.access_log_format == "json")
@@ -224,6 +226,44 @@ class Supervisor:
         print(f"metrics: http://{shown}:{port}/metrics", flush=True)
         return None
 
+    def start_purge(self) -> Exit | None:
+        """The cache purger (:mod:`.purge`), in a thread: on the run directory's socket, and
+        in role proxy on cache_purge_listen for the upstreams' addresses."""
+        from . import purge
+
+        assert self.plan.nginx is not None and self.plan.nginx.cache is not None
+        cache = self.plan.nginx.cache
+        sockets = []
+        try:
+            path = Path(cache.purge_socket)
+            path.unlink(missing_ok=True)
+            local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sockets.append(local)
+            local.bind(str(path))
+            path.chmod(0o600)  # the stack's user (the app's workers) and root only
+            runtime.chown(path, self.plan.account)
+            local.listen(64)
+            if cache.purge_listen is not None:
+                host, port = cache.purge_listen
+                remote = socket.create_server((host, port), backlog=64,
+                                              family=socket.AF_INET6 if ":" in host
+                                              else socket.AF_INET)
+                sockets.append(remote)
+        except OSError as e:
+            for s in sockets:
+                s.close()
+            log(f"cannot listen for cache purges: {e.strerror or e}")
+            return Exit.START
+        names = self.plan.settings.upstreams
+
+        def allowed(address: str) -> bool:
+            return any(upstreams.split_host_port(a)[0] == address
+                       for a in upstreams.resolve(names))
+
+        listener = purge.Listener(purge.Cache(Path(cache.path)), sockets, allowed).start()
+        self.stop_purge = listener.stop
+        return None
+
     # -- running ---------------------------------------------------------------------------
 
     def serve(self) -> int:
@@ -247,6 +287,8 @@ class Supervisor:
         finally:
             if self.stop_metrics is not None:
                 self.stop_metrics()
+            if self.stop_purge is not None:
+                self.stop_purge()
             self.processes.kill_all()
             self.run.pid.unlink(missing_ok=True)
 

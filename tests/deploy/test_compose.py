@@ -137,6 +137,31 @@ def test_sessions_uploads_and_the_secret_key_are_shared_by_the_replicas(project)
         podman(project.env, "exec", app, "test", "-s", f"/web/data/uploads/{r.json()['fileName']}")
 
 
+def test_unpublished_or_deleted_is_never_served_again_by_the_proxy(project) -> None:
+    """Issue 18, item 4, scaled out: whichever replica makes the change purges the proxy's
+    cache (FLASKSTACK_CACHE_PURGE_TO=proxy:8090), so the next anonymous request is a 404."""
+    url, web = project.url, requests.Session()
+    token = csrf(web, f"{url}/register")
+    assert web.post(f"{url}/register", timeout=10, data={
+        "display_name": "Purger", "email": "purge@example.com", "password": PASSWORD,
+        "confirm": PASSWORD, "csrf_token": token}).ok
+    for action in ("publish", "delete"):  # publish toggles: the note is unpublished
+        made = web.post(f"{url}/notes/new", timeout=10, data={
+            "title": f"Purged {action}", "body": "<p>soon gone</p>", "published": "y",
+            "csrf_token": csrf(web, f"{url}/notes/new")})
+        assert made.ok
+        path = made.url.removeprefix(url)
+        note_id = made.text.split('href="/notes/', 1)[1].split("/", 1)[0]
+        for _ in range(2):
+            anonymous = requests.get(url + path, timeout=10)
+        assert anonymous.headers["X-Cache-Status"] == "HIT"
+        done = web.post(f"{url}/notes/{note_id}/{action}", timeout=10,
+                        data={"csrf_token": csrf(web, f"{url}/my")})
+        assert done.ok
+        assert requests.get(url + path, timeout=10).status_code == 404
+        assert f"Purged {action}" not in requests.get(f"{url}/", timeout=10).text
+
+
 def test_stopping_a_replica_under_load_fails_no_request(project) -> None:
     apps = project.containers("app")
     with Load(f"{project.url}/", threads=4, limit_s=120) as load:

@@ -145,7 +145,13 @@ def test_topology_app_behind_a_headless_service_proxy_on_8080(docs: list[Doc]) -
     assert proxy_env["FLASKSTACK_UPSTREAMS"] == f"notes-app:{listen_port}"
     assert proxy_env["FLASKSTACK_PORT"] == "8080"
     assert proxy["ports"] == [{"name": "http", "containerPort": 8080},
+                              {"name": "purge", "containerPort": 8090},
                               {"name": "metrics", "containerPort": 9100}]
+    # every app pod purges every proxy pod's cache: a headless Service of the proxies
+    assert proxy_env["FLASKSTACK_CACHE_PURGE_LISTEN"] == "0.0.0.0:8090"
+    purge = find(docs, "Service", "notes-proxy-purge")
+    assert purge["spec"]["clusterIP"] == "None" and purge["spec"]["ports"][0]["port"] == 8090
+    assert app_env["FLASKSTACK_CACHE_PURGE_TO"] == "notes-proxy-purge:8090"
     for container in (app_container, proxy):
         listen = env(container)["FLASKSTACK_METRICS_LISTEN"]
         assert {"name": "metrics", "containerPort": int(listen.rpartition(":")[2])} in \
@@ -164,6 +170,12 @@ def test_topology_app_behind_a_headless_service_proxy_on_8080(docs: list[Doc]) -
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     job = pod_spec(find(docs, "Job", "notes-migrate"))["containers"][0]
     assert job["command"] == ["flask", "--app", "notes", "db", "upgrade"]
+    # a nightly backup into a volume of its own, the uploads read-only
+    cron = find(docs, "CronJob", "notes-backup")
+    backup = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert "flask --app notes backup" in backup["command"][-1]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert find(docs, "PersistentVolumeClaim", "notes-backups")
 
 
 def test_network_policies_let_only_the_right_pods_in(docs: list[Doc]) -> None:

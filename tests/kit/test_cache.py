@@ -4,6 +4,8 @@ one call of the app)."""
 
 from __future__ import annotations
 
+import socket
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -120,7 +122,7 @@ def test_a_burst_on_a_cold_key_reaches_the_app_once(make_stack) -> None:
 
 def test_stale_copy_is_served_while_one_request_refreshes_it(make_stack) -> None:
     stack = make_stack(*APP, "--workers", "2").start()
-    path = f"/stale?cc={quote('public, max-age=1')}&sleep=2"
+    path = f"/stale?cc={quote('public, max-age=1, stale-while-revalidate=30')}&sleep=2"
     old = fetch(stack, path)
     time.sleep(2.5)  # expired (Nginx counts whole seconds: max-age=1 may last 2 s)
     # the first reader after expiry gets the old copy and starts one refresh in the
@@ -202,7 +204,7 @@ def test_without_the_lock_a_cold_burst_reaches_the_app_but_expiry_is_refreshed_o
         make_stack) -> None:
     stack = make_stack(*APP, "--workers", "2").start()  # cache_lock off: the default
     assert "uwsgi_cache_lock" not in (stack.run_dir / "nginx.conf").read_text()
-    path = f"/nolock?cc={quote('public, max-age=1')}&sleep=0.5"
+    path = f"/nolock?cc={quote('public, max-age=1, stale-while-revalidate=30')}&sleep=0.5"
     with ThreadPoolExecutor(4) as pool:
         cold = list(pool.map(lambda _: fetch(stack, path), range(4)))
     assert {r.headers["X-Cache-Status"] for r in cold} == {"MISS"}
@@ -230,3 +232,93 @@ def test_a_restarted_stack_serves_nothing_a_previous_run_cached(make_stack) -> N
     stack.start()
     again = fetch(stack, path)
     assert again.headers["X-Cache-Status"] == "MISS" and again.text != first.text
+
+
+def test_an_expired_copy_is_served_only_as_long_as_the_app_allows(make_stack) -> None:
+    """Bounded staleness: the app's stale-while-revalidate, never Nginx's unbounded
+    "updating" (issue 18, item 4)."""
+    stack = make_stack(*APP, "--workers", "2").start()
+    strict = f"/strict?cc={quote('public, max-age=1')}"
+    old = fetch(stack, strict)
+    time.sleep(2.5)  # expired, and no stale-while-revalidate: the next reader gets a new answer
+    again = fetch(stack, strict)
+    assert again.headers["X-Cache-Status"] == "EXPIRED" and again.text != old.text
+    bounded = f"/bounded?cc={quote('public, max-age=1, stale-while-revalidate=2')}"
+    old = fetch(stack, bounded)
+    time.sleep(2.5)  # expired, within stale-while-revalidate: the old copy, one refresh
+    assert fetch(stack, bounded).text == old.text
+    newest = None
+    for _ in range(30):
+        newest = fetch(stack, bounded)
+        if newest.text != old.text:
+            break
+        time.sleep(0.1)
+    assert newest is not None and newest.text != old.text
+    time.sleep(5)  # past max-age and stale-while-revalidate (whole seconds): never served
+    latest = fetch(stack, bounded)
+    assert latest.headers["X-Cache-Status"] == "EXPIRED" and latest.text != newest.text
+    conf = (stack.run_dir / "nginx.conf").read_text()
+    assert "uwsgi_cache_use_stale" not in conf and "inactive=1d" not in conf
+
+
+def test_an_app_purges_every_cached_answer_for_a_path(make_stack) -> None:
+    stack = make_stack(*APP).start()
+    cc = quote("public, max-age=600")
+    variants = [  # compression, query strings, hosts: each its own entry
+        (f"/page?cc={cc}&gzip=1", {"Accept-Encoding": "gzip"}),
+        (f"/page?cc={cc}&gzip=1", {"Accept-Encoding": "identity"}),
+        (f"/page?cc={cc}&gzip=1", {"Accept-Encoding": "gzip, br"}),
+        (f"/page?cc={cc}&page=2", {}),
+        (f"/page?cc={cc}", {"Host": "other.example"}),
+        (f"/p%61ge?cc={cc}", {}),
+    ]
+    first = [fetch(stack, path, headers) for path, headers in variants]
+    kept = fetch(stack, f"/elsewhere?cc={cc}")
+    assert all(fetch(stack, p, h).headers["X-Cache-Status"] == "HIT" for p, h in variants)
+    # the app itself purges, through the address the kit gave it (FLASKSTACK_CACHE_PURGE_TO)
+    purged = fetch(stack, "/writer?purge=/page")
+    assert purged.headers["X-Purge-Problems"] == "none"
+    after = [fetch(stack, path, headers) for path, headers in variants]
+    assert [r.headers["X-Cache-Status"] for r in after] == ["MISS"] * len(variants)
+    assert all(a.text != b.text for a, b in zip(after, first, strict=True))
+    assert [fetch(stack, p, h).headers["X-Cache-Status"] for p, h in variants] == \
+        ["HIT"] * len(variants)  # the new answers are cached again
+    assert fetch(stack, f"/elsewhere?cc={cc}").text == kept.text  # other paths stay
+    # "*" purges everything
+    assert fetch(stack, "/writer?purge=*").headers["X-Purge-Problems"] == "none"
+    assert fetch(stack, f"/elsewhere?cc={cc}").headers["X-Cache-Status"] == "MISS"
+    assert "[crit]" not in stack.output()
+
+
+def test_only_the_stacks_own_user_reaches_the_purge_socket(make_stack) -> None:
+    stack = make_stack(*APP).start()
+    sock = stack.run_dir / "purge.sock"
+    mode = sock.stat()
+    assert stat.S_ISSOCK(mode.st_mode) and stat.S_IMODE(mode.st_mode) == 0o600
+    with socket.socket(socket.AF_UNIX) as s:  # a malformed purge: refused, the stack serves on
+        s.connect(str(sock))
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400 ")
+    assert fetch(stack, "/").status_code == 200
+
+
+def test_a_proxy_takes_purges_from_its_app_replicas_only(make_stack) -> None:
+    from tests.conftest import free_port
+
+    listen = f"127.0.0.1:{free_port()}"
+    app = make_stack("--role", "app", "--app", "cachy:application", "--app-listen",
+                     f"127.0.0.1:{free_port()}", FLASKSTACK_CACHE_PURGE_TO=listen).start()
+    upstream = app.args[app.args.index("--app-listen") + 1]
+    proxy = make_stack("--role", "proxy", "--upstreams", upstream,
+                       "--cache-purge-listen", listen).start()
+    path = f"/shared?cc={quote('public, max-age=600')}"
+    first = fetch(proxy, path)
+    assert fetch(proxy, path).headers["X-Cache-Status"] == "HIT"
+    # from the replica (its connections come from 127.0.0.1, its upstream address): purged
+    assert fetch(proxy, "/writer?purge=/shared").headers["X-Purge-Problems"] == "none"
+    assert fetch(proxy, path).text != first.text
+    # from any other address (here 127.0.0.2): refused
+    with socket.create_connection(("127.0.0.1", int(listen.rsplit(":", 1)[1])),
+                                  source_address=("127.0.0.2", 0)) as s:
+        s.sendall(b"POST /purge HTTP/1.1\r\nContent-Length: 8\r\n\r\n/shared\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 403 ")

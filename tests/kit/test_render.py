@@ -37,7 +37,7 @@ def directive(conf: str, name: str) -> list[str]:
 
 def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
     plan = make()
-    assert plan.services == ("prestart", "uwsgi", "nginx")
+    assert plan.services == ("prestart", "purge", "uwsgi", "nginx")
     files = render.render(plan)
     assert set(files) >= {"nginx.conf", "uwsgi.ini", "mime.types", "uwsgi_params",
                           "errors/502.html", "errors/502.json"}
@@ -57,6 +57,9 @@ def test_role_all_renders_both_servers_on_a_unix_socket() -> None:
     assert "location ^~ /static/ {\n            alias /site/mysite/static/;" in nginx
     assert "uwsgi_next_upstream" not in nginx and directive(nginx, "zone") == []
     assert plan.probe.url == "http://127.0.0.1:85" and plan.probe.path == "/healthz"
+    # the app's purges go to the stack's own purger (flaskstack.purge)
+    assert plan.purge_to == ("unix:/run/fs/purge.sock",)
+    assert "uwsgi_cache_use_stale" not in nginx and "levels=1 " in nginx
 
 
 def test_role_app_renders_uwsgi_only_on_an_inherited_socket() -> None:
@@ -69,13 +72,14 @@ def test_role_app_renders_uwsgi_only_on_an_inherited_socket() -> None:
     assert "add-header = X-Replica: r1" in ini
     assert "disable-logging" not in ini  # no Nginx here: uWSGI logs
     assert plan.app_listen == ("0.0.0.0", 8001)
+    assert plan.purge_to == ()  # no proxy named: nothing to purge
     assert plan.probe.protocol == "uwsgi" and plan.probe.port == 8001
 
 
 def test_role_proxy_renders_nginx_only_over_the_upstreams() -> None:
     plan = make(role="proxy", upstreams="app1:8000,app2:8000",
                 servers=("10.0.0.1:8000", "10.0.0.2:8000"))
-    assert plan.services == ("upstreams", "nginx")
+    assert plan.services == ("purge", "upstreams", "nginx")
     assert plan.prestart == () and plan.writable == ()
     files = render.render(plan)
     assert "uwsgi.ini" not in files
@@ -135,11 +139,13 @@ def test_response_cache_in_roles_all_and_proxy_never_in_app() -> None:
     nginx = render.render(make())["nginx.conf"]
     assert directive(nginx, "uwsgi_cache") == ["flaskstack_cache"]
     assert "keys_zone=flaskstack_cache:1048576" in nginx and "max_size=104857600" in nginx
-    assert "/run/fs/cache levels=1:2" in nginx
+    assert "/run/fs/cache levels=1 " in nginx and "inactive=1h" in nginx
     assert 'map "$http_authorization$cookie_session$cookie_remember_token"' in nginx
     assert directive(nginx, "uwsgi_no_cache") == [
         "$flaskstack_cache_bypass $flaskstack_cache_refuse"]
-    assert directive(nginx, "uwsgi_cache_use_stale") == ["updating"]
+    # staleness is the app's own (stale-while-revalidate, stale-if-error), never unbounded
+    assert directive(nginx, "uwsgi_cache_use_stale") == []
+    assert directive(nginx, "uwsgi_cache_background_update") == ["on"]
     assert "uwsgi_cache_lock" not in nginx  # off by default: see the setting's help
     locked = render.render(make(cache_lock="on"))["nginx.conf"]
     assert directive(locked, "uwsgi_cache_lock") == ["on"]

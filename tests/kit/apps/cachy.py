@@ -1,7 +1,9 @@
 """A fixture WSGI app for the response cache: answers with the headers the query asks for.
 
 ``/any/path?cc=public,+max-age=60&cookie=1&sleep=0.5``: ``cc`` is sent as Cache-Control,
-``cookie`` adds a Set-Cookie, ``sleep`` delays the answer, ``gzip`` compresses the body when
+``cookie`` adds a Set-Cookie, ``sleep`` delays the answer, ``purge`` (comma-separated paths)
+purges them from the kit's cache first (flaskstack.purge.send; its problems are sent back as
+X-Purge-Problems), ``gzip`` compresses the body when
 the request's Accept-Encoding names gzip (the header the app saw is sent back as
 X-Seen-Accept-Encoding), ``negotiate`` answers JSON to a request whose Accept names JSON (with
 no Vary, as careless apps do). The body is the content of the file
@@ -28,6 +30,11 @@ def application(environ, start_response):
     if "sleep" in query:
         time.sleep(float(query["sleep"][0]))
     headers = [("Content-Type", "text/plain")]
+    if "purge" in query:
+        from flaskstack import purge
+
+        problems = purge.send(query["purge"][0].split(","))
+        headers.append(("X-Purge-Problems", "; ".join(problems) or "none"))
     if "cc" in query:
         headers.append(("Cache-Control", query["cc"][0]))
     if "cookie" in query:

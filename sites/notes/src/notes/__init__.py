@@ -17,7 +17,7 @@ from flask.logging import default_handler
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, auth, errors, excel, health, sessions, sqlite, views
+from . import admin, api, auth, backup, errors, excel, health, sessions, sqlite, views
 from . import config as site_config
 from .extensions import csrf, db, login_manager, migrate
 from .failsafe import LastResort
@@ -78,6 +78,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     api.init_app(app)
     excel.init_app(app)
     health.init_app(app)
+    backup.init_app(app)
     return app
 
 

@@ -1,12 +1,24 @@
 """The HTTP cache policy: which answers a shared cache (the kit's Nginx) may keep, and for
 how long; those are compressed here, once, so the cache keeps and serves the compressed copy
-instead of compressing it again for every reader."""
+instead of compressing it again for every reader.
+
+And purging: every committed change to a note, a tag or a user purges the public pages it
+affects from the kit's cache (:mod:`flaskstack.purge`), from the session's own events, so
+every write path (pages, admin, API, import, trash, restore) purges without knowing of it.
+"""
 
 from __future__ import annotations
 
 import gzip
+import logging
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Response, current_app, request
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import InstanceState, ORMExecuteState, Session
+
+from .models import Note, Tag, User
 
 # cacheable for anonymous readers
 PUBLIC_ENDPOINTS = frozenset({"views.index", "views.note", "views.author", "views.tag",
@@ -16,6 +28,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CACHED_STATUSES = frozenset({200, 404})
 COMPRESSED_TYPES = frozenset({"text/html", "text/plain", "text/xml", "application/xml",
                               "application/atom+xml", "application/json"})
+STALE_IF_ERROR = 300  # seconds the shared cache may cover for an unreachable app
 SMALLEST_COMPRESSED = 256  # bytes: below this gzip's own header and trailer outweigh the gain
 
 
@@ -40,8 +53,14 @@ def cache_policy(response: Response, personal: bool) -> None:
         # page); s-maxage: a shared cache may serve it to other anonymous readers for N seconds.
         # A 404 too: a shared cache that holds the page keeps serving its stale copy while its
         # refreshed answer (the note unpublished or deleted) is not cacheable.
+        # must-revalidate: browsers never show their expired copy (nor take the
+        # stale-while-revalidate meant for the shared cache); stale-while-revalidate: the
+        # shared cache serves its expired copy at most this much longer while one request
+        # refreshes it; stale-if-error: while the app cannot be reached at all.
+        seconds = config["NOTES_CACHE_SECONDS"]
         response.headers["Cache-Control"] = (
-            f"public, max-age=0, s-maxage={config['NOTES_CACHE_SECONDS']}")
+            f"public, max-age=0, must-revalidate, s-maxage={seconds}, "
+            f"stale-while-revalidate={seconds}, stale-if-error={STALE_IF_ERROR}")
         compress(response)
 
 
@@ -57,3 +76,76 @@ def compress(response: Response) -> None:
         return
     response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
     response.headers["Content-Encoding"] = "gzip"
+
+
+# -- purging ------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+ALL = "*"
+EVERYWHERE = ("/", "/feed.xml", "/sitemap.xml")  # pages listing the newest notes
+PURGED_TABLES = frozenset({"notes", "note_tags", "tags", "users"})
+PENDING = "notes_purge"  # session.info key: the paths the transaction's changes affect
+
+
+def note_paths(note: Note) -> set[str]:
+    """The public pages showing ``note`` as it is and as it was before this flush: its address
+    (old slug too), its author's page, its tags' pages, and the lists of newest notes."""
+    state: InstanceState[Note] = inspect(note)
+    paths = set(EVERYWHERE)
+    slugs = {note.slug, *state.attrs.slug.history.deleted}
+    authors = {note.author_id, *state.attrs.author_id.history.deleted}
+    tags = {note.tags_text or "", *state.attrs.tags_text.history.deleted}
+    tags.update(t.name for t in state.attrs.tags.history.deleted if isinstance(t, Tag))
+    tags.update(t.name for t in state.attrs.tags.history.added if isinstance(t, Tag))
+    paths.update(f"/n/{slug}" for slug in slugs if slug)
+    paths.update(f"/a/{a}" for a in authors if a)
+    paths.update(f"/t/{name}" for text in tags for name in (text or "").split("\n") if name)
+    return paths
+
+
+@event.listens_for(Session, "after_flush")
+def _collect(session: Session, _context: Any) -> None:
+    pending: set[str] = session.info.setdefault(PENDING, set())
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Note):
+            pending.update(note_paths(obj))
+        elif obj in session.new:
+            continue  # a new tag comes with a note (above); a new user is on no page yet
+        elif isinstance(obj, Tag) or (isinstance(obj, User) and (
+                obj in session.deleted or _public_change(obj))):
+            pending.add(ALL)  # a name shown on many pages, or notes gone with their author
+
+
+def _public_change(user: User) -> bool:
+    state: InstanceState[User] = inspect(user)
+    return any(state.attrs[name].history.has_changes() for name in ("display_name", "active"))
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _bulk(state: ORMExecuteState) -> None:
+    """Statements that write many rows at once (the Excel import): everything."""
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in PURGED_TABLES:
+            state.session.info.setdefault(PENDING, set()).add(ALL)
+
+
+@event.listens_for(Session, "after_commit")
+def _purge(session: Session) -> None:
+    paths = session.info.pop(PENDING, None)
+    if paths:
+        send(ALL if ALL in paths else paths)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+def send(paths: Iterable[str] | str) -> None:
+    """Purge ``paths`` (or :data:`ALL`) from the kit's cache; problems are logged, never
+    raised (the change itself is committed)."""
+    from flaskstack import purge
+
+    for problem in purge.send([paths] if isinstance(paths, str) else sorted(paths)):
+        log.warning("cache purge failed: %s", problem)

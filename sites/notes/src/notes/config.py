@@ -138,8 +138,9 @@ VARS: tuple[Var, ...] = (
     Var("REMEMBER_DAYS", _int, "30",
         "Days a \"Remember me\" sign-in lasts (else the cookie ends with the browser session)."),
     Var("CACHE_SECONDS", _range(0, 10), "5",
-        "Seconds shared caches (the kit's Nginx cache) may serve anonymous public pages: "
-        "`Cache-Control: public, s-maxage=N`; 0 turns it off."),
+        "Seconds shared caches (the kit's Nginx cache) may serve anonymous public pages "
+        "(`Cache-Control: public, s-maxage=N, stale-while-revalidate=N`), unless a change "
+        "purges them first (every change does); 0 turns it off."),
 )
 
 
