@@ -9,7 +9,7 @@ import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, Range
-from flask import current_app, request, url_for
+from flask import request, url_for
 from sqlalchemy import select
 
 from . import revisions, trash
@@ -165,7 +165,8 @@ def out(note: Note) -> Note:
 
 
 def visible(note: Note | None, user: User | None) -> Note:
-    if note is None or note.in_trash or not (note.published or (user is not None and note.author_id == user.id)):
+    mine = user is not None and note is not None and note.author_id == user.id
+    if note is None or note.in_trash or not (note.published or mine):
         abort(404, "No such note.")
     return note
 

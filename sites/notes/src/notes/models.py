@@ -14,6 +14,7 @@ from flask_login import UserMixin
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Integer,
@@ -21,7 +22,6 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    ColumnElement,
     event,
     inspect,
     text,

@@ -129,7 +129,7 @@ def trim(note_ids: Iterable[int]) -> None:
             db.session.execute(delete(NoteRevision).where(NoteRevision.id.in_(old)))
 
 
-def history(note: Note) -> Select[tuple[NoteRevision]]:
+def history(note: Note) -> Select[NoteRevision]:
     """A note's revisions, newest first."""
     return (select(NoteRevision).where(NoteRevision.note_id == note.id)
             .order_by(NoteRevision.id.desc()))

@@ -46,7 +46,7 @@ def purge(note: Note) -> None:
     db.session.delete(note)
 
 
-def of(user: User) -> Select[tuple[Note]]:
+def of(user: User) -> Select[Note]:
     """``user``'s notes in the trash, the most recently deleted first."""
     return (select(Note).where(Note.author_id == user.id, Note.deleted_at.is_not(None))
             .order_by(Note.deleted_at.desc(), Note.id.desc()))
@@ -90,7 +90,8 @@ def hand_over(user: User, heir: User, to_trash: bool) -> int:
     mine = update(Note).where(Note.author_id == user.id)
     if to_trash:
         db.session.execute(mine.where(Note.deleted_at.is_(None)).values(deleted_at=utcnow()))
-    return int(db.session.execute(mine.values(author_id=heir.id)).rowcount or 0)
+    moved = db.session.execute(mine.values(author_id=heir.id))
+    return int(getattr(moved, "rowcount", 0) or 0)
 
 
 def init_app(app: Flask) -> None:
