@@ -35,7 +35,7 @@ from flask_admin import BaseView, expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -523,9 +523,12 @@ def _write_tags(todo: Plan) -> None:
     if links:
         db.session.execute(insert(note_tags), [{"note_id": n, "tag_id": t} for n, t in links])
     # what the ORM's flush would have kept (models._keep_tags_text): the names pages show
-    db.session.execute(update(Note), [
-        {"id": note_id, "tags_text": join_tags(known[fold(n)].name for n in names)}
-        for note_id, names in wanted.items()])
+    # (the table, not the mapper: these rows' versions were checked and raised in write())
+    table = Note.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("b_id")).values(tags_text=bindparam("b_tags")),
+        [{"b_id": note_id, "b_tags": join_tags(known[fold(n)].name for n in names)}
+         for note_id, names in wanted.items()])
 
 
 # -- import: write ---------------------------------------------------------------------------
