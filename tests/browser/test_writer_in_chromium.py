@@ -93,9 +93,13 @@ def test_a_local_draft_is_offered_back(site: dict[str, Any], page: Any) -> None:
     wait_for_editor(page)
     type_into_editor(page, "Words typed and never saved.")
     for _ in range(50):  # kept as the writer types (the status line says so)
-        if "Draft kept" in page.locator("#draft-status").inner_text():
+        kept = page.evaluate(f"localStorage.getItem('notes-draft:' + "
+                             f"document.querySelector('#note-form').dataset.user + "
+                             f"':/notes/{nid}/edit') || ''")
+        if "never saved." in kept:
             break
         page.wait_for_timeout(100)
+    assert "Draft kept" in page.locator("#draft-status").inner_text()
     context = page.context
     page.close(run_before_unload=False)  # the tab is gone (a crash, closed by mistake)
     again = context.new_page()

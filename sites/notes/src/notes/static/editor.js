@@ -165,6 +165,7 @@
     editor.on("key", later);
     form.addEventListener("input", later);
     form.addEventListener("submit", save);
+    window.addEventListener("pagehide", save);  // the last keystrokes, as the tab goes
   };
 
   // While the writer is active, the editor asks the server now and then, which keeps the
