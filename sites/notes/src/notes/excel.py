@@ -408,15 +408,16 @@ def plan(rows: list[Row]) -> Plan:
             problems.append(Problem(row.number, "id", f"note {note.id} is in its author's "
                                     "trash: restore it first, or remove the row"))
             continue
-        stale = _stale(row, note)
+        retag = row.tags is not None and row.tags != tagged.get(note.id, [])
+        same = (note.title, note.body, note.published, note.author_id) == (
+            row.title, row.body, row.published, row.author_id)
+        stale = _stale(row, note) if retag or not same else None  # (unchanged: no conflict)
         if stale:
             problems.append(Problem(row.number, "version", stale))
             continue
-        retag = row.tags is not None and row.tags != tagged.get(note.id, [])
         if retag:
             result.update_tags[note.id] = row.tags or []
-        if (note.title, note.body, note.published, note.author_id) == (
-                row.title, row.body, row.published, row.author_id):
+        if same:
             if retag:
                 result.updates.append({"id": note.id, "updated_at": now,
                                        "version": note.version})
