@@ -17,7 +17,7 @@ from flask.logging import default_handler
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, auth, backup, errors, excel, health, sessions, sqlite, views
+from . import admin, api, auth, backup, errors, excel, health, sessions, sqlite, trash, views
 from . import config as site_config
 from .extensions import csrf, db, login_manager, migrate
 from .failsafe import LastResort
@@ -73,6 +73,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
 
     auth.init_app(app)
     views.init_app(app)
+    trash.init_app(app)
     errors.init_app(app)
     admin.init_app(app, views=[excel.admin_view()])
     api.init_app(app)

@@ -6,20 +6,23 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, abort, current_app, flash, redirect, request, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, request, url_for
 from flask_admin import Admin, AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.model import typefmt
+from flask_admin.model.template import EndpointLinkRowAction
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
-from wtforms import StringField, TextAreaField
+from sqlalchemy.orm.exc import StaleDataError
+from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import Email, Length, ValidationError
 
+from . import revisions, trash
 from .extensions import db
-from .models import Note, User, utcnow
+from .models import Note, User, live, utcnow
 from .services import BODY_MAX, clean_html, parse_tags, retitle, set_tags, unique_slug
 from .views import localtime
 
@@ -48,8 +51,9 @@ class HomeView(AdminOnly, AdminIndexView):
     def index(self) -> Any:
         counts = {
             "users": db.session.query(User).count(),
-            "notes": db.session.query(Note).count(),
-            "published": db.session.query(Note).filter(Note.published.is_(True)).count(),
+            "notes": db.session.query(Note).filter(live()).count(),
+            "published": db.session.query(Note).filter(Note.published.is_(True), live()).count(),
+            "trash": db.session.query(Note).filter(Note.deleted_at.is_not(None)).count(),
         }
         return self.render("admin/home.html", counts=counts)
 
@@ -114,6 +118,10 @@ class SecureModelView(AdminOnly, ModelView):
         """Say what happened in words; SQL and tracebacks go to the log, never to the page."""
         if isinstance(exc, ValidationError):
             return bool(super().handle_view_exception(exc))  # our own one-line message
+        if isinstance(exc, StaleDataError):
+            flash("Not saved: someone else saved this note at the same instant. Your text is "
+                  "still in the form: save again to replace theirs with it.", "error")
+            return True
         if not isinstance(exc, IntegrityError):
             raise exc  # the site's error pages (503 for the database, else 500)
         current_app.logger.warning("admin: %s refused by the database: %s", self.name, exc.orig)
@@ -140,9 +148,53 @@ class UserView(SecureModelView):
             raise ValidationError("You cannot take away your own admin rights or deactivate "
                                   "yourself: ask another admin.")
 
-    def on_model_delete(self, model: User) -> None:
-        if model.id == current_user.id:
-            raise ValidationError("You cannot delete your own account here.")
+    # deleting an account asks what becomes of its notes (the remove view), never a bare
+    # "Are you sure?"
+    can_delete = False
+    column_extra_row_actions = [EndpointLinkRowAction("fa fa-trash", ".remove_view",
+                                                      title="Delete…")]
+
+    @expose("/remove/", methods=("GET", "POST"))
+    def remove_view(self) -> Any:
+        user = self.get_one(request.args.get("id", ""))
+        if user is None:
+            abort(404)
+        back = url_for(".index_view")
+        if user.id == current_user.id:
+            flash("You cannot delete your own account here.", "error")
+            return redirect(back)
+        count = db.session.scalar(select(func.count()).select_from(Note).where(
+            Note.author_id == user.id, live())) or 0
+        form = RemoveUserForm()
+        form.heir.choices = [("", "—")] + [
+            (str(u.id), u.email) for u in db.session.scalars(
+                select(User).where(User.id != user.id).order_by(User.email).limit(1000))]
+        if form.validate_on_submit():
+            heir = (db.session.get(User, int(form.heir.data))
+                    if form.notes.data == "reassign" and (form.heir.data or "").isdigit()
+                    else None)
+            if form.notes.data == "reassign" and heir is None:
+                form.heir.errors = ["Choose who takes over the notes."]
+            else:
+                to_trash = heir is None
+                trash.hand_over(user, heir or current_user._get_current_object(), to_trash)
+                email = user.email
+                db.session.delete(user)
+                db.session.commit()
+                where = ("moved to your trash (restorable for "
+                         f"{current_app.config['NOTES_TRASH_DAYS']} days)" if to_trash
+                         else f"now {heir.email}'s" if heir else "")
+                flash(f"Deleted {email}; their {count} note(s) are {where}.", "success")
+                return redirect(back)
+        return self.render("admin/user_remove.html", user=user, count=count, form=form,
+                           back=back)
+
+
+class RemoveUserForm(FlaskForm):
+    notes = RadioField("Their notes", choices=[
+        ("trash", "Move them to the trash (yours, restorable until they are purged)"),
+        ("reassign", "Give them to another user")], default="trash")
+    heir = SelectField("Give them to", choices=[], validate_choice=False)
 
 
 class NoteView(SecureModelView):
@@ -150,21 +202,56 @@ class NoteView(SecureModelView):
     column_searchable_list = ("title", "body_text")
     column_filters = ("published",)
     column_default_sort = ("updated_at", True)
-    form_columns = ("author", "title", "body", "tag_list", "published")
+    form_columns = ("author", "title", "body", "tag_list", "published", "opened_version")
     form_overrides = {"body": TextAreaField}
     form_args = {"body": {"validators": [Length(max=BODY_MAX)]}}
-    form_extra_fields = {"tag_list": StringField(
-        "Tags", description="Separated by commas", validators=[_valid_tags])}
+    form_extra_fields = {
+        "tag_list": StringField("Tags", description="Separated by commas",
+                                validators=[_valid_tags]),
+        # the version the form was opened on (see notes.revisions)
+        "opened_version": HiddenField(),
+    }
     create_template = "admin/note_create.html"
     edit_template = "admin/note_edit.html"
     placeholder = "Search titles and text"
+
+    def get_query(self) -> Any:  # notes in the trash are their authors' business
+        return super().get_query().filter(live())
+
+    def get_count_query(self) -> Any:
+        return super().get_count_query().filter(live())
+
+    def get_one(self, id: Any) -> Any:
+        found = super().get_one(id)
+        return None if found is None or found.in_trash else found
 
     def on_form_prefill(self, form: Any, id: Any) -> None:
         note = db.session.get(Note, int(id))
         if note is not None:
             form.tag_list.data = ", ".join(note.tag_names)
+            form.opened_version.data = str(note.version)
+
+    def update_model(self, form: Any, model: Note) -> bool:
+        g.note_before = revisions.state(model)  # before the form is copied into it
+        return bool(super().update_model(form, model))
+
+    def delete_model(self, model: Note) -> bool:
+        """Into the trash (its author can restore it), not deleted."""
+        trash.move(model)
+        db.session.commit()
+        flash(f"“{model.title}” is in its author's trash.", "info")
+        return True
 
     def on_model_change(self, form: Any, model: Note, is_created: bool) -> None:
+        if not is_created:
+            opened = form.opened_version.data or ""
+            if opened.isdigit() and int(opened) != model.version:
+                form.opened_version.data = str(model.version)  # saving again overwrites
+                raise ValidationError(
+                    "Not saved: this note was changed by someone else since you opened it "
+                    f"(it is at version {model.version} now). Your text is still in the form: "
+                    "save again to replace theirs with it, or reload the page to see theirs "
+                    "(the author's History page shows the difference).")
         model.title = (model.title or "").strip()
         model.body = clean_html(model.body or "")
         # the new note is in the session already: the slug query must not flush it slug-less
@@ -181,6 +268,8 @@ class NoteView(SecureModelView):
             model.published_at = utcnow()
         if not model.published:
             model.published_at = None
+        me = current_user._get_current_object()
+        revisions.record(model, None if is_created else g.pop("note_before", None), me, "admin")
 
 
 def init_app(app: Flask, views: Iterable[BaseView] = ()) -> None:

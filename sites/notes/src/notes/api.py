@@ -9,11 +9,12 @@ import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, Range
-from flask import url_for
+from flask import request, url_for
 from sqlalchemy import select
 
+from . import revisions, trash
 from .extensions import csrf, db
-from .models import ApiToken, Note, User, utcnow
+from .models import ApiToken, Note, NoteRevision, User, utcnow
 from .services import (
     BODY_MAX,
     TAG_MAX,
@@ -80,6 +81,51 @@ class NoteOut(Schema):
     created_at = DateTime()
     updated_at = DateTime()
     published_at = DateTime(allow_none=True)
+    version = Integer(metadata={"description": "Raised by every saved change; the ETag of "
+                                "the note's own URL names it."})
+    deleted_at = DateTime(allow_none=True, metadata={
+        "description": "When it was moved to the trash (only in /api/trash)."})
+
+
+class ETagHeader(Schema):
+    ETag = String(metadata={"description": "This version of the note: send it back in "
+                            "If-Match to change or delete only this version."})
+
+
+class IfMatch(Schema):
+    if_match = String(data_key="If-Match", metadata={
+        "description": "The note's ETag as you last read it: if the note has changed since, "
+        "the request is refused with 412 and nothing changes. Without it, the last write "
+        "wins."})
+
+
+PRECONDITION = {412: "The note has changed since the version named in If-Match (nothing "
+                "was changed: read it again).",
+                409: "Another change to this note was saved at the same instant (nothing was "
+                "changed: read it again)."}
+
+
+class RevisionSummary(Schema):
+    id = Integer()
+    version = Integer()
+    created_at = DateTime()
+    author = String(allow_none=True, metadata={"description": "Who saved it (display name)."})
+    title = String()
+    via = String(metadata={"description": "editor, api, admin, import, restore, publish."})
+
+
+class RevisionList(Schema):
+    items = List(Nested(RevisionSummary))
+
+
+class RevisionOut(RevisionSummary):
+    body = String()
+    tags = List(String(), attribute="tag_names")
+    published = Boolean()
+
+
+class TrashList(Schema):
+    items = List(Nested(NoteOut))
 
 
 PAGE = re.compile(r"[1-9][0-9]{0,8}")
@@ -119,7 +165,8 @@ def out(note: Note) -> Note:
 
 
 def visible(note: Note | None, user: User | None) -> Note:
-    if note is None or not (note.published or (user is not None and note.author_id == user.id)):
+    mine = user is not None and note is not None and note.author_id == user.id
+    if note is None or note.in_trash or not (note.published or mine):
         abort(404, "No such note.")
     return note
 
@@ -140,24 +187,32 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
             "per_page": page.per_page, "total": page.total, "pages": page.pages}
 
 
+Tagged = tuple[Note, int, dict[str, str]]
+
+
+def tagged(note: Note, status: int = 200) -> Tagged:
+    """The note with its ETag."""
+    return out(note), status, {"ETag": note.etag}
+
+
 @bp.get("/notes/<int(max=2147483647):note_id>")
 @bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
-@bp.output(NoteOut)
+@bp.output(NoteOut, headers=ETagHeader)
 @bp.doc(summary="Get a note", responses=[404])
-def get_note(note_id: int) -> Note:
-    return out(visible(db.session.get(Note, note_id), token_auth.current_user))
+def get_note(note_id: int) -> Tagged:
+    return tagged(visible(db.session.get(Note, note_id), token_auth.current_user))
 
 
 @bp.post("/notes")
 @bp.auth_required(token_auth)
 @bp.input(NoteIn, arg_name="data")
-@bp.output(NoteOut, status_code=201)
+@bp.output(NoteOut, status_code=201, headers=ETagHeader)
 @bp.doc(summary="Create a note")
-def create(data: dict[str, Any]) -> Note:
+def create(data: dict[str, Any]) -> Tagged:
     tags = _tags(data.get("tags"))
     note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
-                                         data["published"], tags))
-    return out(note)
+                                         data["published"], tags, via="api"))
+    return tagged(note, 201)
 
 
 def api_user() -> User:
@@ -182,25 +237,135 @@ def own(note_id: int) -> Note:
     return note
 
 
+def if_match(note: Note) -> int | None:
+    """The version ``If-Match`` names: the note's own if it matches (or is ``*``), else 412.
+    ``None`` without the header."""
+    if "If-Match" not in request.headers:
+        return None
+    wanted = request.if_match
+    if wanted.star_tag or wanted.contains(note.etag.strip('"')):
+        return note.version
+    abort(412, f"The note has changed since (it is at {note.etag} now): nothing was changed. "
+          "Read it again and retry.")
+
+
+def _saved(write: Any) -> None:
+    try:
+        save_note(write)
+    except revisions.Conflict:
+        abort(409, "Another change to this note was saved at the same instant: nothing was "
+              "changed. Read it again and retry.")
+
+
 @bp.patch("/notes/<int(max=2147483647):note_id>")
 @bp.auth_required(token_auth)
+@bp.input(IfMatch, location="headers", arg_name="headers")
 @bp.input(NotePatch, arg_name="data")
-@bp.output(NoteOut)
-@bp.doc(summary="Change a note", responses=[403, 404])
-def update(note_id: int, data: dict[str, Any]) -> Note:
+@bp.output(NoteOut, headers=ETagHeader)
+@bp.doc(summary="Change a note", responses={403: "Not your note.", 404: "No such note.",
+                                            **PRECONDITION})
+def update(note_id: int, headers: dict[str, Any], data: dict[str, Any]) -> Tagged:
     note = own(note_id)
+    base = if_match(note)
     tags = _tags(data.get("tags"))
-    save_note(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
-                                  published=data.get("published"), tags=tags))
-    return out(note)
+    _saved(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
+                               published=data.get("published"), tags=tags, base=base,
+                               by=api_user(), via="api"))
+    return tagged(note)
 
 
 @bp.delete("/notes/<int(max=2147483647):note_id>")
 @bp.auth_required(token_auth)
+@bp.input(IfMatch, location="headers", arg_name="headers")
 @bp.output({}, status_code=204)
-@bp.doc(summary="Delete a note", responses=[403, 404])
-def delete(note_id: int) -> tuple[str, int]:
-    db.session.delete(own(note_id))
+@bp.doc(summary="Move a note to the trash", description="It can be restored from "
+        "/api/trash until it is purged (NOTES_TRASH_DAYS after).",
+        responses={403: "Not your note.", 404: "No such note.", 412: PRECONDITION[412]})
+def delete(note_id: int, headers: dict[str, Any]) -> tuple[str, int]:
+    note = own(note_id)
+    if_match(note)
+    trash.move(note)
+    db.session.commit()
+    return "", 204
+
+
+def _revision(note: Note, rev: int) -> NoteRevision:
+    found = revisions.get(note, rev)
+    if found is None:
+        abort(404, "No such revision of this note.")
+    return found
+
+
+@bp.get("/notes/<int(max=2147483647):note_id>/revisions")
+@bp.auth_required(token_auth)
+@bp.output(RevisionList)
+@bp.doc(summary="A note's revisions", description="Newest first; at most "
+        "NOTES_REVISIONS_KEEP per note are kept.", responses=[403, 404])
+def list_revisions(note_id: int) -> dict[str, Any]:
+    note = own(note_id)
+    return {"items": [revisions.describe(r) for r in db.session.scalars(
+        revisions.history(note))]}
+
+
+@bp.get("/notes/<int(max=2147483647):note_id>/revisions/<int(max=2147483647):rev>")
+@bp.auth_required(token_auth)
+@bp.output(RevisionOut)
+@bp.doc(summary="One revision of a note", responses=[403, 404])
+def get_revision(note_id: int, rev: int) -> dict[str, Any]:
+    found = _revision(own(note_id), rev)
+    return {**revisions.describe(found), "body": found.body, "tag_names": found.tag_names,
+            "published": found.published}
+
+
+@bp.post("/notes/<int(max=2147483647):note_id>/revisions/<int(max=2147483647):rev>/restore")
+@bp.auth_required(token_auth)
+@bp.output(NoteOut, headers=ETagHeader)
+@bp.doc(summary="Restore a revision", description="Its title, text and tags become the "
+        "note's again, as a new revision; the published state stays as it is.",
+        responses={403: "Not your note.", 404: "No such note or revision.",
+                   409: PRECONDITION[409]})
+def restore_revision(note_id: int, rev: int) -> Tagged:
+    note = own(note_id)
+    found = _revision(note, rev)
+    _saved(lambda: (revisions.restore(note, found, api_user()), note)[1])
+    return tagged(note)
+
+
+@bp.get("/trash")
+@bp.auth_required(token_auth)
+@bp.output(TrashList)
+@bp.doc(summary="Your notes in the trash", description="The most recently deleted first; "
+        "each is purged NOTES_TRASH_DAYS after it was deleted.")
+def list_trash() -> dict[str, Any]:
+    return {"items": [out(n) for n in db.session.scalars(trash.of(api_user()).limit(1000))]}
+
+
+def _trashed(note_id: int) -> Note:
+    found = trash.get(api_user(), note_id)
+    if found is None:
+        abort(404, "No such note in your trash.")
+    return found
+
+
+@bp.post("/trash/<int(max=2147483647):note_id>/restore")
+@bp.auth_required(token_auth)
+@bp.output(NoteOut, headers=ETagHeader)
+@bp.doc(summary="Restore a note from the trash", description="The same id, address, tags "
+        "and revisions.", responses=[404])
+def restore_trashed(note_id: int) -> Tagged:
+    note = _trashed(note_id)
+    trash.restore(note)
+    db.session.commit()
+    return tagged(note)
+
+
+@bp.delete("/trash/<int(max=2147483647):note_id>")
+@bp.auth_required(token_auth)
+@bp.output({}, status_code=204)
+@bp.doc(summary="Purge a note from the trash now", description="For good: with its "
+        "revisions, and the images nothing else shows.", responses=[404])
+def purge_trashed(note_id: int) -> tuple[str, int]:
+    trash.purge(_trashed(note_id))
     db.session.commit()
     return "", 204
 

@@ -137,6 +137,11 @@ VARS: tuple[Var, ...] = (
         "Seconds without a request after which a session ends on the server."),
     Var("REMEMBER_DAYS", _int, "30",
         "Days a \"Remember me\" sign-in lasts (else the cookie ends with the browser session)."),
+    Var("TRASH_DAYS", _range(1, 3650), "30",
+        "Days a deleted note stays in its author's trash (restorable) before the site purges "
+        "it, with the uploads only it showed."),
+    Var("REVISIONS_KEEP", _range(1, 100000), "50",
+        "Revisions kept per note (every saved change makes one); older ones are dropped."),
     Var("CACHE_SECONDS", _range(0, 10), "5",
         "Seconds shared caches (the kit's Nginx cache) may serve anonymous public pages "
         "(`Cache-Control: public, s-maxage=N, stale-while-revalidate=N`), unless a change "

@@ -32,11 +32,14 @@ from flask import (
     url_for,
 )
 from flask_admin import BaseView, expose
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
+from . import revisions
 from .admin import AdminOnly
 from .extensions import db
 from .models import Note, Tag, User, fold, join_tags, note_tags, plain_text, utcnow
@@ -51,8 +54,10 @@ from .services import (
     unique_slug,
 )
 
+# "version": the note's version when exported (notes.revisions): a row from an older export
+# than the note's current version is a conflict, not applied
 COLUMNS = ("id", "title", "author", "published", "body", "slug", "created_at", "updated_at",
-           "tags")
+           "tags", "version")
 REQUIRED = ("title", "author", "body")
 TRUE = {"true", "yes", "1", "y", "on"}
 FALSE = {"false", "no", "0", "n", "off", ""}
@@ -111,7 +116,7 @@ def export(stmt: Any, out: IO[bytes], progress: Callable[[int], None] | None = N
         sheet.append([
             note.id, _text(sheet, note.title), _text(sheet, note.author.email), note.published,
             body[0], _text(sheet, note.slug), when(note.created_at), when(note.updated_at),
-            _text(sheet, ", ".join(note.tag_names)), *body[1:],
+            _text(sheet, ", ".join(note.tag_names)), note.version, *body[1:],
         ])
         count += 1
         if progress and count % 1000 == 0:
@@ -226,6 +231,8 @@ class Row:
     id: int | None = None
     slug: str | None = None
     tags: list[str] | None = None  # None: the file has no tags column (tags stay as they are)
+    version: int | None = None  # the note's version when it was exported
+    exported: datetime | None = None  # its updated_at then (files exported before versions)
 
 
 @dataclass
@@ -339,16 +346,23 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
                 tags = parse_tags(str(values.get("tags") or ""))
             except ValueError as e:
                 problem("tags", str(e))
+        try:
+            version = _whole(values.get("version"))
+        except ValueError:
+            problem("version", f"{str(values.get('version'))[:50]!r} is not a version number")
+            version = None
+        exported = values.get("updated_at")
         if total == 0:  # only rows that will be written are kept
             found.append(Row(number, title, users[author], clean_html(body), published,
-                             note_id, slug, tags))
+                             note_id, slug, tags, version,
+                             exported if isinstance(exported, datetime) else None))
     if total:
         raise ImportFailed(problems, total)
     return found
 
 
 _NOTE = (Note.id, Note.slug, Note.title, Note.body, Note.published, Note.author_id,
-         Note.published_at)
+         Note.published_at, Note.version, Note.updated_at, Note.deleted_at)
 
 
 def _existing(column: Any, keys: Iterable[Any]) -> dict[Any, Any]:
@@ -390,13 +404,23 @@ def plan(rows: list[Row]) -> Plan:
             problems.append(Problem(row.number, "id", f"the same note as row {claimed[note.id]}"))
             continue
         claimed[note.id] = row.number
+        if note.deleted_at is not None:
+            problems.append(Problem(row.number, "id", f"note {note.id} is in its author's "
+                                    "trash: restore it first, or remove the row"))
+            continue
         retag = row.tags is not None and row.tags != tagged.get(note.id, [])
+        same = (note.title, note.body, note.published, note.author_id) == (
+            row.title, row.body, row.published, row.author_id)
+        stale = _stale(row, note) if retag or not same else None  # (unchanged: no conflict)
+        if stale:
+            problems.append(Problem(row.number, "version", stale))
+            continue
         if retag:
             result.update_tags[note.id] = row.tags or []
-        if (note.title, note.body, note.published, note.author_id) == (
-                row.title, row.body, row.published, row.author_id):
+        if same:
             if retag:
-                result.updates.append({"id": note.id, "updated_at": now})
+                result.updates.append({"id": note.id, "updated_at": now,
+                                       "version": note.version})
             else:
                 result.skipped += 1
             continue
@@ -409,7 +433,7 @@ def plan(rows: list[Row]) -> Plan:
             "id": note.id, "title": row.title, "body": row.body, "body_text": plain_text(row.body),
             "search_text": fold(f"{row.title}\n{plain_text(row.body)}"),
             "published": row.published, "author_id": row.author_id, "published_at": published_at,
-            "updated_at": now,
+            "updated_at": now, "version": note.version,  # (checked, then raised: see write)
         })
     if problems:
         raise ImportFailed(problems)
@@ -423,6 +447,29 @@ def plan(rows: list[Row]) -> Plan:
         })
     _choose_slugs(result.inserts)
     return result
+
+
+def _stale(row: Row, note: Any) -> str | None:
+    """Why ``row`` would undo a newer change of ``note`` (an edit conflict), if it would.
+
+    The row's version says which version of the note the file was exported from; a file
+    exported before notes had versions says it by the note's ``updated_at`` then. Emptying
+    both cells imports the row over the newer version deliberately."""
+    if row.version is not None:
+        if row.version == note.version:
+            return None
+        return (f"conflict: note {note.id} was changed after this file was exported (it is at "
+                f"version {note.version}, the file has version {row.version}): export it "
+                "again, or empty this row's version cell to overwrite the newer version")
+    if row.exported is not None:
+        zone = ZoneInfo(current_app.config["NOTES_TIMEZONE"])
+        current = note.updated_at.astimezone(zone).replace(tzinfo=None)
+        if (current - row.exported).total_seconds() > 1:  # cells keep whole seconds
+            return (f"conflict: note {note.id} was changed after this file was exported "
+                    f"({current:%Y-%m-%d %H:%M:%S}, the file has "
+                    f"{row.exported:%Y-%m-%d %H:%M:%S}): export it again, or empty this row's "
+                    "updated_at cell to overwrite the newer version")
+    return None
 
 
 def _choose_slugs(inserts: list[dict[str, Any]], fresh: bool = False) -> None:
@@ -477,15 +524,18 @@ def _write_tags(todo: Plan) -> None:
     if links:
         db.session.execute(insert(note_tags), [{"note_id": n, "tag_id": t} for n, t in links])
     # what the ORM's flush would have kept (models._keep_tags_text): the names pages show
-    db.session.execute(update(Note), [
-        {"id": note_id, "tags_text": join_tags(known[fold(n)].name for n in names)}
-        for note_id, names in wanted.items()])
+    # (the table, not the mapper: these rows' versions were checked and raised in write())
+    table = Note.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("b_id")).values(tags_text=bindparam("b_tags")),
+        [{"b_id": note_id, "b_tags": join_tags(known[fold(n)].name for n in names)}
+         for note_id, names in wanted.items()])
 
 
 # -- import: write ---------------------------------------------------------------------------
 
 
-def write(todo: Plan, attempts: int = 3) -> Counts:
+def write(todo: Plan, attempts: int = 3, by: User | None = None) -> Counts:
     """All changes in one transaction: the write lock is held only for these statements.
 
     A note created meanwhile with a slug chosen here makes the database refuse the write: the
@@ -496,13 +546,25 @@ def write(todo: Plan, attempts: int = 3) -> Counts:
     for attempt in range(attempts):
         try:
             if todo.updates:
+                # by primary key, each WHERE version = the one planned on (the mapper's
+                # version_id_col): a note changed since is a StaleDataError, nothing written
                 db.session.execute(update(Note), todo.updates)
+                ids = [u["id"] for u in todo.updates]
+                for start in range(0, len(ids), BATCH):
+                    db.session.execute(update(Note.__table__).where(
+                        Note.__table__.c.id.in_(ids[start:start + BATCH])).values(
+                        version=Note.__table__.c.version + 1))
             if todo.inserts:
                 db.session.execute(insert(Note), [{c: r[c] for c in columns}
                                                   for r in todo.inserts])
             _write_tags(todo)
+            revisions.record_rows(_written_ids(todo), by, "import")
             db.session.commit()
             return Counts(len(todo.inserts), len(todo.updates), todo.skipped)
+        except StaleDataError:
+            db.session.rollback()
+            raise _fail("a note named in the file was changed during the import (an edit "
+                        "conflict): nothing was imported; try again") from None
         except IntegrityError as e:
             db.session.rollback()
             message = str(e.orig).lower()
@@ -512,15 +574,26 @@ def write(todo: Plan, attempts: int = 3) -> Counts:
     raise AssertionError("unreachable")
 
 
-def import_file(source: Path | IO[bytes], limits: Limits) -> Counts:
-    """Read, check and match everything (no lock held), then one short write."""
+def _written_ids(todo: Plan) -> list[int]:
+    """The notes this import changed or created (each gets a revision)."""
+    ids = [u["id"] for u in todo.updates]
+    slugs = [r["slug"] for r in todo.inserts]
+    for start in range(0, len(slugs), BATCH):
+        ids.extend(db.session.scalars(select(Note.id).where(
+            Note.slug.in_(slugs[start:start + BATCH]))))
+    return ids
+
+
+def import_file(source: Path | IO[bytes], limits: Limits, by: User | None = None) -> Counts:
+    """Read, check and match everything (no lock held), then one short write, recorded as
+    revisions by ``by`` (None: the command line)."""
     try:
         rows = read(source, limits)
         todo = plan(rows)
     finally:
         db.session.rollback()  # end the read transaction before writing
     del rows
-    return write(todo)
+    return write(todo, by=by)
 
 
 # -- admin -----------------------------------------------------------------------------------
@@ -566,7 +639,8 @@ class ExcelView(AdminOnly, BaseView):
             flash("Choose an .xlsx file to import.", "error")
             return redirect(url_for("excel.index"))
         try:
-            counts = import_file(form.file.data.stream, limits)
+            counts = import_file(form.file.data.stream, limits,
+                                 by=current_user._get_current_object())
         except ImportFailed as e:
             return self.page(e.problems, e.hidden), 422
         except IntegrityError as e:

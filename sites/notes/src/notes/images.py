@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
+from sqlalchemy import event, exists, literal, or_, select
+from sqlalchemy.orm import Session
+
+from .extensions import db
 
 FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
 MAX_FRAMES = 1000  # an animation with more is not a picture for a note
@@ -131,3 +137,65 @@ def reencode_command() -> None:
         tmp.replace(path)
         counts["rewritten"] += 1
     click.echo(f"{counts['rewritten']} rewritten, {counts['refused']} refused")
+
+
+# -- uploads no note refers to any more ---------------------------------------------------------
+
+MEDIA_NAME = re.compile(r"/media/([A-Za-z0-9_-]{8,64}\.(?:png|jpg|gif|webp))")
+
+
+def names_in(bodies: Iterable[str]) -> set[str]:
+    """The uploads a note's (or revision's) HTML shows."""
+    return {name for body in bodies for name in MEDIA_NAME.findall(body or "")}
+
+
+def forget_later(bodies: Iterable[str]) -> None:
+    """These bodies are going (a note purged, old revisions dropped): once the transaction is
+    committed, their images that no note, trashed note or kept revision shows any more are
+    deleted. Never before the commit: a rollback keeps everything."""
+    found = names_in(bodies)
+    if found:
+        db.session.info.setdefault("forget_images", set()).update(found)
+
+
+def unreferenced(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that no note (live or in the trash) and no kept revision shows."""
+    from .models import Note, NoteRevision
+
+    gone = []
+    for name in sorted(set(names)):
+        link = f"/media/{name}"
+        used = db.session.scalar(select(literal(1)).where(or_(
+            exists().where(Note.body.contains(link, autoescape=True)),
+            exists().where(NoteRevision.body.contains(link, autoescape=True)))))
+        if not used:
+            gone.append(name)
+    return gone
+
+
+@event.listens_for(Session, "after_commit")
+def _collect(session: Session) -> None:
+    names = session.info.pop("forget_images", None)
+    if names:  # checked and deleted right after this commit (the session cannot query here)
+        pending: set[str] = session.info.setdefault("forget_now", set())
+        pending.update(names)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _keep(session: Session, _previous: Any) -> None:
+    session.info.pop("forget_images", None)
+
+
+def delete_unreferenced() -> int:
+    """Delete the uploads :func:`forget_later` named, if nothing refers to them now."""
+    names = db.session.info.pop("forget_now", None)
+    if not names:
+        return 0
+    folder = Path(current_app.config["NOTES_DATA_DIR"]) / "uploads"
+    gone = unreferenced(names)
+    db.session.rollback()  # end the read
+    for name in gone:
+        (folder / name).unlink(missing_ok=True)
+    if gone:
+        current_app.logger.info("deleted %d upload(s) no note refers to any more", len(gone))
+    return len(gone)

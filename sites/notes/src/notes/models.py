@@ -14,6 +14,7 @@ from flask_login import UserMixin
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Integer,
@@ -153,6 +154,15 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     # change: showing a note, or a page of them, needs no query for their tags
     tags_text: Mapped[str] = mapped_column(Text, nullable=False, default="",
                                            server_default=text("''"))
+    # raised by every saved change (notes.revisions): editors, the API (ETag) and exports carry
+    # the version they started from, and a change based on an older one is refused; the
+    # database checks it too (UPDATE … WHERE version = the one read), so two writers at the
+    # same instant cannot both win
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+    # set when the note is moved to the trash (notes.trash); see live()
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
     author: Mapped[User] = relationship(back_populates="notes")
     tags: Mapped[list[Tag]] = relationship(secondary=note_tags, order_by=Tag.name, lazy="selectin")
@@ -162,6 +172,49 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
 
     def __repr__(self) -> str:
         return f"<Note {self.slug}>"
+
+    @property
+    def tag_names(self) -> list[str]:
+        return self.tags_text.split("\n") if self.tags_text else []
+
+    @property
+    def in_trash(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def etag(self) -> str:
+        """The HTTP entity tag of this version of the note (the API's ETag/If-Match)."""
+        return f'"{self.id}-{self.version}"'
+
+
+def live() -> ColumnElement[bool]:
+    """THE condition for a note that exists for readers: not in the trash. Every query that
+    shows notes (pages, feed, sitemap, search, the API, exports) filters with it; only the
+    trash itself, slug reservation and the admin's counts look past it."""
+    return Note.deleted_at.is_(None)
+
+
+class NoteRevision(db.Model):  # type: ignore[name-defined,misc]
+    """A saved state of a note (see notes.revisions): written by every saved change."""
+
+    __tablename__ = "note_revisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    note_id: Mapped[int] = mapped_column(
+        ForeignKey("notes.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str] = mapped_column(LongText, nullable=False, default="")
+    tags_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # who saved it: kept by name too, so the history still says it once the account is gone
+    by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    by_name: Mapped[str] = mapped_column(String(80), nullable=False, default="")
+    via: Mapped[str] = mapped_column(String(20), nullable=False, default="")  # editor, api…
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     @property
     def tag_names(self) -> list[str]:

@@ -19,9 +19,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import ColumnElement, Select, and_, bindparam, inspect, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
+from sqlalchemy.orm.exc import StaleDataError
 
+from . import revisions
 from .extensions import db
-from .models import ApiToken, Note, OldSlug, Tag, User, fold, utcnow
+from .models import ApiToken, Note, OldSlug, Tag, User, fold, live, utcnow
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ SHOWN = (joinedload(Note.author), lazyload(Note.tags), defer(Note.search_text))
 
 @functools.cache
 def _note_at() -> Select[Note]:
-    return select(Note).options(*SHOWN).where(Note.slug == bindparam("slug"))
+    return select(Note).options(*SHOWN).where(Note.slug == bindparam("slug"), live())
 
 
 @functools.cache
@@ -202,7 +204,7 @@ def find_note(slug: str) -> tuple[Note | None, bool]:
     if note is not None and note.slug == slug:  # exact, whatever the collation
         return note, False
     old = db.session.scalar(_old_slug(), {"slug": slug})
-    if old is not None and old.slug == slug:
+    if old is not None and old.slug == slug and not old.note.in_trash:
         return old.note, True
     return None, False
 
@@ -340,9 +342,11 @@ def notes_query(
     """Notes filtered by ``author`` (email), ``author_id``, ``tag``, ``published`` and ``q``
     (text), oldest first.
 
-    Only published notes and ``viewer``'s own, unless ``everything`` (admins' export).
+    Only published notes and ``viewer``'s own, unless ``everything`` (admins' export); never
+    notes in the trash.
     """
-    stmt = select(Note).join(Note.author).options(lazyload(Note.tags))  # see tags_text
+    stmt = (select(Note).join(Note.author).options(lazyload(Note.tags))  # see tags_text
+            .where(live()))
     if not everything:
         visible: ColumnElement[bool] = Note.published.is_(True)
         if viewer is not None:
@@ -362,8 +366,10 @@ def notes_query(
 
 
 def create_note(author: User, title: str, body: str, published: bool = False,
-                tags: list[str] | None = None) -> Note:
-    """Add a note to the session (the caller commits)."""
+                tags: list[str] | None = None, *, by: User | None = None, via: str = "editor"
+                ) -> Note:
+    """Add a note to the session, with its first revision (the caller commits). ``by``: who
+    writes it (default: ``author``), ``via``: how (see :data:`notes.revisions.VIA`)."""
     note = Note(
         author=author,
         title=title.strip(),
@@ -375,6 +381,7 @@ def create_note(author: User, title: str, body: str, published: bool = False,
     set_tags(note, tags or [])
     db.session.add(note)
     db.session.flush()
+    revisions.record(note, None, by or author, via)
     return note
 
 
@@ -385,9 +392,18 @@ def update_note(
     body: str | None = None,
     published: bool | None = None,
     tags: list[str] | None = None,
+    base: int | None = None,
+    by: User | None = None,
+    via: str = "editor",
 ) -> Note:
-    """Change the given fields (the caller commits). The slug follows the title; the old
-    one keeps answering (a permanent redirect)."""
+    """Change the given fields and record the change as a revision (the caller commits). The
+    slug follows the title; the old one keeps answering (a permanent redirect).
+
+    ``base``: the version the writer started from; if the note has changed since,
+    :class:`notes.revisions.Conflict` is raised and nothing is changed.
+    """
+    revisions.check(note, base)
+    before = revisions.state(note)
     if title is not None and title.strip() != note.title:
         retitle(note, title)
     if tags is not None:
@@ -397,6 +413,7 @@ def update_note(
     if published is not None and published != note.published:
         note.published = published
         note.published_at = utcnow() if published else None
+    revisions.record(note, before, by, via)
     db.session.flush()
     return note
 
@@ -407,6 +424,9 @@ def save_note(write: Callable[[], Note], attempts: int = 6) -> Note:
     Two writers can pick the same free slug at once (on every replica); the database's unique
     constraint stops the second, which is rolled back and run again with the next free slug —
     from the third attempt on, with a random suffix, so that it cannot keep losing.
+
+    Another writer saving the same note at the same instant (the database finds the version
+    changed under it): :class:`notes.revisions.Conflict`, nothing saved.
     """
     for attempt in range(attempts):
         contended = _contended.set(attempt >= 2)
@@ -414,6 +434,9 @@ def save_note(write: Callable[[], Note], attempts: int = 6) -> Note:
             note = write()
             db.session.commit()
             return note
+        except StaleDataError:
+            db.session.rollback()
+            raise revisions.Conflict(0, None) from None
         except IntegrityError as e:
             db.session.rollback()
             message = str(e.orig).lower()

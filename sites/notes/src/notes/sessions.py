@@ -333,11 +333,35 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def session_ended(e: CSRFError) -> ResponseReturnValue:
-        """A form posted from a session that has ended: sign in again, not a bare 400."""
+        """A form posted from a session that has ended: sign in again, not a bare 400. What
+        was typed into an editor is kept, and shown again once signed in."""
+        from flask_login import current_user
+
+        from .views import keep_form
+
+        if same_origin() and not wants_json() and (
+                getattr(session, "lost", False) or "csrf_token" not in session):
+            editor = keep_form()
+            if editor is not None:
+                if current_user.is_authenticated:  # "remember me" signed them in again
+                    return redirect(editor)
+                flash("Your session had ended, so your text is not saved yet: sign in again "
+                      "and it will be back in the editor.", "info")
+                return redirect(url_for("auth.login", next=editor))
         if getattr(session, "lost", False) and not wants_json():
             flash("Your session has ended: please sign in again.", "info")
             return redirect(url_for("auth.login"))
         return error_response(400)
+
+
+def same_origin() -> bool:
+    """Whether the browser says the request comes from this site's own pages (a form another
+    site posts must not put text into someone's editor)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("Origin") or request.headers.get("Referer") or ""
+    return origin.split("://", 1)[-1].split("/", 1)[0] == request.host
 
 
 sessions_cli = click.Group("sessions", help="Manage server-side sessions.")

@@ -24,6 +24,7 @@ from flask import (
     render_template,
     request,
     send_from_directory,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -32,13 +33,13 @@ from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import lazyload
-from wtforms import BooleanField, StringField, TextAreaField, ValidationError
+from wtforms import BooleanField, HiddenField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length
 
-from . import images
+from . import images, revisions, trash
 from .errors import disk_full
 from .extensions import db
-from .models import Note, Tag, User
+from .models import Note, Tag, User, live
 from .services import (
     BODY_MAX,
     SHOWN,
@@ -68,6 +69,12 @@ class NoteForm(FlaskForm):
     tags = StringField("Tags", validators=[Length(max=2000), _tags],
                        description="Separated by commas, e.g. travel, recipes")
     published = BooleanField("Published")
+    # the version of the note the editor was opened on (see notes.revisions)
+    version = HiddenField()
+
+    def base(self) -> int | None:
+        raw = self.version.data
+        return int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 10 else None
 
 
 PAGE = re.compile(r"[1-9][0-9]{0,8}")
@@ -97,7 +104,7 @@ def paginate(stmt: Select[Any]) -> Pagination:
 def published() -> Select[tuple[Note]]:
     """Published notes, newest first, loaded as pages show them (built once: see
     :data:`~notes.services.SHOWN`)."""
-    return (select(Note).options(*SHOWN).where(Note.published.is_(True))
+    return (select(Note).options(*SHOWN).where(Note.published.is_(True), live())
             .order_by(Note.published_at.desc(), Note.id.desc()))
 
 
@@ -166,7 +173,7 @@ SITEMAP_MAX = 50_000  # the sitemap protocol's limit per file
 
 @bp.route("/sitemap.xml")
 def sitemap() -> ResponseReturnValue:
-    stmt = (select(Note.slug, Note.updated_at).where(Note.published.is_(True))
+    stmt = (select(Note.slug, Note.updated_at).where(Note.published.is_(True), live())
             .order_by(Note.published_at.desc(), Note.id.desc()).limit(SITEMAP_MAX))
     xml = render_template("sitemap.xml", rows=db.session.execute(stmt))
     return current_app.response_class(xml, mimetype="application/xml")
@@ -189,13 +196,21 @@ def favicon() -> ResponseReturnValue:
 @bp.route("/my")
 @login_required
 def my_notes() -> str:
-    stmt = select(Note).where(Note.author_id == current_user.id).order_by(Note.updated_at.desc())
+    stmt = (select(Note).where(Note.author_id == current_user.id, live())
+            .order_by(Note.updated_at.desc()))
     return render_template("my_notes.html", page=paginate(stmt))
 
 
+def me() -> User:
+    user = current_user._get_current_object()
+    assert isinstance(user, User)
+    return user
+
+
 def own_note(note_id: int) -> Note:
+    """The signed-in author's note ``note_id`` (not in the trash), else 404 or 403."""
     found = db.session.get(Note, note_id)
-    if found is None:
+    if found is None or found.in_trash:
         abort(404)
     if found.author_id != current_user.id:
         abort(403)
@@ -206,18 +221,60 @@ def own_note(note_id: int) -> Note:
 @login_required
 def new_note() -> ResponseReturnValue:
     form = NoteForm()
+    if request.method == "GET":
+        _pending_form(form)
     if form.validate_on_submit():
-        created = save_note(lambda: create_note(current_user, form.title.data or "",
+        created = save_note(lambda: create_note(me(), form.title.data or "",
                                                 form.body.data or "", bool(form.published.data),
                                                 parse_tags(form.tags.data)))
-        flash("Note saved.", "info")
+        _saved()
         return redirect(url_for("views.note", slug=created.slug))
     return _editor(form, None)
 
 
-def _editor(form: NoteForm, found: Note | None) -> ResponseReturnValue:
-    status = 422 if form.errors else 200
-    return render_template("edit.html", form=form, note=found), status
+def _editor(form: NoteForm, found: Note | None, conflict: revisions.ConflictView | None = None
+            ) -> ResponseReturnValue:
+    status = 409 if conflict else 422 if form.errors else 200
+    return render_template("edit.html", form=form, note=found, conflict=conflict), status
+
+
+def _saved() -> None:
+    """Say so, and tell the page to drop this editor's local draft (static/editor.js)."""
+    flash("Note saved.", "info")
+    flash(request.path, "draft-saved")
+
+
+EDITOR_FIELDS = ("title", "body", "tags", "published", "version")
+
+
+def keep_form() -> str | None:
+    """A form posted to an editor after its session ended (idle timeout, or logged out in
+    another tab): keep what was typed in the (new) session, to show again, filled, right
+    after signing in. Returns the editor's address, or None if this is no editor post."""
+    if request.endpoint not in ("views.new_note", "views.edit_note"):
+        return None
+    session["pending_form"] = {"path": request.path,
+                               "fields": {k: request.form.get(k, "") for k in EDITOR_FIELDS}}
+    return request.path
+
+
+def _pending_form(form: NoteForm) -> bool:
+    """Fill ``form`` with the text kept by :func:`keep_form` for this editor, if any."""
+    pending = session.get("pending_form")
+    if not isinstance(pending, dict) or pending.get("path") != request.path:
+        return False
+    session.pop("pending_form")
+    fields = pending.get("fields") or {}
+    for name in EDITOR_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str):
+            if name == "published":
+                form.published.data = value in ("y", "on", "1", "true")
+            else:
+                getattr(form, name).data = value
+    flash("Your session had ended before this was saved: here is your text again. It is not "
+          "saved yet: save it now.", "info")
+    return True
 
 
 @bp.route("/notes/<int(max=2147483647):note_id>/edit", methods=["GET", "POST"])
@@ -227,11 +284,22 @@ def edit_note(note_id: int) -> ResponseReturnValue:
     form = NoteForm(obj=found)
     if request.method == "GET":
         form.tags.data = ", ".join(found.tag_names)
+        form.version.data = str(found.version)
+        _pending_form(form)
     if form.validate_on_submit():
-        save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
-                                      published=bool(form.published.data),
-                                      tags=parse_tags(form.tags.data)))
-        flash("Note saved.", "info")
+        base = form.base()
+        if request.form.get("overwrite") == str(found.version):  # "save mine anyway"
+            base = found.version
+        try:
+            save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
+                                          published=bool(form.published.data),
+                                          tags=parse_tags(form.tags.data), base=base, by=me()))
+        except revisions.Conflict:
+            mine = revisions.State((form.title.data or "").strip(), form.body.data or "",
+                                   "\n".join(sorted(set(parse_tags(form.tags.data)))),
+                                   bool(form.published.data))
+            return _editor(form, found, revisions.conflict(found, base, mine))
+        _saved()
         return redirect(url_for("views.note", slug=found.slug))
     return _editor(form, found)
 
@@ -239,9 +307,12 @@ def edit_note(note_id: int) -> ResponseReturnValue:
 @bp.route("/notes/<int(max=2147483647):note_id>/publish", methods=["POST"])
 @login_required
 def publish_note(note_id: int) -> ResponseReturnValue:
+    """Publish or unpublish: the form says which (``published=1/0``), so a page opened
+    before another change cannot flip the note back."""
     found = own_note(note_id)
-    update_note(found, published=not found.published)
-    db.session.commit()
+    wanted = request.form.get("published")
+    target = not found.published if wanted not in ("0", "1") else wanted == "1"
+    save_note(lambda: update_note(found, published=target, by=me(), via="publish"))
     flash("Note published." if found.published else "Note unpublished.", "info")
     return redirect(url_for("views.my_notes"))
 
@@ -249,10 +320,86 @@ def publish_note(note_id: int) -> ResponseReturnValue:
 @bp.route("/notes/<int(max=2147483647):note_id>/delete", methods=["POST"])
 @login_required
 def delete_note(note_id: int) -> ResponseReturnValue:
-    db.session.delete(own_note(note_id))
+    found = own_note(note_id)
+    trash.move(found)
     db.session.commit()
-    flash("Note deleted.", "info")
+    flash(f"“{found.title}” is in the trash: you can restore it there for "
+          f"{current_app.config['NOTES_TRASH_DAYS']} days.", "info")
     return redirect(url_for("views.my_notes"))
+
+
+@bp.route("/trash")
+@login_required
+def trash_list() -> str:
+    return render_template("trash.html", page=paginate(trash.of(me())), expires=trash.expires)
+
+
+def _trashed(note_id: int) -> Note:
+    found = trash.get(me(), note_id)
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.route("/trash/<int(max=2147483647):note_id>/restore", methods=["POST"])
+@login_required
+def trash_restore(note_id: int) -> ResponseReturnValue:
+    found = _trashed(note_id)
+    trash.restore(found)
+    db.session.commit()
+    flash(f"“{found.title}” is restored.", "info")
+    return redirect(url_for("views.my_notes"))
+
+
+@bp.route("/trash/<int(max=2147483647):note_id>/purge", methods=["POST"])
+@login_required
+def trash_purge(note_id: int) -> ResponseReturnValue:
+    found = _trashed(note_id)
+    title = found.title
+    trash.purge(found)
+    db.session.commit()
+    flash(f"“{title}” is deleted for good.", "info")
+    return redirect(url_for("views.trash_list"))
+
+
+@bp.route("/notes/<int(max=2147483647):note_id>/history")
+@login_required
+def history(note_id: int) -> str:
+    """The note's revisions, newest first, and the difference between two of them
+    (``?a=&b=``; by default the latest and the one before)."""
+    found = own_note(note_id)
+    kept = list(db.session.scalars(revisions.history(found)))
+    by_id = {r.id: r for r in kept}
+    newer = by_id.get(request.args.get("b", type=int) or 0) or (kept[0] if kept else None)
+    older = by_id.get(request.args.get("a", type=int) or 0) or (
+        kept[1] if len(kept) > 1 else newer)
+    changes = (revisions.diff(revisions.state(older), revisions.state(newer))
+               if older is not None and newer is not None else None)
+    return render_template("history.html", note=found, revisions=kept, older=older,
+                           newer=newer, changes=changes)
+
+
+@bp.route("/notes/<int(max=2147483647):note_id>/history/<int(max=2147483647):rev>/restore",
+          methods=["POST"])
+@login_required
+def history_restore(note_id: int, rev: int) -> ResponseReturnValue:
+    found = own_note(note_id)
+    revision = revisions.get(found, rev)
+    if revision is None:
+        abort(404)
+    save_note(lambda: (revisions.restore(found, revision, me()), found)[1])
+    flash(f"Version {revision.version} is restored (as version {found.version}).", "info")
+    return redirect(url_for("views.history", note_id=found.id))
+
+
+@bp.route("/session/alive")
+@login_required
+def session_alive() -> ResponseReturnValue:
+    """An open editor asks now and then while its writer is active: the session stays alive
+    (any signed-in request refreshes it; this one costs nothing else)."""
+    response = current_app.response_class(status=204)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _upload_error(message: str, status: int = 400) -> ResponseReturnValue:

@@ -100,10 +100,112 @@
     }
   };
 
+  // The writer's text is kept in this browser as they type (localStorage), and offered back
+  // when this editor is opened again without it (a crash, a closed tab, a save that did not
+  // go through). A successful save drops it (site.js, on the next page).
+  var keepDraft = function (editor, form) {
+    var path = form.getAttribute("data-draft-key");
+    var store = null;
+    try { store = window.localStorage; } catch (e) { store = null; }
+    if (!path || !store) { return; }
+    var key = "notes-draft:" + (form.getAttribute("data-user") || "") + ":" + path;
+    var status = document.getElementById("draft-status");
+    var fields = function () {
+      return {title: form.elements.title.value, body: editor.getData(),
+              tags: form.elements.tags.value, published: form.elements.published.checked};
+    };
+    var same = function (a, b) { return a.title === b.title && a.body === b.body && a.tags === b.tags; };
+    var read = function () {
+      try { return JSON.parse(store.getItem(key) || "null"); } catch (e) { return null; }
+    };
+    if (/[?&]theirs=1(&|$)/.test(window.location.search)) { store.removeItem(key); }
+    var initial = fields();
+    var offered = null;
+    var draft = read();
+    if (draft && same(draft, initial)) {
+      store.removeItem(key);
+    } else if (draft && typeof draft.body === "string") {
+      offered = document.createElement("div");
+      offered.className = "draft-offer";
+      offered.setAttribute("role", "alert");
+      var when = draft.at ? new Date(draft.at).toLocaleString() : "earlier";
+      offered.innerHTML = "<p>This browser kept text you typed here (" + when + ") that was " +
+          "not saved. <button type=\"button\" data-draft=\"restore\">Restore it</button> " +
+          "<button type=\"button\" class=\"link\" data-draft=\"discard\">Discard it</button></p>";
+      form.parentNode.insertBefore(offered, form);
+      offered.addEventListener("click", function (event) {
+        var choice = event.target.getAttribute && event.target.getAttribute("data-draft");
+        if (!choice) { return; }
+        if (choice === "restore") {
+          form.elements.title.value = draft.title || "";
+          form.elements.tags.value = draft.tags || "";
+          form.elements.published.checked = !!draft.published;
+          editor.setData(draft.body);
+        } else {
+          store.removeItem(key);
+        }
+        offered.remove();
+        offered = null;
+      });
+    }
+    var timer = null;
+    var save = function () {
+      timer = null;
+      if (offered) { return; }  // the earlier draft waits for a choice: it is not overwritten
+      var now = fields();
+      if (same(now, initial) && !read()) { return; }
+      now.at = new Date().toISOString();
+      try {
+        store.setItem(key, JSON.stringify(now));
+        if (status) { status.textContent = "Draft kept in this browser at " + new Date().toLocaleTimeString() + "."; }
+      } catch (e) { /* storage full or refused: the server copy is what counts */ }
+    };
+    var later = function () { if (!timer) { timer = window.setTimeout(save, 800); } };
+    editor.on("change", later);
+    editor.on("key", later);
+    form.addEventListener("input", later);
+    form.addEventListener("submit", save);
+    window.addEventListener("pagehide", save);  // the last keystrokes, as the tab goes
+  };
+
+  // While the writer is active, the editor asks the server now and then, which keeps the
+  // session alive (NOTES_SESSION_IDLE counts from the last request); if it has ended anyway,
+  // the writer is told before pressing Save.
+  var keepAlive = function (editor, form) {
+    var idle = parseInt(meta("session-idle") || "0", 10);
+    var url = meta("session-alive-url");
+    if (!idle || !url || !window.fetch) { return; }
+    var active = false;
+    var mark = function () { active = true; };
+    editor.on("change", mark);
+    editor.on("key", mark);
+    form.addEventListener("input", mark);
+    var every = Math.max(1, Math.min(300, Math.floor(idle / 3))) * 1000;
+    window.setInterval(function () {
+      if (!active) { return; }
+      active = false;
+      window.fetch(url, {credentials: "same-origin", redirect: "manual", cache: "no-store"})
+        .then(function (response) {
+          if (response.status === 204) { return; }
+          var status = document.getElementById("draft-status");
+          if (status) {
+            status.textContent = "Your session has ended. Your text is kept in this browser: " +
+                "press Save, sign in, and it will be back here to save.";
+          }
+        }).catch(function () { /* offline for a moment: try again next time */ });
+    }, every);
+  };
+
   document.querySelectorAll("textarea[name=body]").forEach(function (area) {
     if (!area.id) { area.id = "body"; }
     if (CKEDITOR.instances[area.id]) { return; }
     var editor = CKEDITOR.replace(area, config);
-    editor.on("instanceReady", function () { setUp(editor, area.form); });
+    editor.on("instanceReady", function () {
+      setUp(editor, area.form);
+      if (area.form && area.form.hasAttribute("data-draft-key")) {
+        keepDraft(editor, area.form);
+        keepAlive(editor, area.form);
+      }
+    });
   });
 })();
