@@ -58,6 +58,7 @@ ENV PATH=/opt/flaskstack/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FLASKSTACK_PORT=85 \
     FLASKSTACK_APP_DIR=/web/web_data \
+    FLASKSTACK_RUN_DIR=/run/flaskstack \
     NOTES_DATA_DIR=/web/data
 WORKDIR /web/web_data
 VOLUME /web/data

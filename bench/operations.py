@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import requests
 
-from bench.run import free_port, wait_port, wrk
+from bench.run import free_port, served_at, wrk
 
 APPS = Path(__file__).resolve().parent / "apps"
 BIN = Path(sys.executable).parent
@@ -40,11 +41,23 @@ def stack(tmp: Path, *args: str) -> Iterator[int]:
             "--workers", "2", "--access-log", "off", *args]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port, proc)
+        accepting(port, proc)
         yield port
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def accepting(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until ``port`` accepts connections (plain HTTP or TLS alike)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server on port {port} stopped before accepting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"port {port} never accepted")
 
 
 def h2load(url: str, http1: bool) -> float:
@@ -74,9 +87,9 @@ def uwsgi_rps(rule: list[str], rounds: int) -> float:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        wait_port(port, proc)
-        wrk(f"http://127.0.0.1:{port}/", 32, 2)
-        return wrk(f"http://127.0.0.1:{port}/", 32, 5)[0]
+        served_at(f"http://127.0.0.1:{port}/", lambda: proc.poll() is None, 60)
+        wrk(f"http://127.0.0.1:{port}/", 32, 2, {})
+        return wrk(f"http://127.0.0.1:{port}/", 32, 5, {}).rps
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

@@ -17,9 +17,19 @@ print(next(d for d in deps if d.split(">")[0].split("=")[0].strip() == "uwsgi"))
 PY
 )
 bindir=$(dirname "$python")
+# the libpython this Python loads: a uWSGI linked to another one (another version, another
+# installation's, e.g. a wheel built elsewhere) is rebuilt, never used
+libpython=$("$python" -c 'import os, sysconfig as s
+print(os.path.realpath(os.path.join(s.get_config_var("LIBDIR") or "", s.get_config_var("INSTSONAME") or "")))')
+linked_to_ours() {
+    local linked
+    linked=$(ldd "$bindir/uwsgi" 2>/dev/null | awk '/libpython/ {print $3}')
+    [ -z "$linked" ] && return 0  # statically linked: it carries its Python
+    [ "$(readlink -f "$linked")" = "$libpython" ]
+}
 if [ -x "$bindir/uwsgi" ] && "$bindir/uwsgi" --cflags 2>/dev/null | grep -q -- -DUWSGI_SSL \
-   && "$python" -m pip show -q uwsgi >/dev/null 2>&1; then
-    exit 0  # already built with SSL
+   && "$python" -m pip show -q uwsgi >/dev/null 2>&1 && linked_to_ours; then
+    exit 0  # already built with SSL, against this Python
 fi
 "$python" -m pip uninstall -q -y pyuwsgi >/dev/null 2>&1 || true  # the wheel has no SSL
 # ssl=true fails the build when the OpenSSL headers are missing, rather than a build that

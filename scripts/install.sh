@@ -2,7 +2,8 @@
 # Install what flaskstack needs on a Debian 12 machine; safe to run again (it skips what is there).
 #   scripts/install.sh run    nginx, a .venv with flaskstack (the kit, at the root) and the notes
 #                             site (sites/notes, its own distribution), the site's browser assets
-#   scripts/install.sh test   the above + test tools, database servers, Chromium, podman
+#   scripts/install.sh test   the above + test tools, database servers, Chromium, podman, and
+#                             the documentation's tools (Sphinx, MyST, Furo)
 set -euo pipefail
 mode=${1:-run}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,7 +63,7 @@ if [ ! -x .venv/bin/python ] || [ "$(readlink -f .venv/bin/python)" != "$(readli
     "$python" -m venv .venv
 fi
 extras=""
-[ "$mode" = test ] && extras="[test]"
+[ "$mode" = test ] && extras="[test,docs]"
 stamp=".venv/.flaskstack-$mode-$(cat pyproject.toml sites/notes/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     say "pip install -e .$extras -e ./sites/notes"

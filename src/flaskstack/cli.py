@@ -17,7 +17,19 @@ from typing import Any
 
 import click
 
-from . import __version__, generation, host, preflight, render, runtime, site, status, upstreams
+from . import (
+    __version__,
+    generation,
+    host,
+    preflight,
+    render,
+    rundir,
+    running,
+    runtime,
+    site,
+    status,
+    upstreams,
+)
 from . import plan as planning
 from . import precompress as compressing
 from .exits import Exit, describe, fail
@@ -61,6 +73,20 @@ def run_dir(settings: Settings) -> RunDir:
     return RunDir(Path(settings.run_dir))
 
 
+def stack(options: dict[str, Any], anywhere: bool = False) -> tuple[Settings, RunDir | None]:
+    """The settings of the stack this command acts on: when a ``serve`` runs with this run
+    directory (with ``anywhere``, else the only one running), the settings it was started with
+    and this command's flags on top; otherwise the flags, environment and defaults."""
+    settings = effective(options)
+    try:
+        run = running.find(settings, anywhere)
+        if run is None:
+            return settings, None
+        return running.settings_of(run, options), run
+    except SettingError as e:
+        fail(str(e))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="flaskstack")
 def main() -> None:
@@ -74,16 +100,28 @@ def serve(**options: Any) -> None:
 
     Prints one line "ready: URL" when the app is loaded and the port accepts.
     """
-    plan, facts = make_plan(effective(options))
+    settings = effective(options)
+    run = run_dir(settings)
+    try:
+        lock = rundir.take(run)  # before anything in the run directory is touched
+    except rundir.Busy as e:
+        fail(str(e), Exit.START)
+    except OSError as e:
+        fail(f"run directory {run}: {e.strerror or e}", Exit.ERROR)
+    plan, facts = make_plan(settings)
     try:
         preflight.check_files(plan)
         if plan.nginx is not None and (plan.nginx.snippet_server or plan.nginx.snippet_http):
             preflight.nginx_test(plan, facts)  # the site's own lines, before they can fail
+        rundir.write_state(run, running.state(plan))
         code = Supervisor(plan, facts).serve()
     except SettingError as e:
         fail(str(e))
     except OSError as e:
         fail(str(e), Exit.ERROR)
+    finally:
+        rundir.drop_state(run)
+        os.close(lock)
     sys.exit(code)
 
 
@@ -91,11 +129,25 @@ def serve(**options: Any) -> None:
 @click.option("--check", is_flag=True, help="Validate the rendered nginx.conf with `nginx -t`.")
 @setting_options
 def config(check: bool, **options: Any) -> None:
-    """Print the effective settings with their sources, then the rendered files."""
-    settings = effective(options)
+    """Print the effective settings with their sources, the site's declarations as they are
+    used, then the rendered files.
+
+    Without flags, and while a stack runs with this run directory, that stack's settings and
+    the files it runs with; with flags, what these flags would make.
+    """
+    given = any(v is not None and v != () for k, v in options.items() if k != "run_dir")
+    if given:
+        settings, run = effective(options), None
+    else:
+        settings, run = stack({"run_dir": options["run_dir"]})
     servers = upstreams.resolve(settings.upstreams, placeholder=True)
     plan, facts = make_plan(settings, servers)
-    files = render.render(plan)
+    if run is not None:
+        pid = rundir.read_state(run).get("pid", "?")
+        click.echo(f"# running stack: pid {pid}, run directory {run}")
+        files = {p.name: p.read_text() for p in (run.nginx_conf, run.uwsgi_ini) if p.exists()}
+    else:
+        files = render.render(plan)
     if plan.site.path:
         click.echo(f"# site declaration: {plan.site.path}")
     for section in SECTIONS:
@@ -108,8 +160,13 @@ def config(check: bool, **options: Any) -> None:
         click.echo("# static mappings")
         for m in plan.nginx.static:
             click.echo(f"{m.prefix:<22} {m.directory:<40} ({m.source})")
-    if plan.site.prestart and not settings.prestart:
-        click.echo(f"# prestart (from {plan.site.path}): {plan.site.prestart}")
+    if plan.uwsgi is not None:
+        origin = (f"setting prestart, {settings.sources['prestart']}" if settings.prestart
+                  else f"from {plan.site.path}" if plan.site.prestart else "none declared")
+        shown = " ".join(plan.prestart) or "(none)"
+        click.echo(f"# prestart: {shown} ({origin})")
+        for directory in plan.writable:
+            click.echo(f"# writable: {directory} (from {plan.site.path})")
     for note in plan.notes:
         click.echo(f"# note: {note}")
     for path in (plan.run.nginx_conf, plan.run.uwsgi_ini):
@@ -154,7 +211,8 @@ def reload(no_wait: bool, **options: Any) -> None:
     When the new code cannot be loaded or the reload is refused, exits 6 with the reason (the
     app's own error) and the running generation keeps serving.
     """
-    run = run_dir(effective(options))
+    settings, found = stack(options, anywhere=True)
+    run = found or run_dir(settings)
     pid = running_pid(run)
     since = time.monotonic()
     os.kill(pid, signal.SIGHUP)
@@ -178,7 +236,7 @@ def drain(replicas: tuple[str, ...], clear: bool, **options: Any) -> None:
     """Role proxy: send no new requests to REPLICAS (HOST:PORT, e.g. a replica about to be
     stopped); requests in flight there finish. Returns once Nginx has the new configuration.
     An address is forgotten once its name no longer resolves (the replica is gone)."""
-    settings = effective(options)
+    settings, _ = stack(options, anywhere=True)
     plan, _ = make_plan(settings)
     if not plan.watch_upstreams:
         fail("drain: only role proxy balances over upstreams")
@@ -241,7 +299,8 @@ def nginx_workers(run: RunDir) -> dict[int, str]:
 @setting_options
 def status_command(**options: Any) -> None:
     """Show each uWSGI worker (pid, state, requests, RSS) and Nginx's connections."""
-    run = run_dir(effective(options))
+    settings, run = stack(options, anywhere=True)
+    run = run or run_dir(settings)
     running_pid(run)
     text, ok = status.report(run)
     click.echo(text)
@@ -255,7 +314,7 @@ def exec_command(command: tuple[str, ...], **options: Any) -> None:
     """Run COMMAND in the site directory as the stack's user, with the site's writable
     directories made as `serve` makes them, e.g. `flaskstack exec -- flask --app notes users
     list`."""
-    plan, _ = make_plan(effective(options))
+    plan, _ = make_plan(stack(options)[0])
     try:
         runtime.prepare_site(plan)
     except SettingError as e:
@@ -284,7 +343,7 @@ def health(live: bool, **options: Any) -> None:
     """
     from . import probe  # (http.client and ssl: not in the long-running supervisor)
 
-    plan, _ = make_plan(effective(options))
+    plan, _ = make_plan(stack(options, anywhere=True)[0])
     p = plan.probe
     try:
         if p.protocol == "uwsgi":
@@ -310,7 +369,7 @@ def precompress(directories: tuple[Path, ...], **options: Any) -> None:
     copies whose original changed since.
     """
     if not directories:
-        plan, _ = make_plan(effective(options))
+        plan, _ = make_plan(stack(options)[0])
         mappings = planning.static_mappings(plan.settings, plan.site)
         directories = tuple(Path(m.directory) for m in mappings if Path(m.directory).is_dir())
     try:

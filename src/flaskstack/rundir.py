@@ -1,9 +1,16 @@
-"""The run directory's layout: every file the stack keeps there, named once."""
+"""The run directory's layout: every file the stack keeps there, named once; and the lock
+that keeps it to one stack."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 NGINX_TEMP = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
@@ -21,6 +28,16 @@ class RunDir:
     @property
     def pid(self) -> Path:
         return self.path / "flaskstack.pid"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one ``serve`` that uses this run directory, for its whole life."""
+        return self.path / "flaskstack.lock"
+
+    @property
+    def state(self) -> Path:
+        """What the running stack was started with (:mod:`.running` reads it)."""
+        return self.path / "flaskstack.json"
 
     @property
     def reload_status(self) -> Path:
@@ -100,3 +117,68 @@ class RunDir:
         """Files a previous run may have left that would mislead this one."""
         return (self.uwsgi_socket, self.uwsgi_fifo, self.uwsgi_stats, self.nginx_pid,
                 self.reload_status, *self.path.glob("gen-*"))
+
+
+class Busy(Exception):
+    """Another ``serve`` holds the run directory's lock."""
+
+    def __init__(self, run: RunDir, state: dict[str, Any]) -> None:
+        self.run = run
+        self.state = state
+        pid = state.get("pid", "?")
+        where = f", serving {state['url']}" if state.get("url") else ""
+        super().__init__(
+            f"another flaskstack serve (pid {pid}{where}) runs with run directory {run}: stop "
+            "it first, or give this one another --run-dir"
+        )
+
+
+def read_state(run: RunDir) -> dict[str, Any]:
+    """The running stack's state file; empty when absent or unreadable."""
+    try:
+        data = json.loads(run.state.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def held(run: RunDir) -> bool:
+    """Whether a ``serve`` holds the run directory's lock right now."""
+    try:
+        fd = os.open(run.lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)  # closing drops the probe's own shared lock
+    return False
+
+
+def take(run: RunDir) -> int:
+    """Make the run directory and take its lock, before anything in it is touched; the lock
+    lasts as long as the returned descriptor (the process). Raises :class:`Busy` naming the
+    stack that holds it."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise Busy(run, read_state(run)) from None
+        raise
+    return fd
+
+
+def write_state(run: RunDir, state: dict[str, Any]) -> None:
+    tmp = run.state.with_name(run.state.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    tmp.replace(run.state)
+
+
+def drop_state(run: RunDir) -> None:
+    with contextlib.suppress(OSError):
+        run.state.unlink()

@@ -8,6 +8,7 @@ environment < flags.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -343,13 +344,23 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def default_run_dir() -> str:
+def run_dir_base() -> str:
+    """Where the default run directories of this user's sites are."""
     if os.geteuid() == 0:
         return "/run/flaskstack"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isdir(runtime):
         return os.path.join(runtime, "flaskstack")
     return f"/tmp/flaskstack-{os.geteuid()}"
+
+
+def default_run_dir(app_dir: str | None = None) -> str:
+    """One run directory per site (its app_dir), so two sites on one machine never share one:
+    BASE/NAME-HASH, NAME the site folder's name, HASH eight hex digits of its path."""
+    app_dir = os.path.abspath(app_dir or os.getcwd())
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", os.path.basename(app_dir)).strip("-.") or "site"
+    digest = hashlib.sha256(app_dir.encode(errors="surrogateescape")).hexdigest()[:8]
+    return os.path.join(run_dir_base(), f"{name[:40]}-{digest}")
 
 
 # -- the declarations ----------------------------------------------------------------------------
@@ -391,8 +402,8 @@ SETTINGS: tuple[Setting, ...] = (
             "workers, reloads, uptime) on this address; keep it off the public network."),
     Setting("run_dir", "server", AbsolutePath(), default_run_dir,
             "Directory for rendered configs, sockets, pid files and temp files.",
-            default_doc="/run/flaskstack as root, else $XDG_RUNTIME_DIR/flaskstack "
-            "or /tmp/flaskstack-UID"),
+            default_doc="one per site: BASE/NAME-HASH, NAME and HASH from app_dir; BASE is "
+            "/run/flaskstack as root, else $XDG_RUNTIME_DIR/flaskstack or /tmp/flaskstack-UID"),
     Setting("user", "server", Text("a user name"), "www-data",
             "Unprivileged user Nginx and uWSGI workers run as when started as root."),
     Setting("grace", "server", Seconds(1, 3600), 8,
@@ -565,6 +576,8 @@ def load(
             value = parsed if s.multiple else parsed[-1]
         values[s.name] = value
         sources[s.name] = source
+    if sources["run_dir"] == "default":  # the only default that follows another setting
+        values["run_dir"] = default_run_dir(values["app_dir"])
     settings = Settings(values, sources)
     _check_together(settings)
     return settings

@@ -19,8 +19,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def test_config_check_passes_nginx_t(tmp_path: Path) -> None:
-    result = run("config", "--check", "--port", "8123", "--app-dir", str(tmp_path),
+    site = Path(tempfile.mkdtemp(prefix="flaskstack-config-"))  # www-data can read it
+    site.chmod(0o755)
+    result = run("config", "--check", "--port", "8123", "--app-dir", str(site),
                  "--run-dir", str(tmp_path / "run"), "--app", "probe:application")
+    site.rmdir()
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "port                   8123" in out and "(flag --port)" in out
@@ -61,18 +64,22 @@ def test_site_declaration_is_read_without_importing_the_site(tmp_path: Path) -> 
     assert f"location ^~ /assets/ {{\n            alias {package}/assets/;" in out
     assert f"alias {tmp_path}/data/up/;" in out
     assert f"alias {tmp_path}/;" in out
-    assert "prestart (from" in out and "echo migrate" in out
+    assert f"# prestart: echo migrate (from {package / 'flaskstack.toml'})" in out
+    assert f"# writable: {tmp_path}/data (from {package / 'flaskstack.toml'})" in out
     assert "imported!" not in result.stderr
 
 
 def test_every_role_renders_a_config_nginx_accepts(tmp_path: Path) -> None:
+    site = Path(tempfile.mkdtemp(prefix="flaskstack-config-"))  # www-data can read it
+    site.chmod(0o755)
     for role in ("all", "app", "proxy"):
         result = run("config", "--check", "--role", role, "--upstreams", "127.0.0.1:8001",
                      "--upstreams", "app2:8000", "--replica-name", "r1",
-                     "--app-dir", str(tmp_path), "--run-dir", str(tmp_path / role))
+                     "--app-dir", str(site), "--run-dir", str(tmp_path / role))
         assert result.returncode == 0, (role, result.stderr)
         assert ("# ---- nginx.conf ----" in result.stdout) == (role != "app")
         assert ("# ---- uwsgi.ini ----" in result.stdout) == (role != "proxy")
+    site.rmdir()
 
 
 def test_exec_runs_the_command_as_the_stack_user_in_the_app_dir(tmp_path: Path) -> None:

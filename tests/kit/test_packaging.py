@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +26,19 @@ def app(environ, start_response):
 
 
 @pytest.fixture(scope="module")
-def kit_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with `pip install .` of the repository root, and nothing else."""
-    env_dir = tmp_path_factory.mktemp("kit-only") / "venv"
+def kit_only() -> Iterator[Path]:
+    """A fresh venv with `pip install .` of the repository root, and nothing else; where the
+    workers' account (www-data when root) can read it, as serve checks (pytest's tmp_path is
+    private)."""
+    folder = Path(tempfile.mkdtemp(prefix="flaskstack-kit-only-venv-"))
+    folder.chmod(0o755)
+    env_dir = folder / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     str(ROOT)], check=True, capture_output=True, timeout=600)
-    return env_dir
+    yield env_dir
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_kit_installs_alone(kit_only: Path) -> None:

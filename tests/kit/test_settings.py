@@ -13,7 +13,7 @@ import pytest
 from flaskstack import settings as S
 from flaskstack.host import gather
 from flaskstack.plan import make
-from flaskstack.readme import blocks
+from flaskstack.readme import kit_blocks
 from flaskstack.site import SiteDeclaration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,11 +104,13 @@ def test_every_setting_is_a_documented_flag() -> None:
     assert "Exit codes" in result.stdout
 
 
-def test_readme_settings_table_and_exit_codes_are_in_sync() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for name, block in blocks().items():
-        assert block in readme, (
-            f"README {name} block is stale: run `python -m flaskstack.readme README.md`"
+def test_docs_settings_and_exit_codes_are_in_sync() -> None:
+    """The generated reference pages (tests/docs checks every generated block)."""
+    made = {name: make() for name, make in kit_blocks().items()}
+    for page, name in (("docs/reference/settings.md", "settings"),
+                       ("docs/reference/commands.md", "exit-codes"), ("README.md", "exit-codes")):
+        assert f"<!-- generated:{name} -->\n{made[name]}\n" in (ROOT / page).read_text(), (
+            f"{page}: the {name} block is stale: run `python -m flaskstack.readme`"
         )
 
 

@@ -236,10 +236,12 @@ def test_sessions_in_redis_are_shared_between_app_instances(db_url, tmp_path, re
     assert second.get("/my").status_code == 200  # logged in on the other instance
 
 
-def test_readme_lists_the_site_settings() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("<!-- notes-settings -->\n", 1)[1].split("\n<!-- /notes-settings -->")[0]
-    assert block == site_config.markdown_table(), "README's NOTES_* table is stale"
+def test_docs_list_the_site_settings() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "notes" / "configuration.md"
+    block = page.read_text().split("<!-- generated:notes-settings -->\n", 1)[1]
+    block = block.split("\n<!-- /generated:notes-settings -->")[0]
+    assert block == site_config.markdown_table(), (
+        "docs/notes/configuration.md's NOTES_* table is stale: run python -m flaskstack.readme")
 
 
 def test_token_creation_is_post_redirect_get(app, client, user, login) -> None:
