@@ -507,9 +507,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between two writes of the response."),
     Setting("nginx_workers", "http", WorkerCount(), 1,
             "Nginx worker processes (auto: one per CPU). One worker proxies far more requests "
-            "than the app's Python workers answer, and a second cost 12 % more CPU per request "
-            "and 7 MB (docs/benchmarks/memory-and-cpu.md); raise it for heavy static or TLS "
-            "traffic."),
+            "than the app's Python workers answer, and a second cost 13-14 % more CPU per "
+            "request and 8 MB (docs/benchmarks/memory-and-cpu.md); raise it for heavy static or "
+            "TLS traffic."),
     Setting("nginx_connections", "http", Integer(64, 65535), 16384,
             "Connections per Nginx worker (idle and slow clients included, and one more for "
             "each request passed to the app): 10,000 idle or slow clients are held while "
