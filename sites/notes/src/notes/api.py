@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -9,7 +10,7 @@ import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, Range
-from flask import url_for
+from flask import request, url_for
 from sqlalchemy import select
 
 from .extensions import csrf, db
@@ -26,6 +27,7 @@ from .services import (
     save_note,
     update_note,
 )
+from .text import Unfit
 
 bp = APIBlueprint("api", __name__, url_prefix="/api", tag="Notes")
 # (`auth_required(..., optional=True)` below carries a type: ignore: APIFlask annotates
@@ -45,6 +47,31 @@ def verify_token(token: str) -> User | None:
     found.last_used_at = utcnow()
     db.session.commit()
     return found.user
+
+
+@bp.before_request
+def refuse_malformed_json() -> None:
+    """A JSON body Python's parser cannot read is a 400, whatever the reason: nested deeper
+    than the interpreter recurses (``[[[…]]]`` 100,000 deep), an integer of more digits than
+    ``int()`` converts (4,300), or not JSON at all. (webargs catches only the last.)"""
+    if not request.is_json or not request.content_length:
+        return
+    try:
+        json.loads(request.get_data(cache=True))
+    except RecursionError:
+        abort(400, "The JSON body nests too deep.")
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digits
+        abort(400, f"The body is not valid JSON: {str(e)[:100]}")
+
+
+def reader() -> User | None:
+    """Who reads: the token's user, or nobody without a token. A token that is given but not
+    valid (made up, revoked, its user disabled) is a 401, not an anonymous read: a client
+    whose token ended learns it, as the README says."""
+    user = token_auth.current_user
+    if user is None and token_auth.get_auth() is not None:
+        abort(401, "The token is not valid (revoked, or its user disabled).")
+    return user if isinstance(user, User) else None
 
 
 def _tags_field(**kwargs: Any) -> List[str]:
@@ -132,7 +159,7 @@ def visible(note: Note | None, user: User | None) -> Note:
         responses=[404])
 def list_notes(query: dict[str, Any]) -> dict[str, Any]:
     filters = {**query, "author_id": query.get("author"), "author": None}
-    page = db.paginate(notes_query(filters, token_auth.current_user), page=query["page"],
+    page = db.paginate(notes_query(filters, reader()), page=query["page"],
                        per_page=query["per_page"], error_out=False)
     if page.page > max(page.pages, 1):
         abort(404, "No such page.")
@@ -145,7 +172,7 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
 @bp.output(NoteOut)
 @bp.doc(summary="Get a note", responses=[404])
 def get_note(note_id: int) -> Note:
-    return out(visible(db.session.get(Note, note_id), token_auth.current_user))
+    return out(visible(db.session.get(Note, note_id), reader()))
 
 
 @bp.post("/notes")
@@ -155,8 +182,12 @@ def get_note(note_id: int) -> Note:
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Note:
     tags = _tags(data.get("tags"))
-    note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
-                                         data["published"], tags))
+    try:
+        note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
+                                             data["published"], tags))
+    except Unfit as e:
+        db.session.rollback()
+        abort(422, str(e))
     return out(note)
 
 
@@ -190,8 +221,12 @@ def own(note_id: int) -> Note:
 def update(note_id: int, data: dict[str, Any]) -> Note:
     note = own(note_id)
     tags = _tags(data.get("tags"))
-    save_note(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
-                                  published=data.get("published"), tags=tags))
+    try:
+        save_note(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
+                                      published=data.get("published"), tags=tags))
+    except Unfit as e:
+        db.session.rollback()
+        abort(422, str(e))
     return out(note)
 
 

@@ -43,6 +43,7 @@ from .services import (
     BODY_MAX,
     SHOWN,
     TITLE_MAX,
+    clean_title,
     create_note,
     editor_config,
     find_note,
@@ -52,6 +53,7 @@ from .services import (
     search,
     update_note,
 )
+from .text import Unfit, check_markup, xml_safe
 
 bp = Blueprint("views", __name__)
 
@@ -62,9 +64,23 @@ def _tags(form: FlaskForm, field: StringField) -> None:
         raise ValidationError(str(e).capitalize() + ".") from None
 
 
+def _title(form: FlaskForm, field: StringField) -> None:
+    try:
+        clean_title(field.data or "")
+    except Unfit as e:
+        raise ValidationError(str(e).capitalize() + ".") from None
+
+
+def _markup(form: FlaskForm, field: TextAreaField) -> None:
+    try:
+        check_markup(field.data or "")
+    except Unfit as e:
+        raise ValidationError(str(e).capitalize() + ".") from None
+
+
 class NoteForm(FlaskForm):
-    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX)])
-    body = TextAreaField("Text", validators=[Length(max=BODY_MAX)])
+    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX), _title])
+    body = TextAreaField("Text", validators=[Length(max=BODY_MAX), _markup])
     tags = StringField("Tags", validators=[Length(max=2000), _tags],
                        description="Separated by commas, e.g. travel, recipes")
     published = BooleanField("Published")
@@ -157,7 +173,8 @@ def feed() -> ResponseReturnValue:
     """Atom: the latest published notes, with their tags as categories."""
     notes: list[Note] = list(db.session.scalars(published().limit(FEED_SIZE)))
     updated = max((n.updated_at for n in notes), default=None)
-    xml = render_template("feed.xml", notes=notes, updated=updated)
+    # whatever was stored before text was cleaned on the way in, the feed stays XML
+    xml = xml_safe(render_template("feed.xml", notes=notes, updated=updated))
     return current_app.response_class(xml, mimetype="application/atom+xml")
 
 
@@ -168,7 +185,7 @@ SITEMAP_MAX = 50_000  # the sitemap protocol's limit per file
 def sitemap() -> ResponseReturnValue:
     stmt = (select(Note.slug, Note.updated_at).where(Note.published.is_(True))
             .order_by(Note.published_at.desc(), Note.id.desc()).limit(SITEMAP_MAX))
-    xml = render_template("sitemap.xml", rows=db.session.execute(stmt))
+    xml = xml_safe(render_template("sitemap.xml", rows=db.session.execute(stmt)))
     return current_app.response_class(xml, mimetype="application/xml")
 
 
@@ -207,12 +224,22 @@ def own_note(note_id: int) -> Note:
 def new_note() -> ResponseReturnValue:
     form = NoteForm()
     if form.validate_on_submit():
-        created = save_note(lambda: create_note(current_user, form.title.data or "",
-                                                form.body.data or "", bool(form.published.data),
-                                                parse_tags(form.tags.data)))
+        try:
+            created = save_note(lambda: create_note(
+                current_user, form.title.data or "", form.body.data or "",
+                bool(form.published.data), parse_tags(form.tags.data)))
+        except Unfit as e:
+            return _unfit(form, e, None)
         flash("Note saved.", "info")
         return redirect(url_for("views.note", slug=created.slug))
     return _editor(form, None)
+
+
+def _unfit(form: NoteForm, e: Unfit, found: Note | None) -> ResponseReturnValue:
+    """A note the form's checks let through but the save refused (its cleaned text too long)."""
+    db.session.rollback()
+    form.body.errors = [*form.body.errors, str(e).capitalize() + "."]
+    return _editor(form, found)
 
 
 def _editor(form: NoteForm, found: Note | None) -> ResponseReturnValue:
@@ -228,9 +255,12 @@ def edit_note(note_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         form.tags.data = ", ".join(found.tag_names)
     if form.validate_on_submit():
-        save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
-                                      published=bool(form.published.data),
-                                      tags=parse_tags(form.tags.data)))
+        try:
+            save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
+                                          published=bool(form.published.data),
+                                          tags=parse_tags(form.tags.data)))
+        except Unfit as e:
+            return _unfit(form, e, found)
         flash("Note saved.", "info")
         return redirect(url_for("views.note", slug=found.slug))
     return _editor(form, found)
