@@ -4,6 +4,9 @@
 
 ``--notes-src``: another copy of ``sites/notes/src`` to measure (e.g. the code before, from
 ``git archive``), put first on ``sys.path``. Cases: gif, jpeg, sanitiser, search, excel, login.
+Sizes (smaller than the findings', so that the code before ends in minutes on a busy machine):
+``BOUNDS_LI`` (``<ul><li>`` repeats, 10000 = 80 KB), ``BOUNDS_SCANS`` (JPEG scans, 2000),
+``BOUNDS_ROWS`` (empty rows in a sheet declaring A1:XFD<rows+2>, 100000).
 Each prints one line: the case, the outcome (status or exception), wall seconds, and the peak
 RSS of the process that did the work (the caller's, and the decoding child's for images).
 """
@@ -68,7 +71,8 @@ def run(case: str) -> str:
     if case in ("gif", "jpeg"):
         from notes import images
 
-        data = growing_gif() if case == "gif" else many_scans()
+        data = growing_gif() if case == "gif" else many_scans(
+            scans=int(os.environ.get("BOUNDS_SCANS", "2000")))
         try:
             _, ext = images.reencode(data, 40_000_000)
             return f"accepted ({ext}), {len(data) // 1024} KB"
@@ -77,7 +81,7 @@ def run(case: str) -> str:
     if case == "sanitiser":
         from notes.services import clean_html
 
-        body = "<ul><li>" * 40_000  # 320 KB
+        body = "<ul><li>" * int(os.environ.get("BOUNDS_LI", "10000"))  # 80 KB
         try:
             return f"stored {len(clean_html(body))} characters from {len(body)}"
         except ValueError as e:
@@ -110,7 +114,8 @@ def run(case: str) -> str:
 
             from notes.excel import Limits, import_file
 
-            data = padded_sheet("a@example.com", 1_000_000, "A1:XFD1048576")
+            rows = int(os.environ.get("BOUNDS_ROWS", "100000"))
+            data = padded_sheet("a@example.com", rows, f"A1:XFD{rows + 2}")
             with site.app_context():
                 try:
                     counts = import_file(io.BytesIO(data),

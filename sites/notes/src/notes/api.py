@@ -155,8 +155,8 @@ def visible(note: Note | None, user: User | None) -> Note:
 @bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(NoteList)
-@bp.doc(summary="List notes", description="Published notes, plus your own with a token.",
-        responses=[404])
+@bp.doc(summary="List notes", description="Published notes, plus your own with a token "
+        "(a token that is not valid is a 401).", responses=[401, 404])
 def list_notes(query: dict[str, Any]) -> dict[str, Any]:
     filters = {**query, "author_id": query.get("author"), "author": None}
     page = db.paginate(notes_query(filters, reader()), page=query["page"],
@@ -170,7 +170,7 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/notes/<int(max=2147483647):note_id>")
 @bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.output(NoteOut)
-@bp.doc(summary="Get a note", responses=[404])
+@bp.doc(summary="Get a note", responses=[401, 404])
 def get_note(note_id: int) -> Note:
     return out(visible(db.session.get(Note, note_id), reader()))
 
