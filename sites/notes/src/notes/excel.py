@@ -331,7 +331,7 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
             if len(problems) < SHOWN_PROBLEMS:
                 problems.append(Problem(number, column, message))
 
-        title = " ".join(clean_text(str(values.get("title") or "")).split())
+        title = clean_text(str(values.get("title") or "")).strip()
         if not title:
             problem("title", "empty")
         elif len(title) > TITLE_MAX:

@@ -125,7 +125,7 @@ def clean_html(html: str) -> str:
 
 def clean_title(title: str) -> str:
     """A title as stored: one line, no control characters; ``Unfit`` if nothing is left."""
-    title = " ".join(clean_text(title).split())
+    title = clean_text(title).strip()
     if not title:
         raise Unfit("the title is empty")
     return title
