@@ -12,7 +12,7 @@ import functools
 import hashlib
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -257,23 +257,34 @@ def _reserve(limits: list[tuple[str, int]]) -> list[int] | None:
     commit reads at least k, so at most ``limit`` are ever evaluated, whatever the number of
     workers, replicas or the database (no read-then-write gap to race through).
 
+    An attempt the counts already refuse is refused without writing anything, so a flood of
+    attempts past the limit costs reads, not writes.
+
     Returns the ids of the rows written (the attempt, counted as a failure until it is known
     to be right), or None when a limit is reached (the rows are taken back: a refused attempt
     does not lengthen the wait).
     """
     since = utcnow() - WINDOW
+
+    def over(counted_in: int) -> bool:
+        return any(_count(key, since) + counted_in > limit for key, limit in limits)
+
+    if over(1):  # already at the limit: refused without writing (a flood costs reads only)
+        return None
     db.session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
     rows = [LoginFailure(key=key) for key, _ in limits]
     db.session.add_all(rows)
     db.session.commit()
     ids = [row.id for row in rows]
-    for key, limit in limits:
-        count = db.session.scalar(
-            select(func.count()).where(LoginFailure.key == key, LoginFailure.at > since))
-        if (count or 0) > limit:
-            _release(ids)
-            return None
+    if over(0):  # others were counted in meanwhile: this one is past the limit
+        _release(ids)
+        return None
     return ids
+
+
+def _count(key: str, since: datetime) -> int:
+    return db.session.scalar(
+        select(func.count()).where(LoginFailure.key == key, LoginFailure.at > since)) or 0
 
 
 def _release(ids: list[int]) -> None:
