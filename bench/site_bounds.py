@@ -124,12 +124,16 @@ def run(case: str) -> str:
             rows = int(os.environ.get("BOUNDS_ROWS", "100000"))
             data = padded_sheet("a@example.com", rows, f"A1:XFD{rows + 2}")
             with site.app_context():
+                start = time.perf_counter()
                 try:
                     counts = import_file(io.BytesIO(data),
                                          Limits.from_config(site.config))
-                    return f"imported: {counts}, {len(data) // 1024} KB"
+                    outcome = f"imported: {counts}"
                 except Exception as e:
-                    return f"refused: {str(e)[:80]}; {len(data) // 1024} KB"
+                    shown = getattr(e, "problems", None) or [e]
+                    outcome = f"refused: {str(shown[0])[:80]}"
+                return (f"{outcome}; {len(data) // 1024} KB, "
+                        f"{time.perf_counter() - start:.2f} s")
         if case == "login":
             site.config["NOTES_LOGIN_ATTEMPTS"] = 5
             clients = [site.test_client() for _ in range(12)]
