@@ -421,12 +421,12 @@ def notes_query(
 def create_note(author: User, title: str, body: str, published: bool = False,
                 tags: list[str] | None = None) -> Note:
     """Add a note to the session (the caller commits)."""
-    title = clean_title(title)
+    title, body = clean_title(title), clean_html(body)  # refused before a note exists
     note = Note(
         author=author,
         title=title,
         slug=unique_slug(title),
-        body=clean_html(body),
+        body=body,
         published=published,
         published_at=utcnow() if published else None,
     )
