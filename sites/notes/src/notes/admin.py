@@ -21,9 +21,19 @@ from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaF
 from wtforms.validators import Email, Length, ValidationError
 
 from . import revisions, trash
+from .auth import normalise_name
 from .extensions import db
 from .models import Note, User, live, utcnow
-from .services import BODY_MAX, clean_html, parse_tags, retitle, set_tags, unique_slug
+from .services import (
+    BODY_MAX,
+    clean_html,
+    clean_title,
+    parse_tags,
+    retitle,
+    set_tags,
+    unique_slug,
+)
+from .text import Unfit
 from .views import localtime
 
 
@@ -144,6 +154,11 @@ class UserView(SecureModelView):
     placeholder = "Search by email"
 
     def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
+        try:
+            model.display_name = normalise_name(model.display_name) if (
+                model.display_name or "").strip() else ""
+        except ValueError as e:
+            raise ValidationError(f"Not saved: {e}.") from None
         if model.id == current_user.id and not (model.is_admin and model.active):
             raise ValidationError("You cannot take away your own admin rights or deactivate "
                                   "yourself: ask another admin.")
@@ -252,8 +267,11 @@ class NoteView(SecureModelView):
                     f"(it is at version {model.version} now). Your text is still in the form: "
                     "save again to replace theirs with it, or reload the page to see theirs "
                     "(the author's History page shows the difference).")
-        model.title = (model.title or "").strip()
-        model.body = clean_html(model.body or "")
+        try:
+            model.title = clean_title(model.title or "")
+            model.body = clean_html(model.body or "")
+        except Unfit as e:
+            raise ValidationError(f"Not saved: {e}.") from None
         # the new note is in the session already: the slug query must not flush it slug-less
         with db.session.no_autoflush:
             if is_created:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -27,6 +28,7 @@ from .services import (
     save_note,
     update_note,
 )
+from .text import Unfit
 
 bp = APIBlueprint("api", __name__, url_prefix="/api", tag="Notes")
 # (`auth_required(..., optional=True)` below carries a type: ignore: APIFlask annotates
@@ -46,6 +48,31 @@ def verify_token(token: str) -> User | None:
     found.last_used_at = utcnow()
     db.session.commit()
     return found.user
+
+
+@bp.before_request
+def refuse_malformed_json() -> None:
+    """A JSON body Python's parser cannot read is a 400, whatever the reason: nested deeper
+    than the interpreter recurses (``[[[…]]]`` 100,000 deep), an integer of more digits than
+    ``int()`` converts (4,300), or not JSON at all. (webargs catches only the last.)"""
+    if not request.is_json or not request.content_length:
+        return
+    try:
+        json.loads(request.get_data(cache=True))
+    except RecursionError:
+        abort(400, "The JSON body nests too deep.")
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digits
+        abort(400, f"The body is not valid JSON: {str(e)[:100]}")
+
+
+def reader() -> User | None:
+    """Who reads: the token's user, or nobody without a token. A token that is given but not
+    valid (made up, revoked, its user disabled) is a 401, not an anonymous read: a client
+    whose token ended learns it, as the README says."""
+    user = token_auth.current_user
+    if user is None and token_auth.get_auth() is not None:
+        abort(401, "The token is not valid (revoked, or its user disabled).")
+    return user if isinstance(user, User) else None
 
 
 def _tags_field(**kwargs: Any) -> List[str]:
@@ -175,11 +202,11 @@ def visible(note: Note | None, user: User | None) -> Note:
 @bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.input(ListQuery, location="query", arg_name="query")
 @bp.output(NoteList)
-@bp.doc(summary="List notes", description="Published notes, plus your own with a token.",
-        responses=[404])
+@bp.doc(summary="List notes", description="Published notes, plus your own with a token "
+        "(a token that is not valid is a 401).", responses=[401, 404])
 def list_notes(query: dict[str, Any]) -> dict[str, Any]:
     filters = {**query, "author_id": query.get("author"), "author": None}
-    page = db.paginate(notes_query(filters, token_auth.current_user), page=query["page"],
+    page = db.paginate(notes_query(filters, reader()), page=query["page"],
                        per_page=query["per_page"], error_out=False)
     if page.page > max(page.pages, 1):
         abort(404, "No such page.")
@@ -198,9 +225,9 @@ def tagged(note: Note, status: int = 200) -> Tagged:
 @bp.get("/notes/<int(max=2147483647):note_id>")
 @bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.output(NoteOut, headers=ETagHeader)
-@bp.doc(summary="Get a note", responses=[404])
+@bp.doc(summary="Get a note", responses=[401, 404])
 def get_note(note_id: int) -> Tagged:
-    return tagged(visible(db.session.get(Note, note_id), token_auth.current_user))
+    return tagged(visible(db.session.get(Note, note_id), reader()))
 
 
 @bp.post("/notes")
@@ -210,8 +237,12 @@ def get_note(note_id: int) -> Tagged:
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Tagged:
     tags = _tags(data.get("tags"))
-    note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
-                                         data["published"], tags, via="api"))
+    try:
+        note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
+                                             data["published"], tags, via="api"))
+    except Unfit as e:
+        db.session.rollback()
+        abort(422, str(e))
     return tagged(note, 201)
 
 
@@ -268,9 +299,13 @@ def update(note_id: int, headers: dict[str, Any], data: dict[str, Any]) -> Tagge
     note = own(note_id)
     base = if_match(note)
     tags = _tags(data.get("tags"))
-    _saved(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
-                               published=data.get("published"), tags=tags, base=base,
-                               by=api_user(), via="api"))
+    try:
+        _saved(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
+                                   published=data.get("published"), tags=tags, base=base,
+                                   by=api_user(), via="api"))
+    except Unfit as e:
+        db.session.rollback()
+        abort(422, str(e))
     return tagged(note)
 
 

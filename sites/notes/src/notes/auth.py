@@ -12,7 +12,7 @@ import functools
 import hashlib
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +45,7 @@ from .extensions import db, login_manager
 from .models import ApiToken, LoginFailure, User, utcnow
 from .services import issue_token
 from .sessions import rotate
+from .text import clean_text
 
 bp = Blueprint("auth", __name__)
 _hasher = PasswordHasher()  # argon2id: memory-hard
@@ -112,8 +113,9 @@ NAME_MAX = 80
 
 
 def normalise_name(name: str) -> str:
-    """A display name: spaces collapsed; ``ValueError`` if empty or too long."""
-    name = " ".join(name.split())
+    """A display name: control characters gone, spaces collapsed; ``ValueError`` if empty or
+    too long."""
+    name = " ".join(clean_text(name).split())
     if not name:
         raise ValueError("the display name is empty")
     if len(name) > NAME_MAX:
@@ -249,20 +251,44 @@ def _limits(email: str) -> list[tuple[str, int]]:
             (f"acct:{account}", config["NOTES_LOGIN_ATTEMPTS"])]
 
 
-def _too_many(limits: list[tuple[str, int]]) -> bool:
+def _reserve(limits: list[tuple[str, int]]) -> list[int] | None:
+    """Count this attempt in before it is evaluated, atomically: its rows are written and
+    committed first, then the counts read include them. Of N attempts at once, the k-th to
+    commit reads at least k, so at most ``limit`` are ever evaluated, whatever the number of
+    workers, replicas or the database (no read-then-write gap to race through).
+
+    An attempt the counts already refuse is refused without writing anything, so a flood of
+    attempts past the limit costs reads, not writes.
+
+    Returns the ids of the rows written (the attempt, counted as a failure until it is known
+    to be right), or None when a limit is reached (the rows are taken back: a refused attempt
+    does not lengthen the wait).
+    """
     since = utcnow() - WINDOW
-    for key, limit in limits:
-        count = db.session.scalar(
-            select(func.count()).where(LoginFailure.key == key, LoginFailure.at > since)
-        )
-        if (count or 0) >= limit:
-            return True
-    return False
+
+    def over(counted_in: int) -> bool:
+        return any(_count(key, since) + counted_in > limit for key, limit in limits)
+
+    if over(1):  # already at the limit: refused without writing (a flood costs reads only)
+        return None
+    db.session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
+    rows = [LoginFailure(key=key) for key, _ in limits]
+    db.session.add_all(rows)
+    db.session.commit()
+    ids = [row.id for row in rows]
+    if over(0):  # others were counted in meanwhile: this one is past the limit
+        _release(ids)
+        return None
+    return ids
 
 
-def _failed(limits: list[tuple[str, int]]) -> None:
-    db.session.execute(delete(LoginFailure).where(LoginFailure.at <= utcnow() - WINDOW))
-    db.session.add_all([LoginFailure(key=key) for key, _ in limits])
+def _count(key: str, since: datetime) -> int:
+    return db.session.scalar(
+        select(func.count()).where(LoginFailure.key == key, LoginFailure.at > since)) or 0
+
+
+def _release(ids: list[int]) -> None:
+    db.session.execute(delete(LoginFailure).where(LoginFailure.id.in_(ids)))
     db.session.commit()
 
 
@@ -280,7 +306,8 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         email = normalise_email(form.email.data or "")
         limits = _limits(email)
-        if _too_many(limits):
+        reserved = _reserve(limits)
+        if reserved is None:
             flash("Too many failed logins: wait 15 minutes and try again.", "error")
             return render_template("login.html", form=form), 429
         user = db.session.scalar(select(User).where(User.email == email))
@@ -288,11 +315,12 @@ def login() -> ResponseReturnValue:
         ok = verify_password(user.password_hash if user else _dummy_hash(),
                              form.password.data or "")
         if user is not None and user.active and ok:
+            _release(reserved)
             db.session.execute(delete(LoginFailure).where(LoginFailure.key == limits[1][0]))
             db.session.commit()
             sign_in(user, remember=bool(form.remember.data))
             return redirect(safe_next(request.args.get("next")))
-        _failed(limits)
+        # a wrong guess: the rows written before it stay, as its failure
         flash("Wrong email or password.", "error")
     return render_template("login.html", form=form)
 

@@ -53,6 +53,7 @@ from .services import (
     taken_slugs,
     unique_slug,
 )
+from .text import Unfit, clean_text
 
 # "version": the note's version when exported (notes.revisions): a row from an older export
 # than the note's current version is a conflict, not applied
@@ -72,6 +73,8 @@ MAX_ID = 2**31 - 1
 SHEET_ROWS = 1_048_576  # a spreadsheet's own limit: a sheet claiming more rows is not real
 MAX_MEMBERS = 1000  # an .xlsx holds a few dozen files
 SHOWN_PROBLEMS = 100
+MAX_COLUMNS = 128  # cells of the header read (9 columns, and body_2… up to body_63)
+EMPTY_ROWS = 10_000  # rows without a note an import reads besides its notes
 BATCH = 500  # ids/slugs per IN (…) when matching rows to notes
 
 
@@ -211,7 +214,7 @@ def _rows(source: Path | IO[bytes], limits: Limits) -> Iterator[tuple[Any, ...]]
             source.seek(0)
         workbook = load_workbook(source, read_only=True, data_only=True)
         try:
-            yield from workbook.worksheets[0].iter_rows(values_only=True)
+            yield from _visit(workbook.worksheets[0], limits)
         finally:
             workbook.close()
     except (InvalidFileException, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError,
@@ -219,6 +222,31 @@ def _rows(source: Path | IO[bytes], limits: Limits) -> Iterator[tuple[Any, ...]]
         # SyntaxError: expat's errors (malformed XML, entity expansion refused)
         raise _fail(f"not a readable .xlsx file ({type(e).__name__}: "
                     f"{str(e)[:200]})") from None
+
+
+def _visit(sheet: Any, limits: Limits) -> Iterator[tuple[Any, ...]]:
+    """The header (at most :data:`MAX_COLUMNS` cells), then every row as wide as the header.
+
+    What the sheet declares of its size (``<dimension ref="A1:XFD1048576">``) is not
+    trusted: openpyxl would pad every row to 16,384 cells and add rows up to the declared
+    last one. Without it, rows past the declared size are read like the others, and the work
+    is bounded by what is visited: at most ``limits.rows`` + :data:`EMPTY_ROWS` rows (empty
+    ones count, and so do the gaps between row numbers) times the header's width.
+    """
+    sheet.reset_dimensions()
+    header = next(sheet.iter_rows(max_row=1, max_col=MAX_COLUMNS, values_only=True), ())
+    width = max((i + 1 for i, v in enumerate(header) if v is not None and str(v).strip()),
+                default=0)
+    yield tuple(header[:width])
+    if not width:
+        return
+    most = limits.rows + EMPTY_ROWS
+    for visited, row in enumerate(sheet.iter_rows(min_row=2, max_col=width, values_only=True),
+                                  start=1):
+        if visited > most:
+            raise _fail(f"the sheet has more than {most} rows to read, empty ones included "
+                        f"(NOTES_IMPORT_MAX_ROWS + {EMPTY_ROWS})")
+        yield row
 
 
 @dataclass
@@ -310,12 +338,12 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
             if len(problems) < SHOWN_PROBLEMS:
                 problems.append(Problem(number, column, message))
 
-        title = str(values.get("title") or "").strip()
+        title = clean_text(str(values.get("title") or "")).strip()
         if not title:
             problem("title", "empty")
         elif len(title) > TITLE_MAX:
             problem("title", f"longer than {TITLE_MAX} characters")
-        author = str(values.get("author") or "").strip().lower()
+        author = clean_text(str(values.get("author") or "")).strip().lower()
         if author not in users:
             problem("author", f"no user with the email {author[:254]!r}")
         body = "".join("" if values.get(part) is None else str(values.get(part)) for part in
@@ -336,7 +364,7 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
         except ValueError:
             problem("id", f"{str(values.get('id'))[:50]!r} is not a note number")
             note_id = None
-        slug = str(values.get("slug") or "").strip() or None
+        slug = clean_text(str(values.get("slug") or "")).strip() or None
         if slug is not None and len(slug) > 220:
             problem("slug", "longer than 220 characters")
             slug = None
@@ -353,7 +381,12 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
             version = None
         exported = values.get("updated_at")
         if total == 0:  # only rows that will be written are kept
-            found.append(Row(number, title, users[author], clean_html(body), published,
+            try:
+                cleaned = clean_html(body)
+            except Unfit as e:
+                problem("body", str(e))
+                continue
+            found.append(Row(number, title, users[author], cleaned, published,
                              note_id, slug, tags, version,
                              exported if isinstance(exported, datetime) else None))
     if total:

@@ -3,29 +3,46 @@
 Checking magic bytes is not enough: a GIF can carry HTML, a JPEG a PHP script, and photos carry
 EXIF metadata (the GPS position included). Only the decoded pixels are kept: the file that is
 stored is a new one, with the orientation applied, colours converted to sRGB, and no metadata,
-comment or trailing bytes. Sizes are checked before decoding (decompression bombs).
+comment or trailing bytes.
+
+What decoding may cost is bounded before it starts, from the file's own structure (read without
+decoding a pixel): every GIF frame's size and the canvas Pillow would grow to hold them all,
+the pixels of all frames together, a JPEG's number of scans (each progressive scan is a pass
+over the whole picture). And the decoding itself runs in a child process with an address-space
+limit (``RLIMIT_AS``), a CPU limit and a wall-clock timeout: whatever a file the checks did not
+foresee does, the worker that serves the site stays small and free.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import resource
+import select
+import signal
+import struct
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
-from sqlalchemy import event, exists, literal, or_, select
+from sqlalchemy import event, exists, literal, or_
 from sqlalchemy.orm import Session
 
 from .extensions import db
 
 FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
 MAX_FRAMES = 1000  # an animation with more is not a picture for a note
+MAX_SCANS = 100  # a progressive JPEG has about 10; each scan is a pass over every pixel
+MEMORY = 1024 * 1024 * 1024  # address space the decoding child may add to the worker's
+SECONDS = 30.0  # wall-clock time for one image (under the kit's default request_timeout, 60)
 
 
 class Refused(ValueError):
@@ -36,8 +53,105 @@ class Refused(ValueError):
         self.status = status
 
 
-def reencode(data: bytes, max_pixels: int) -> tuple[bytes, str]:
-    """The image in ``data`` written anew in its own format; returns (bytes, extension)."""
+def _too_big(width: int, height: int, max_pixels: int) -> Refused:
+    return Refused(f"The image is {width} x {height} pixels; the largest accepted is "
+                   f"{max_pixels / 1e6:g} megapixels.", 413)
+
+
+def _too_many_frames(max_pixels: int) -> Refused:
+    return Refused(f"The animation has too many frames (at most {MAX_FRAMES}, and "
+                   f"{max_pixels / 1e6:g} megapixels in all).", 413)
+
+
+def gif_frames(data: bytes) -> tuple[int, int, int]:
+    """(canvas width, canvas height, frames) of a GIF, read from its blocks without decoding.
+
+    The canvas is the logical screen grown to hold every frame, as Pillow grows it (a frame
+    may claim to be larger than the screen it is drawn on): the size of each decoded frame.
+    """
+    if len(data) < 13:
+        raise Refused("The image could not be read: the file is damaged or incomplete.", 400)
+    width, height, flags = struct.unpack_from("<HHB", data, 6)
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C:  # image descriptor
+            if pos + 10 > len(data):
+                break
+            left, top, w, h, flags = struct.unpack_from("<HHHHB", data, pos + 1)
+            width, height = max(width, left + w), max(height, top + h)
+            frames += 1
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = _skip_sub_blocks(data, pos + 1)  # after the LZW code size
+        else:
+            break  # Pillow stops here too
+    return width, height, frames
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while pos < len(data) and data[pos]:
+        pos += data[pos] + 1
+    return pos + 1
+
+
+def jpeg_scans(data: bytes) -> int:
+    """How many scans (SOS segments) a JPEG has, counted by walking its markers."""
+    pos, scans, end = 2, 0, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:  # entropy-coded data: on to the next marker
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stuffed byte, RSTn
+            pos += 2
+            continue
+        if marker == 0xD9:  # end of image
+            break
+        length = struct.unpack_from(">H", data, pos + 2)[0]
+        if marker == 0xDA:
+            scans += 1
+            if scans > MAX_SCANS:
+                break
+        pos += 2 + length
+    return scans
+
+
+def check_structure(data: bytes, max_pixels: int) -> None:
+    """Refuse what would be too costly to decode, from the file's structure alone."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        width, height, frames = gif_frames(data)
+        if width * height > max_pixels:
+            raise _too_big(width, height, max_pixels)
+        if frames > MAX_FRAMES or frames * width * height > max_pixels:
+            raise _too_many_frames(max_pixels)
+    elif data[:2] == b"\xff\xd8" and jpeg_scans(data) > MAX_SCANS:
+        raise Refused(f"The JPEG has more than {MAX_SCANS} scans: save it again as a plain "
+                      "or progressive JPEG.", 413)
+
+
+def reencode(data: bytes, max_pixels: int, memory: int = MEMORY,
+             seconds: float = SECONDS) -> tuple[bytes, str]:
+    """The image in ``data`` written anew in its own format; returns (bytes, extension).
+
+    The structure is checked first; the decoding runs in a child process that may add at
+    most ``memory`` bytes of address space and run ``seconds``: past either, a 413/422.
+    """
+    check_structure(data, max_pixels)
+    return _in_child(data, max_pixels, memory, seconds)
+
+
+def reencode_here(data: bytes, max_pixels: int) -> tuple[bytes, str]:
+    """:func:`reencode`'s decoding, in this process (the child's part)."""
     try:
         # only these four decoders: no exotic format's parser is exposed to uploads
         with Image.open(io.BytesIO(data), formats=list(FORMATS)) as image:
@@ -48,9 +162,79 @@ def reencode(data: bytes, max_pixels: int) -> tuple[bytes, str]:
         raise Refused("Only PNG, JPEG, GIF and WebP images can be uploaded.", 415) from None
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours
         raise Refused(f"The image has more than {max_pixels / 1e6:g} megapixels.", 413) from None
+    except MemoryError:
+        raise _too_costly() from None
     except (OSError, ValueError, SyntaxError, EOFError):
         raise Refused("The image could not be read: the file is damaged or incomplete.",
                       400) from None
+
+
+def _too_costly() -> Refused:
+    return Refused("The image is too costly to decode (memory or time): save it again, "
+                   "smaller or simpler, and upload it again.", 422)
+
+
+def _vm_size() -> int:
+    """This process's address space, in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _in_child(data: bytes, max_pixels: int, memory: int, seconds: float) -> tuple[bytes, str]:
+    """:func:`reencode_here` in a forked child, limited; its answer comes back through a pipe.
+
+    The answer: one status byte (``0`` done, ``1`` refused), then for done the extension, a
+    newline and the file; for refused the HTTP status, a newline and the message.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        code = 0
+        try:
+            limit = _vm_size() + memory
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            cpu = int(seconds) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+            try:
+                out, ext = reencode_here(data, max_pixels)
+                answer = b"0" + ext.encode() + b"\n" + out
+            except Refused as e:
+                answer = b"1" + str(e.status).encode() + b"\n" + str(e).encode()
+            with open(write_end, "wb", closefd=True) as pipe:
+                pipe.write(answer)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    timed_out = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([read_end], [], [], left)
+            if ready:
+                chunk = os.read(read_end, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        if timed_out:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    answer = b"".join(chunks)
+    if timed_out or not answer:
+        raise _too_costly()
+    head, _, rest = answer.partition(b"\n")
+    if head[:1] == b"1":
+        raise Refused(rest.decode(), int(head[1:]))
+    return rest, head[1:].decode()
 
 
 def _reencode(image: Any, max_pixels: int) -> tuple[bytes, str]:
@@ -58,13 +242,13 @@ def _reencode(image: Any, max_pixels: int) -> tuple[bytes, str]:
     width, height = image.size
     animated = fmt in ("GIF", "WEBP") and getattr(image, "is_animated", False)
     if width * height > max_pixels:
-        raise Refused(f"The image is {width} x {height} pixels; the largest accepted is "
-                      f"{max_pixels / 1e6:g} megapixels.", 413)
+        raise _too_big(width, height, max_pixels)
     frames = []
+    total = 0
     for number, frame in enumerate(ImageSequence.Iterator(image) if animated else [image]):
-        if number >= MAX_FRAMES or (number + 1) * width * height > max_pixels:
-            raise Refused(f"The animation has too many frames (at most {MAX_FRAMES}, and "
-                          f"{max_pixels / 1e6:g} megapixels in all).", 413)
+        total += frame.size[0] * frame.size[1]  # (a GIF's canvas can grow from frame to frame)
+        if number >= MAX_FRAMES or total > max_pixels:
+            raise _too_many_frames(max_pixels)
         duration = frame.info.get("duration", 100)
         frame = _clean(ImageOps.exif_transpose(frame) if not animated else frame.copy(), fmt)
         frames.append((frame, duration))
@@ -165,7 +349,7 @@ def unreferenced(names: Iterable[str]) -> list[str]:
     gone = []
     for name in sorted(set(names)):
         link = f"/media/{name}"
-        used = db.session.scalar(select(literal(1)).where(or_(
+        used = db.session.scalar(sa.select(literal(1)).where(or_(
             exists().where(Note.body.contains(link, autoescape=True)),
             exists().where(NoteRevision.body.contains(link, autoescape=True)))))
         if not used:

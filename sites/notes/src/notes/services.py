@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nh3
+from flask import current_app, has_app_context
 from markupsafe import Markup, escape
 from sqlalchemy import ColumnElement, Select, and_, bindparam, inspect, select, true
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import revisions
 from .extensions import db
 from .models import ApiToken, Note, OldSlug, Tag, User, fold, live, utcnow
+from .search_limits import query_words
+from .text import Unfit, check_markup, clean_text
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,11 @@ STYLE_VALUE = re.compile(r"(?:left|right|none|\d{1,5}(?:\.\d{1,3})?(?:px|%|em|re
 
 TITLE_MAX = 200
 BODY_MAX = 1_000_000  # characters of HTML, in every way in: form, API, admin, Excel import
+CLEAN_MAX = 2 * BODY_MAX  # characters of sanitised HTML stored (closing tags, entities added)
+GROWTH = 3  # and at most this many times the HTML it was cleaned from (+ 1000)
 SLUG_MAX = 200
 TAG_MAX = 50
 TAGS_PER_NOTE = 20
-WORDS_MAX = 10  # search words used (more are ignored)
 # set by save_note when concurrent writers keep taking the same next free slug
 _contended: ContextVar[bool] = ContextVar("slug_contended", default=False)
 
@@ -103,8 +107,30 @@ _cleaner = nh3.Cleaner(
 
 
 def clean_html(html: str) -> str:
-    """Keep what :data:`CONTENT` declares; drop scripts, handlers, bad URLs and styles."""
-    return _cleaner.clean(html)
+    """Keep what :data:`CONTENT` declares; drop scripts, handlers, bad URLs and styles.
+
+    ``Unfit`` (one line) if the markup would cost the sanitiser more than linear work
+    (:func:`~notes.text.check_markup`, before it runs), or if what it makes is longer than
+    :data:`CLEAN_MAX` or :data:`GROWTH` times the input. Control characters go first
+    (:func:`~notes.text.clean_text`).
+    """
+    html = clean_text(html, multiline=True)
+    check_markup(html)
+    cleaned = _cleaner.clean(html)
+    if len(cleaned) > CLEAN_MAX:
+        raise Unfit(f"the text is longer than {CLEAN_MAX} characters once cleaned")
+    if len(cleaned) > GROWTH * len(html) + 1000:
+        raise Unfit(f"the text grows more than {GROWTH}-fold once cleaned (bold or italic "
+                    "left open, reopened in every paragraph?)")
+    return cleaned
+
+
+def clean_title(title: str) -> str:
+    """A title as stored: one line, no control characters; ``Unfit`` if nothing is left."""
+    title = clean_text(title).strip()
+    if not title:
+        raise Unfit("the title is empty")
+    return title
 
 
 def editor_config() -> dict[str, Any]:
@@ -121,27 +147,54 @@ def editor_config() -> dict[str, Any]:
             "stylesSet": list(STYLES)}
 
 
+# Characters that show nothing (Unicode's Default_Ignorable_Code_Point, plus the blank
+# Braille pattern and the Hangul fillers): kept in a slug, ``a\u200db`` would be another
+# address that reads exactly as ``ab``. They are dropped.
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+# Scripts whose letters a reader can take for Latin ones (a Cyrillic "paypal")
+_LOOKALIKE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
+
+
 def _slug_char(ch: str) -> str:
     """One character of a slug: Latin letters lose their accents (``ç`` -> ``c``), letters,
     digits and marks of other scripts and emoji stay as they are; anything else separates."""
     if ch.isascii():
         return ch if ch.isalnum() else "-"
+    if INVISIBLE.match(ch):
+        return ""
     base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
     if base.isascii() and base.isalnum():
         return base
     category = unicodedata.category(ch)
-    if category[0] in "LNM" or ch == "\u200d" or (category == "So" and ord(ch) >= 0x2000):
+    if category[0] in "LNM" or (category == "So" and ord(ch) >= 0x2000):
         return ch
     return "-"
 
 
 def slugify(text: str) -> str:
     """``"Hello, World!"`` -> ``"hello-world"``, ``"Ελληνικά νέα"`` -> ``"ελληνικά-νέα"``;
-    never empty. Unicode slugs rather than a transliteration: readable in the address bar in
-    the writer's own script, and no guessing of a language's romanisation."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    never empty: a title with no visible letter or digit gets ``note``. Unicode slugs rather
+    than a transliteration: readable in the address bar in the writer's own script, and no
+    guessing of a language's romanisation. Invisible characters never make it into a slug."""
+    text = unicodedata.normalize("NFKC", INVISIBLE.sub("", text)).lower()
     slug = re.sub(r"-{2,}", "-", "".join(_slug_char(c) for c in text)).strip("-")
     return slug[:SLUG_MAX].strip("-") or "note"
+
+
+def mixed_scripts(slug: str) -> list[str]:
+    """The words of ``slug`` that mix Latin, Cyrillic or Greek letters (a Cyrillic "paypal"
+    with a Latin l): look-alikes of another address. They are kept (a word can mix scripts
+    honestly) and reported."""
+    mixed = []
+    for word in slug.split("-"):
+        scripts = {name for ch in word if ch.isalpha()
+                   for name in _LOOKALIKE_SCRIPTS if unicodedata.name(ch, "").startswith(name)}
+        if len(scripts) > 1:
+            mixed.append(word)
+    return mixed
 
 
 def unique_slug(title: str, exclude_id: int | None = None, taken: set[str] | None = None) -> str:
@@ -153,6 +206,10 @@ def unique_slug(title: str, exclude_id: int | None = None, taken: set[str] | Non
     :func:`taken_slugs`), instead of asking the database.
     """
     base = slugify(title)
+    if mixed_scripts(base) and has_app_context():
+        current_app.logger.warning("a note's address %r mixes scripts in a word (%s): a "
+                                   "look-alike of another address?", base,
+                                   ", ".join(mixed_scripts(base)))
     if _contended.get():  # step aside from the writers racing for -2, -3…
         base = f"{base[:SLUG_MAX - 7]}-{secrets.token_hex(3)}"
     if taken is None:
@@ -211,7 +268,7 @@ def find_note(slug: str) -> tuple[Note | None, bool]:
 
 def retitle(note: Note, title: str) -> None:
     """Set the title; the slug follows and the previous one is kept as an old slug."""
-    note.title = title.strip()
+    note.title = clean_title(title)
     slug = unique_slug(note.title, exclude_id=note.id)
     previous = inspect(note).committed_state.get("slug", note.slug) if note.id else None
     if previous and slug != previous:
@@ -230,7 +287,7 @@ def parse_tags(raw: str | Iterable[str] | None) -> list[str]:
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     names: list[str] = []
     for item in items:
-        name = unicodedata.normalize("NFC", str(item))
+        name = unicodedata.normalize("NFC", clean_text(str(item)))
         name = " ".join(re.sub(r"[/?#%\\<>\"]", " ", name).split()).lower().strip(" .")
         if not name or name in names:
             continue
@@ -265,7 +322,7 @@ def search(query: str) -> ColumnElement[bool]:
     """Notes containing every word of ``query`` in their title or text (not their markup),
     ignoring case and accents in any script: both sides are :func:`~notes.models.fold`-ed,
     so the plain ``LIKE`` means the same on SQLite, MariaDB and PostgreSQL."""
-    words = fold(query).split()[:WORDS_MAX]
+    words = query_words(query)
     if not words:
         return true()
     return and_(*(Note.search_text.contains(word, autoescape=True) for word in words))
@@ -274,7 +331,7 @@ def search(query: str) -> ColumnElement[bool]:
 def highlight(text: str, query: str, width: int | None = None) -> Markup:
     """``text`` escaped, with the words of ``query`` in ``<mark>`` (compared as :func:`search`
     does); with ``width``, only an excerpt of about that many characters around the first one."""
-    words = [w for w in fold(query).split()[:WORDS_MAX] if w]
+    words = query_words(query)
     offset = 0
     if width is not None and len(text) > width:
         # find the first match by chunks (folding whole strings is fast), then mark only
@@ -370,11 +427,12 @@ def create_note(author: User, title: str, body: str, published: bool = False,
                 ) -> Note:
     """Add a note to the session, with its first revision (the caller commits). ``by``: who
     writes it (default: ``author``), ``via``: how (see :data:`notes.revisions.VIA`)."""
+    title, body = clean_title(title), clean_html(body)  # refused before a note exists
     note = Note(
         author=author,
-        title=title.strip(),
+        title=title,
         slug=unique_slug(title),
-        body=clean_html(body),
+        body=body,
         published=published,
         published_at=utcnow() if published else None,
     )
@@ -404,7 +462,7 @@ def update_note(
     """
     revisions.check(note, base)
     before = revisions.state(note)
-    if title is not None and title.strip() != note.title:
+    if title is not None and clean_title(title) != note.title:
         retitle(note, title)
     if tags is not None:
         set_tags(note, tags)
@@ -451,7 +509,7 @@ def save_note(write: Callable[[], Note], attempts: int = 6) -> Note:
 def issue_token(user: User, name: str) -> str:
     """Create a token for ``user``; the token itself is returned once and stored hashed."""
     token = "nt_" + secrets.token_urlsafe(32)
-    db.session.add(ApiToken(user=user, name=name.strip()[:100] or "token",
+    db.session.add(ApiToken(user=user, name=clean_text(name).strip()[:100] or "token",
                             token_hash=ApiToken.hash(token), prefix=token[:10]))
     db.session.commit()
     return token

@@ -44,6 +44,7 @@ from .services import (
     BODY_MAX,
     SHOWN,
     TITLE_MAX,
+    clean_title,
     create_note,
     editor_config,
     find_note,
@@ -53,6 +54,7 @@ from .services import (
     search,
     update_note,
 )
+from .text import Unfit, check_markup, xml_safe
 
 bp = Blueprint("views", __name__)
 
@@ -63,9 +65,23 @@ def _tags(form: FlaskForm, field: StringField) -> None:
         raise ValidationError(str(e).capitalize() + ".") from None
 
 
+def _title(form: FlaskForm, field: StringField) -> None:
+    try:
+        clean_title(field.data or "")
+    except Unfit as e:
+        raise ValidationError(str(e).capitalize() + ".") from None
+
+
+def _markup(form: FlaskForm, field: TextAreaField) -> None:
+    try:
+        check_markup(field.data or "")
+    except Unfit as e:
+        raise ValidationError(str(e).capitalize() + ".") from None
+
+
 class NoteForm(FlaskForm):
-    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX)])
-    body = TextAreaField("Text", validators=[Length(max=BODY_MAX)])
+    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX), _title])
+    body = TextAreaField("Text", validators=[Length(max=BODY_MAX), _markup])
     tags = StringField("Tags", validators=[Length(max=2000), _tags],
                        description="Separated by commas, e.g. travel, recipes")
     published = BooleanField("Published")
@@ -164,7 +180,8 @@ def feed() -> ResponseReturnValue:
     """Atom: the latest published notes, with their tags as categories."""
     notes: list[Note] = list(db.session.scalars(published().limit(FEED_SIZE)))
     updated = max((n.updated_at for n in notes), default=None)
-    xml = render_template("feed.xml", notes=notes, updated=updated)
+    # whatever was stored before text was cleaned on the way in, the feed stays XML
+    xml = xml_safe(render_template("feed.xml", notes=notes, updated=updated))
     return current_app.response_class(xml, mimetype="application/atom+xml")
 
 
@@ -175,7 +192,7 @@ SITEMAP_MAX = 50_000  # the sitemap protocol's limit per file
 def sitemap() -> ResponseReturnValue:
     stmt = (select(Note.slug, Note.updated_at).where(Note.published.is_(True), live())
             .order_by(Note.published_at.desc(), Note.id.desc()).limit(SITEMAP_MAX))
-    xml = render_template("sitemap.xml", rows=db.session.execute(stmt))
+    xml = xml_safe(render_template("sitemap.xml", rows=db.session.execute(stmt)))
     return current_app.response_class(xml, mimetype="application/xml")
 
 
@@ -224,12 +241,23 @@ def new_note() -> ResponseReturnValue:
     if request.method == "GET":
         _pending_form(form)
     if form.validate_on_submit():
-        created = save_note(lambda: create_note(me(), form.title.data or "",
-                                                form.body.data or "", bool(form.published.data),
-                                                parse_tags(form.tags.data)))
+        try:
+            created = save_note(lambda: create_note(me(), form.title.data or "",
+                                                    form.body.data or "",
+                                                    bool(form.published.data),
+                                                    parse_tags(form.tags.data)))
+        except Unfit as e:
+            return _unfit(form, e, None)
         _saved()
         return redirect(url_for("views.note", slug=created.slug))
     return _editor(form, None)
+
+
+def _unfit(form: NoteForm, e: Unfit, found: Note | None) -> ResponseReturnValue:
+    """A note the form's checks let through but the save refused (its cleaned text too long)."""
+    db.session.rollback()
+    form.body.errors = [*form.body.errors, str(e).capitalize() + "."]
+    return _editor(form, found)
 
 
 def _editor(form: NoteForm, found: Note | None, conflict: revisions.ConflictView | None = None
@@ -299,6 +327,8 @@ def edit_note(note_id: int) -> ResponseReturnValue:
                                    "\n".join(sorted(set(parse_tags(form.tags.data)))),
                                    bool(form.published.data))
             return _editor(form, found, revisions.conflict(found, base, mine))
+        except Unfit as e:
+            return _unfit(form, e, found)
         _saved()
         return redirect(url_for("views.note", slug=found.slug))
     return _editor(form, found)
