@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from .admin import AdminOnly
 from .extensions import db
 from .models import Note, Tag, User, fold, join_tags, note_tags, plain_text, utcnow
+from .search.tokens import index_text
 from .services import (
     BODY_MAX,
     TITLE_MAX,
@@ -68,6 +69,7 @@ SHEET_ROWS = 1_048_576  # a spreadsheet's own limit: a sheet claiming more rows 
 MAX_MEMBERS = 1000  # an .xlsx holds a few dozen files
 SHOWN_PROBLEMS = 100
 BATCH = 500  # ids/slugs per IN (…) when matching rows to notes
+WRITE_CHUNK = 1000  # notes per INSERT/UPDATE statement of an import
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -407,7 +409,7 @@ def plan(rows: list[Row]) -> Plan:
             published_at = None
         result.updates.append({
             "id": note.id, "title": row.title, "body": row.body, "body_text": plain_text(row.body),
-            "search_text": fold(f"{row.title}\n{plain_text(row.body)}"),
+            "search_text": index_text(row.title, plain_text(row.body)),
             "published": row.published, "author_id": row.author_id, "published_at": published_at,
             "updated_at": now,
         })
@@ -417,7 +419,7 @@ def plan(rows: list[Row]) -> Plan:
         result.inserts.append({
             "number": row.number, "wanted": row.slug, "title": row.title, "body": row.body,
             "body_text": plain_text(row.body), "published": row.published, "tags": row.tags,
-            "search_text": fold(f"{row.title}\n{plain_text(row.body)}"),
+            "search_text": index_text(row.title, plain_text(row.body)),
             "author_id": row.author_id, "published_at": now if row.published else None,
             "created_at": now, "updated_at": now,
         })
@@ -495,11 +497,12 @@ def write(todo: Plan, attempts: int = 3) -> Counts:
                "published_at", "created_at", "updated_at")
     for attempt in range(attempts):
         try:
-            if todo.updates:
-                db.session.execute(update(Note), todo.updates)
-            if todo.inserts:
+            # in chunks: each statement's parameters stay small whatever the file's size
+            for start in range(0, len(todo.updates), WRITE_CHUNK):
+                db.session.execute(update(Note), todo.updates[start:start + WRITE_CHUNK])
+            for start in range(0, len(todo.inserts), WRITE_CHUNK):
                 db.session.execute(insert(Note), [{c: r[c] for c in columns}
-                                                  for r in todo.inserts])
+                                                  for r in todo.inserts[start:start + WRITE_CHUNK]])
             _write_tags(todo)
             db.session.commit()
             return Counts(len(todo.inserts), len(todo.updates), todo.skipped)
