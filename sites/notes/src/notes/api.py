@@ -145,7 +145,7 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
     if query.get("author"):
         where.append(Note.author_id == query["author"])
     if query.get("published") is not None:
-        where.append(Note.published.is_(query["published"]))
+        where.append(Note.published == query["published"])
     if query.get("tag"):
         found = db.session.scalar(select(Tag.id).where(Tag.name == query["tag"].strip().lower()))
         where.append(Note.id.in_(select(note_tags.c.note_id).where(note_tags.c.tag_id == found)))

@@ -25,6 +25,7 @@ from sqlalchemy import (
     event,
     inspect,
     text,
+    true,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -182,8 +183,8 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
 def public() -> ColumnElement[bool]:
     """The notes anyone may read, in every public list, search, feed and sitemap: the one
     place to add a condition (e.g. not in the trash). The list indexes (migration 0008)
-    start with its columns."""
-    return Note.published.is_(True)
+    start with its columns. (``= true``: MariaDB uses no index for ``IS true``.)"""
+    return Note.published == true()
 
 
 class OldSlug(db.Model):  # type: ignore[name-defined,misc]

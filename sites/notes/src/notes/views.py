@@ -26,7 +26,6 @@ from flask import (
     request,
     send_from_directory,
     stream_template,
-    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -191,14 +190,15 @@ def sitemap_part(part: int) -> ResponseReturnValue:
         abort(404)
 
     def rows() -> Iterator[Any]:
-        for start in range(low, low + SITEMAP_PART, SITEMAP_BATCH) if part else ():
+        high = low + SITEMAP_PART
+        for start in range(low, high, SITEMAP_BATCH) if part else ():
             yield from db.session.execute(
                 select(Note.slug, Note.updated_at).where(
-                    Note.id > start, Note.id <= start + SITEMAP_BATCH, public())
+                    Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high), public())
                 .order_by(Note.id))
 
     chunks = stream_template("sitemap.xml", rows=rows(), home=part == 0)
-    return current_app.response_class(stream_with_context(chunks), mimetype="application/xml")
+    return current_app.response_class(chunks, mimetype="application/xml")
 
 
 @bp.route("/robots.txt")

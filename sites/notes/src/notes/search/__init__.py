@@ -28,10 +28,29 @@ from ..extensions import db
 from .highlight import highlight
 from .query import QUERY_MAX, WORDS_MAX, Query, Term, parse
 
-__all__ = ["CANDIDATES", "QUERY_MAX", "WORDS_MAX", "Backend", "Query", "Term", "condition",
-           "highlight", "parse", "ranked"]
+__all__ = [
+    "CANDIDATES",
+    "QUERY_MAX",
+    "WORDS_MAX",
+    "Backend",
+    "Query",
+    "Term",
+    "condition",
+    "highlight",
+    "outside_models",
+    "parse",
+    "ranked",
+]
 
 CANDIDATES = 1000  # the newest matching notes a search ranks
+# what migration 0008 makes for each database, beside the models (see migrations/env.py)
+INDEX_OBJECTS = ("notes_fts", "search_vector", "ix_notes_search_vector", "ix_notes_search_text")
+
+
+def outside_models(name: str | None) -> bool:
+    """Whether ``name`` is part of a database's full-text index (FTS5 keeps shadow tables
+    ``notes_fts_*``), which the models do not declare."""
+    return name is not None and (name in INDEX_OBJECTS or name.startswith("notes_fts_"))
 
 
 class Backend(Protocol):
