@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import random
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,7 +52,15 @@ def database(kind: str, folder: Path) -> Iterator[str]:
     from tests import servers
 
     with getattr(servers, kind)() as server:
-        yield servers.create_database(server, "notes_scale")
+        for attempt in range(60):  # the server may still be starting up
+            try:
+                url = servers.create_database(server, "notes_scale")
+                break
+            except Exception:
+                if attempt == 59:
+                    raise
+                time.sleep(1)
+        yield url
 
 
 def fill(n: int, seed: int = 19) -> dict[str, str]:
@@ -130,7 +142,20 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
     }
 
 
-def measure(kind: str, n: int, rounds: int) -> tuple[dict[str, float], float]:
+def export_peak(url: str, data: str, out: Path) -> tuple[float, float]:
+    """Export every note with the site's own command in a process of its own: its peak RSS
+    (MiB) and its time (s)."""
+    env = {**os.environ, "NOTES_DATABASE_URL": url, "NOTES_DATA_DIR": data,
+           "NOTES_SECRET_KEY": "bench"}
+    started = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "notes", "notes",
+                    "export", str(out)], env=env, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, seconds
+
+
+def measure(kind: str, n: int, rounds: int, export: bool = False
+            ) -> tuple[dict[str, float], float]:
     from flask_migrate import upgrade
 
     from notes import create_app
@@ -156,6 +181,7 @@ def measure(kind: str, n: int, rounds: int) -> tuple[dict[str, float], float]:
         found: dict[str, float] = {}
         for name, path in pages(n, words, app.config["NOTES_PER_PAGE"]).items():
             response = client.get(path)
+            response.get_data()  # a streamed body is read to its end
             assert response.status_code == 200, (path, response.status_code)
             times = []
             for _ in range(rounds):
@@ -167,6 +193,11 @@ def measure(kind: str, n: int, rounds: int) -> tuple[dict[str, float], float]:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+        if export:
+            peak, seconds = export_peak(url, f"{tmp}/data", Path(tmp) / "all.xlsx")
+            size = (Path(tmp) / "all.xlsx").stat().st_size / 1048576
+            print(f"# Excel export of all {n:,} notes: {seconds:.0f} s, {size:.0f} MiB, "
+                  f"peak RSS of the exporting process {peak:.0f} MiB", flush=True)
         return found, filled
 
 
@@ -175,11 +206,13 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "mariadb"), default="sqlite")
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--export", action="store_true",
+                        help="Also export all notes of the largest size to Excel (peak RSS).")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, dict[str, float]] = {}
     for n in sizes:
-        results[n], filled = measure(args.db, n, args.rounds)
+        results[n], filled = measure(args.db, n, args.rounds, args.export and n == sizes[-1])
         print(f"# {args.db}: {n:,} notes written in {filled:.1f} s", flush=True)
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{platform.processor() or platform.machine()}, database {args.db}, "
