@@ -35,6 +35,7 @@ class Key:
 
     columns: tuple[Any, ...]
     values: Callable[[Note], tuple[Any, ...]]
+    times: tuple[bool, ...]  # which columns are times (written as microseconds since 1970)
 
     def encode(self, note: Note) -> str:
         return "-".join(str((v - EPOCH) // timedelta(microseconds=1))
@@ -46,10 +47,9 @@ class Key:
         parts = [int(p) for p in raw.split("-")]
         if len(parts) != len(self.columns):
             abort(404)
-        kinds = self.values(Note(published_at=EPOCH, id=0))
         try:
-            return tuple(EPOCH + timedelta(microseconds=p) if isinstance(k, datetime) else p
-                         for p, k in zip(parts, kinds, strict=True))
+            return tuple(EPOCH + timedelta(microseconds=p) if time else p
+                         for p, time in zip(parts, self.times, strict=True))
         except OverflowError:
             abort(404)
 
@@ -74,8 +74,8 @@ class Key:
         return tuple(c.asc() for c in self.columns)
 
 
-BY_PUBLISHED = Key((Note.published_at, Note.id), lambda n: (n.published_at or EPOCH, n.id))
-BY_ID = Key((Note.id,), lambda n: (n.id,))
+BY_PUBLISHED = Key((Note.published_at, Note.id), lambda n: (n.published_at or EPOCH, n.id),
+                   (True, False))
 
 
 @dataclass

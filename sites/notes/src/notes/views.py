@@ -148,7 +148,7 @@ def tag(name: str) -> str:
     # newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
     # the notes it shows, however few of all notes carry the tag
     listing = lists.Listing((note_tags.c.tag_id == found.id, public()),
-                            lists.Key((note_tags.c.note_id,), lambda n: (n.id,)),
+                            lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
                             join=(note_tags, note_tags.c.note_id == Note.id))
     return render_template("tag.html", tag=found, page=lists.window(listing))
 
