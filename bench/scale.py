@@ -124,8 +124,8 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
     return {
         "home /": "/",
         "/?page=2": "/?page=2",
-        f"a middle page (?page={middle})": f"/?page={middle}",
-        f"a deep page by its link (?before=, note {n // 2})": f"/?before={cursor(n // 2)}",
+        "a middle page by its number (?page=N/2)": f"/?page={middle}",
+        "the same by its link (?before=)": f"/?before={cursor(n // 2)}",
         "a note /n/<slug>": f"/n/note-{n // 2}",
         "a tag page": "/t/tag7",
         "an author page": "/a/3",
@@ -138,7 +138,7 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
         "a sitemap part (10,000 notes)": "/sitemap-1.xml",
         "/api/notes?per_page=20": "/api/notes?per_page=20",
         "/api/notes?q=<rare word>": f"/api/notes?q={words['rare']}",
-        f"/api/notes?after={n // 2}": f"/api/notes?after={n // 2}",
+        "/api/notes?after=<middle id>": f"/api/notes?after={n // 2}",
     }
 
 
