@@ -94,7 +94,7 @@ def ranked(query: Query | str, where: ColumnElement[bool], limit: int = CANDIDAT
     query = parse(query) if isinstance(query, str) else query
     if not query:
         return []
-    rows = list(db.session.execute(_current().ranked(query, where, limit)).tuples())
+    rows = list(db.session.execute(_current().ranked(query, where, limit)).all())
     rows.sort(key=lambda r: (-r[1], -(r[2].timestamp() if r[2] else 0), -r[0]))
     return [int(r[0]) for r in rows]
 
