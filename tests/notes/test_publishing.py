@@ -242,9 +242,15 @@ def test_feed_sitemap_robots_favicon_and_meta(app, client, user, login) -> None:
     assert '<link rel="alternate" type="application/atom+xml"' in home
     assert 'rel="icon" type="image/svg+xml" href="/static/favicon.svg?v=' in home
 
-    sitemap = ET.fromstring(reader.get("/sitemap.xml").data)
-    locs = [e.text for e in sitemap.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
-    assert locs == ["http://localhost/", "http://localhost/n/feed-one"]
+    def locs(path: str) -> list[str | None]:
+        found = ET.fromstring(reader.get(path).get_data())
+        return [e.text for e in found.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc")]
+
+    # an index of parts (see test_scale): the site's pages, then the notes by ranges of ids
+    assert locs("/sitemap.xml") == ["http://localhost/sitemap-0.xml",
+                                    "http://localhost/sitemap-1.xml"]
+    assert locs("/sitemap-0.xml") + locs("/sitemap-1.xml") == [
+        "http://localhost/", "http://localhost/n/feed-one"]
     robots = reader.get("/robots.txt").get_data(as_text=True)
     assert "Sitemap: http://localhost/sitemap.xml" in robots and "Disallow: /admin/" in robots
     favicon = reader.get("/favicon.ico")
