@@ -11,19 +11,19 @@ from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, Range
 from flask import request, url_for
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 
-from . import revisions, trash
+from . import revisions, search, trash
 from .extensions import csrf, db
-from .models import ApiToken, Note, NoteRevision, User, utcnow
+from .models import ApiToken, Note, NoteRevision, Tag, User, live, note_tags, public, utcnow
 from .services import (
     BODY_MAX,
+    SHOWN,
     TAG_MAX,
     TAGS_PER_NOTE,
     TITLE_MAX,
     create_note,
     issue_token,
-    notes_query,
     parse_tags,
     save_note,
     update_note,
@@ -169,7 +169,11 @@ class PageNumber(Integer):
 
 class ListQuery(Schema):
     page = PageNumber(load_default=1, validate=Range(1, 999_999_999),
-                      metadata={"description": "1 to the last page; any other value is a 404."})
+                      metadata={"description": "1 to the last page; any other value is a 404. "
+                                "Without `q`, following `next` is cheaper at any depth."})
+    after = Integer(validate=Range(0, 2_147_483_647),
+                    metadata={"description": "Notes with a larger id than this (the next "
+                              "page: see `next`). Not with `q`."})
     per_page = Integer(load_default=20, validate=Range(1, 100))
     author = Integer(validate=Range(1, 2_147_483_647),
                      metadata={"description": "Only this author's notes (author_id)."})
@@ -180,10 +184,11 @@ class ListQuery(Schema):
 
 class NoteList(Schema):
     items = List(Nested(NoteOut))
-    page = Integer()
+    page = Integer(allow_none=True, metadata={"description": "The page number asked for."})
     per_page = Integer()
-    total = Integer()
-    pages = Integer()
+    next = String(allow_none=True, metadata={
+        "description": "The address of the next page, or null on the last one. (Lists are "
+                       "not counted: a request costs the same at any depth.)"})
 
 
 def out(note: Note) -> Note:
@@ -193,7 +198,7 @@ def out(note: Note) -> Note:
 
 def visible(note: Note | None, user: User | None) -> Note:
     mine = user is not None and note is not None and note.author_id == user.id
-    if note is None or note.in_trash or not (note.published or mine):
+    if note is None or note.in_trash or not (note.is_public or mine):
         abort(404, "No such note.")
     return note
 
@@ -205,13 +210,46 @@ def visible(note: Note | None, user: User | None) -> Note:
 @bp.doc(summary="List notes", description="Published notes, plus your own with a token "
         "(a token that is not valid is a 401).", responses=[401, 404])
 def list_notes(query: dict[str, Any]) -> dict[str, Any]:
-    filters = {**query, "author_id": query.get("author"), "author": None}
-    page = db.paginate(notes_query(filters, reader()), page=query["page"],
-                       per_page=query["per_page"], error_out=False)
-    if page.page > max(page.pages, 1):
-        abort(404, "No such page.")
-    return {"items": [out(n) for n in page.items], "page": page.page,
-            "per_page": page.per_page, "total": page.total, "pages": page.pages}
+    """Oldest first (by id), or with ``q`` the most relevant first (see notes.search)."""
+    user = reader()
+    size = query["per_page"]
+    where: list[ColumnElement[bool]] = [
+        public() if user is None else and_(live(), public() | (Note.author_id == user.id))]
+    if query.get("author"):
+        where.append(Note.author_id == query["author"])
+    if query.get("published") is not None:
+        where.append(Note.published == query["published"])
+    if query.get("tag"):
+        found = db.session.scalar(select(Tag.id).where(Tag.name == query["tag"].strip().lower()))
+        where.append(Note.id.in_(select(note_tags.c.note_id).where(note_tags.c.tag_id == found)))
+    args = {k: v for k, v in query.items() if k not in ("page", "after")}
+    if query.get("q"):
+        if "after" in query:
+            abort(400, "`after` pages a list without `q`: use `page`.")
+        ids = search.ranked(query["q"], and_(*where))
+        start = (query["page"] - 1) * size
+        if start and start >= len(ids):
+            abort(404, "No such page.")
+        chosen = ids[start:start + size]
+        found_notes = {n.id: n for n in db.session.scalars(
+            select(Note).options(*SHOWN).where(Note.id.in_(chosen)))} if chosen else {}
+        items = [found_notes[i] for i in chosen if i in found_notes]
+        more = len(ids) > start + size
+        following = {**args, "page": query["page"] + 1}
+    else:
+        stmt = select(Note).options(*SHOWN).where(*where).order_by(Note.id)
+        if "after" in query:
+            stmt = stmt.where(Note.id > query["after"])
+        elif query["page"] > 1:  # an old page number: skipped along the index
+            stmt = stmt.offset((query["page"] - 1) * size)
+        items = list(db.session.scalars(stmt.limit(size + 1)))
+        if not items and query["page"] > 1:
+            abort(404, "No such page.")
+        more = len(items) > size
+        items = items[:size]
+        following = {**args, "after": items[-1].id} if items else {}
+    return {"items": [out(n) for n in items], "page": None if "after" in query else query["page"],
+            "per_page": size, "next": url_for("api.list_notes", **following) if more else None}
 
 
 Tagged = tuple[Note, int, dict[str, str]]

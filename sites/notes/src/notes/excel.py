@@ -43,6 +43,7 @@ from . import revisions
 from .admin import AdminOnly
 from .extensions import db
 from .models import Note, Tag, User, fold, join_tags, note_tags, plain_text, utcnow
+from .search.tokens import index_text
 from .services import (
     BODY_MAX,
     TITLE_MAX,
@@ -76,6 +77,7 @@ SHOWN_PROBLEMS = 100
 MAX_COLUMNS = 128  # cells of the header read (9 columns, and body_2… up to body_63)
 EMPTY_ROWS = 10_000  # rows without a note an import reads besides its notes
 BATCH = 500  # ids/slugs per IN (…) when matching rows to notes
+WRITE_CHUNK = 1000  # notes per INSERT/UPDATE statement of an import
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -464,7 +466,7 @@ def plan(rows: list[Row]) -> Plan:
             published_at = None
         result.updates.append({
             "id": note.id, "title": row.title, "body": row.body, "body_text": plain_text(row.body),
-            "search_text": fold(f"{row.title}\n{plain_text(row.body)}"),
+            "search_text": index_text(row.title, plain_text(row.body)),
             "published": row.published, "author_id": row.author_id, "published_at": published_at,
             "updated_at": now, "version": note.version,  # (checked, then raised: see write)
         })
@@ -474,7 +476,7 @@ def plan(rows: list[Row]) -> Plan:
         result.inserts.append({
             "number": row.number, "wanted": row.slug, "title": row.title, "body": row.body,
             "body_text": plain_text(row.body), "published": row.published, "tags": row.tags,
-            "search_text": fold(f"{row.title}\n{plain_text(row.body)}"),
+            "search_text": index_text(row.title, plain_text(row.body)),
             "author_id": row.author_id, "published_at": now if row.published else None,
             "created_at": now, "updated_at": now,
         })
@@ -578,18 +580,19 @@ def write(todo: Plan, attempts: int = 3, by: User | None = None) -> Counts:
                "published_at", "created_at", "updated_at")
     for attempt in range(attempts):
         try:
-            if todo.updates:
-                # by primary key, each WHERE version = the one planned on (the mapper's
-                # version_id_col): a note changed since is a StaleDataError, nothing written
-                db.session.execute(update(Note), todo.updates)
-                ids = [u["id"] for u in todo.updates]
-                for start in range(0, len(ids), BATCH):
-                    db.session.execute(update(Note.__table__).where(
-                        Note.__table__.c.id.in_(ids[start:start + BATCH])).values(
-                        version=Note.__table__.c.version + 1))
-            if todo.inserts:
+            # in chunks: each statement's parameters stay small whatever the file's size; by
+            # primary key, each WHERE version = the one planned on (the mapper's
+            # version_id_col): a note changed since is a StaleDataError, nothing written
+            for start in range(0, len(todo.updates), WRITE_CHUNK):
+                db.session.execute(update(Note), todo.updates[start:start + WRITE_CHUNK])
+            ids = [u["id"] for u in todo.updates]
+            for start in range(0, len(ids), BATCH):
+                db.session.execute(update(Note.__table__).where(
+                    Note.__table__.c.id.in_(ids[start:start + BATCH])).values(
+                    version=Note.__table__.c.version + 1))
+            for start in range(0, len(todo.inserts), WRITE_CHUNK):
                 db.session.execute(insert(Note), [{c: r[c] for c in columns}
-                                                  for r in todo.inserts])
+                                                  for r in todo.inserts[start:start + WRITE_CHUNK]])
             _write_tags(todo)
             revisions.record_rows(_written_ids(todo), by, "import")
             db.session.commit()

@@ -16,16 +16,14 @@ from typing import Any
 
 import nh3
 from flask import current_app, has_app_context
-from markupsafe import Markup, escape
-from sqlalchemy import ColumnElement, Select, and_, bindparam, inspect, select, true
+from sqlalchemy import ColumnElement, Select, bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import revisions
+from . import revisions, search
 from .extensions import db
-from .models import ApiToken, Note, OldSlug, Tag, User, fold, live, utcnow
-from .search_limits import query_words
+from .models import ApiToken, Note, OldSlug, Tag, User, fold, live, public, utcnow
 from .text import Unfit, check_markup, clean_text
 
 
@@ -318,81 +316,6 @@ def set_tags(note: Note, names: list[str]) -> None:
     note.tags = tags
 
 
-def search(query: str) -> ColumnElement[bool]:
-    """Notes containing every word of ``query`` in their title or text (not their markup),
-    ignoring case and accents in any script: both sides are :func:`~notes.models.fold`-ed,
-    so the plain ``LIKE`` means the same on SQLite, MariaDB and PostgreSQL."""
-    words = query_words(query)
-    if not words:
-        return true()
-    return and_(*(Note.search_text.contains(word, autoescape=True) for word in words))
-
-
-def highlight(text: str, query: str, width: int | None = None) -> Markup:
-    """``text`` escaped, with the words of ``query`` in ``<mark>`` (compared as :func:`search`
-    does); with ``width``, only an excerpt of about that many characters around the first one."""
-    words = query_words(query)
-    offset = 0
-    if width is not None and len(text) > width:
-        # find the first match by chunks (folding whole strings is fast), then mark only
-        # around it: a note of a million characters costs milliseconds, not seconds
-        at = _first_chunk(text, words)
-        offset = max(0, at - width)
-        text = text[offset:at + EXCERPT_CHUNK + 2 * width]
-    marked = _marks(text, words)
-    start, end = 0, len(text)
-    if width is not None and (offset or len(text) > width):
-        first = marked.index(True) if True in marked else 0
-        start = max(0, first - width // 3)
-        end = min(len(text), start + width)
-    out = [Markup("…")] if start + offset else []
-    pos = start
-    while pos < end:
-        stop = pos
-        while stop < end and marked[stop] == marked[pos]:
-            stop += 1
-        piece = escape(text[pos:stop])
-        out.append(Markup("<mark>%s</mark>") % piece if marked[pos] else piece)
-        pos = stop
-    if end < len(text):
-        out.append(Markup("…"))
-    return Markup("").join(out)
-
-
-EXCERPT_CHUNK = 1024
-
-
-def _first_chunk(text: str, words: list[str]) -> int:
-    """Where the chunk holding the first match of ``words`` starts (0 if none)."""
-    for at in range(0, len(text), EXCERPT_CHUNK):
-        piece = fold(text[at:at + EXCERPT_CHUNK + 100])  # overlap: a word across the edge
-        if any(word in piece for word in words):
-            return at
-    return 0
-
-
-def _marks(text: str, words: list[str]) -> list[bool]:
-    """For each character of ``text``, whether it is part of a match of one of ``words``."""
-    folded: list[str] = []
-    owner: list[int] = []  # owner[i]: the index in text of folded character i
-    for pos, ch in enumerate(text):
-        f = fold(ch)
-        folded.append(f)
-        owner.extend([pos] * len(f))
-    haystack = "".join(folded)
-    marked = [False] * len(text)
-    for word in words:
-        at = haystack.find(word)
-        while at != -1:
-            for i in range(at, at + len(word)):
-                marked[owner[i]] = True
-            at = haystack.find(word, at + 1)
-    for pos in range(1, len(text)):  # a combining mark belongs to the letter before it
-        if marked[pos - 1] and unicodedata.combining(text[pos]):
-            marked[pos] = True
-    return marked
-
-
 def notes_query(
     query: dict[str, Any], viewer: User | None = None, everything: bool = False
 ) -> Select[tuple[Note]]:
@@ -405,7 +328,7 @@ def notes_query(
     stmt = (select(Note).join(Note.author).options(lazyload(Note.tags))  # see tags_text
             .where(live()))
     if not everything:
-        visible: ColumnElement[bool] = Note.published.is_(True)
+        visible: ColumnElement[bool] = public()
         if viewer is not None:
             visible = visible | (Note.author_id == viewer.id)
         stmt = stmt.where(visible)
@@ -418,7 +341,7 @@ def notes_query(
     if query.get("published") is not None:
         stmt = stmt.where(Note.published.is_(query["published"]))
     if query.get("q"):
-        stmt = stmt.where(search(query["q"]))
+        stmt = stmt.where(search.condition(query["q"]))
     return stmt.order_by(Note.id)
 
 

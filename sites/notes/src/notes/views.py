@@ -7,10 +7,11 @@ import functools
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -25,33 +26,31 @@ from flask import (
     request,
     send_from_directory,
     session,
+    stream_template,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import lazyload
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length
 
-from . import images, revisions, trash
+from . import images, lists, revisions, search, trash
 from .errors import disk_full
 from .extensions import db
-from .models import Note, Tag, User, live
+from .models import Note, Tag, User, live, note_tags, public
 from .services import (
     BODY_MAX,
-    SHOWN,
     TITLE_MAX,
     clean_title,
     create_note,
     editor_config,
     find_note,
-    highlight,
     parse_tags,
     save_note,
-    search,
     update_note,
 )
 from .text import Unfit, check_markup, xml_safe
@@ -97,7 +96,8 @@ PAGE = re.compile(r"[1-9][0-9]{0,8}")
 
 
 def paginate(stmt: Select[Any]) -> Pagination:
-    """``?page=`` of ``stmt``: a page that is not a plain positive number, or past the last
+    """``?page=`` of ``stmt`` (an author's own notes; public lists: :mod:`.lists`): a page
+    that is not a plain positive number, or past the last
     one, is a 404 (an empty list has its page 1)."""
     raw = request.args.get("page", "1")
     if not PAGE.fullmatch(raw):
@@ -116,20 +116,20 @@ def paginate(stmt: Select[Any]) -> Pagination:
     return page
 
 
-@functools.cache
-def published() -> Select[tuple[Note]]:
-    """Published notes, newest first, loaded as pages show them (built once: see
-    :data:`~notes.services.SHOWN`)."""
-    return (select(Note).options(*SHOWN).where(Note.published.is_(True), live())
-            .order_by(Note.published_at.desc(), Note.id.desc()))
+def public_list(*where: ColumnElement[bool]) -> lists.Listing:
+    """Public notes, newest published first (the order of ``ix_notes_public_order`` and
+    ``ix_notes_author_order``)."""
+    return lists.Listing((public(), *where), lists.BY_PUBLISHED)
 
 
 @bp.route("/")
 def index() -> str:
-    q = request.args.get("q", "").strip()[:200]
-    stmt = published().where(search(q)) if q else published()
-    page = paginate(stmt)
-    first_visit = not q and page.total == 0 and db.session.scalar(
+    q = request.args.get("q", "").strip()[:search.QUERY_MAX]
+    if q:
+        page = lists.numbered(search.ranked(q, public()), lists.shown)
+    else:
+        page = lists.window(public_list())
+    first_visit = not q and page.first and not page.items and db.session.scalar(
         select(User.id).where(User.is_admin.is_(True)).limit(1)) is None
     return render_template("index.html", page=page, q=q, first_visit=first_visit)
 
@@ -139,7 +139,7 @@ def note(slug: str) -> ResponseReturnValue:
     found, moved = find_note(slug)
     mine = (current_user.is_authenticated and found is not None
             and found.author_id == current_user.id)
-    if found is None or not (found.published or mine):
+    if found is None or not (found.is_public or mine):
         abort(404)
     if moved:  # retitled: the old address keeps working, and says where the note is now
         return redirect(url_for("views.note", slug=found.slug), 301)
@@ -159,7 +159,7 @@ def author(user_id: int) -> str:
     person = db.session.get(User, user_id)
     if person is None or not person.active:
         abort(404)
-    page = paginate(published().where(Note.author_id == person.id))
+    page = lists.window(public_list(Note.author_id == person.id))
     return render_template("author.html", person=person, page=page)
 
 
@@ -168,8 +168,12 @@ def tag(name: str) -> str:
     found = db.session.scalar(select(Tag).where(Tag.name == name))
     if found is None or found.name != name:
         abort(404)
-    page = paginate(published().where(Note.tags.any(Tag.id == found.id)))
-    return render_template("tag.html", tag=found, page=page)
+    # newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
+    # the notes it shows, however few of all notes carry the tag
+    listing = lists.Listing((note_tags.c.tag_id == found.id, public()),
+                            lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
+                            join=(note_tags, note_tags.c.note_id == Note.id))
+    return render_template("tag.html", tag=found, page=lists.window(listing))
 
 
 FEED_SIZE = 20
@@ -178,22 +182,52 @@ FEED_SIZE = 20
 @bp.route("/feed.xml")
 def feed() -> ResponseReturnValue:
     """Atom: the latest published notes, with their tags as categories."""
-    notes: list[Note] = list(db.session.scalars(published().limit(FEED_SIZE)))
+    notes: list[Note] = list(db.session.scalars(
+        public_list().notes().order_by(*lists.BY_PUBLISHED.newest()).limit(FEED_SIZE)))
     updated = max((n.updated_at for n in notes), default=None)
     # whatever was stored before text was cleaned on the way in, the feed stays XML
     xml = xml_safe(render_template("feed.xml", notes=notes, updated=updated))
     return current_app.response_class(xml, mimetype="application/atom+xml")
 
 
-SITEMAP_MAX = 50_000  # the sitemap protocol's limit per file
+# The sitemap protocol allows 50,000 addresses a file; a part here holds the notes of a range
+# of 10,000 ids (at most 10,000 addresses, fewer where notes are unpublished or deleted), so
+# one request for a part stays small, and the index lists ranges up to the highest id.
+SITEMAP_PART = 10_000
+SITEMAP_BATCH = 1000
 
 
 @bp.route("/sitemap.xml")
 def sitemap() -> ResponseReturnValue:
-    stmt = (select(Note.slug, Note.updated_at).where(Note.published.is_(True), live())
-            .order_by(Note.published_at.desc(), Note.id.desc()).limit(SITEMAP_MAX))
-    xml = xml_safe(render_template("sitemap.xml", rows=db.session.execute(stmt)))
+    """A sitemap index: the site's own pages, then the notes by ranges of ids."""
+    top = db.session.scalar(select(func.max(Note.id))) or 0
+    xml = render_template("sitemap_index.xml", parts=range(1, top // SITEMAP_PART + 2))
     return current_app.response_class(xml, mimetype="application/xml")
+
+
+@bp.route("/sitemap-<int(max=2147483647):part>.xml")
+def sitemap_part(part: int) -> ResponseReturnValue:
+    """Part 0: the site's own pages. Part n: the public notes whose ids fall in its range,
+    read and written 1,000 at a time (a part is never held in memory whole)."""
+    low = (part - 1) * SITEMAP_PART
+    if part and low > (db.session.scalar(select(func.max(Note.id))) or 0):
+        abort(404)
+
+    # a note's address built once, its slug put in for each (url_for per note was most of
+    # the cost of a part)
+    before, _, after = absolute("views.note", slug="0").rpartition("0")
+
+    def rows() -> Iterator[tuple[str, datetime]]:
+        high = low + SITEMAP_PART
+        for start in range(low, high, SITEMAP_BATCH) if part else ():
+            for slug, updated in db.session.execute(
+                    select(Note.slug, Note.updated_at).where(
+                        Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high), public())
+                    .order_by(Note.id)):
+                yield f"{before}{quote(slug)}{after}", updated
+
+    chunks = stream_template("sitemap.xml", rows=rows(), home=part == 0)
+    return current_app.response_class(chunks, mimetype="application/xml")
 
 
 @bp.route("/robots.txt")
@@ -540,7 +574,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(isotime)
     app.add_template_filter(megabytes)
     app.add_template_filter(describe)
-    app.add_template_global(highlight)
+    app.add_template_global(search.highlight)
     app.add_template_global(editor_config)
     app.add_template_global(absolute)
     app.add_template_global(link)

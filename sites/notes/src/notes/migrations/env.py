@@ -11,6 +11,7 @@ from flask import current_app
 from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.exc import OperationalError
 
+from notes import search
 from notes.sqlite import create_missing
 
 # this is the Alembic Config object, which provides
@@ -143,6 +144,9 @@ def run_migrations_online() -> None:
                 logger.info('No changes in schema detected.')
 
     conf_args = current_app.extensions['migrate'].configure_args
+    # the full-text index of each database is made by migration 0008, not declared in models
+    conf_args.setdefault("include_object", lambda _obj, name, _type, reflected, compare_to: not (
+        reflected and compare_to is None and search.outside_models(name)))
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

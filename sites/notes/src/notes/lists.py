@@ -1,0 +1,183 @@
+"""Public lists read a page at a time along an index, whatever their depth (keyset paging).
+
+A list is a statement in a fixed order whose columns lead an index (migration 0008): the home
+page, an author's and the feed by ``(published_at, id)``, a tag's by the note's id (its links'
+index). A page is asked for relative to a note's place in that order — ``?before=K`` (older
+than K) or ``?after=K`` (newer) — so page 5,000 costs what page 2 costs. No page counts its
+list: a page knows whether there is a next one by asking for one note more than it shows.
+The old ``?page=N`` addresses keep answering: the N-th page's place is found by skipping along
+the index alone (no note is read), then read as any other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import abort, current_app, request
+from sqlalchemy import ColumnElement, Select, and_, or_, select
+
+from .extensions import db
+from .models import Note
+from .services import SHOWN
+
+PAGE = re.compile(r"[1-9][0-9]{0,8}")
+CURSOR = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})?")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A list's order: its columns, newest first, and how to read them from a note."""
+
+    columns: tuple[Any, ...]
+    values: Callable[[Note], tuple[Any, ...]]
+    times: tuple[bool, ...]  # which columns are times (written as microseconds since 1970)
+
+    def encode(self, note: Note) -> str:
+        return "-".join(str((v - EPOCH) // timedelta(microseconds=1))
+                        if isinstance(v, datetime) else str(v) for v in self.values(note))
+
+    def decode(self, raw: str) -> tuple[Any, ...]:
+        if not CURSOR.fullmatch(raw):
+            abort(404)
+        parts = [int(p) for p in raw.split("-")]
+        if len(parts) != len(self.columns):
+            abort(404)
+        try:
+            return tuple(EPOCH + timedelta(microseconds=p) if time else p
+                         for p, time in zip(parts, self.times, strict=True))
+        except OverflowError:
+            abort(404)
+
+    def beyond(self, key: tuple[Any, ...], older: bool) -> ColumnElement[bool]:
+        """The notes past ``key`` in the list (older), or before it (newer). The first column
+        is compared alone as well, so the index is entered there rather than scanned to it."""
+        first: ColumnElement[Any] = self.columns[0]
+        k = key[0]
+        if len(self.columns) == 1:
+            only: ColumnElement[bool] = first < k if older else first > k
+            return only
+        second: ColumnElement[Any] = self.columns[1]  # (two columns at most)
+        k2 = key[1]
+        if older:
+            return and_(first <= k, or_(first < k, and_(first == k, second < k2)))
+        return and_(first >= k, or_(first > k, and_(first == k, second > k2)))
+
+    def newest(self) -> tuple[Any, ...]:
+        return tuple(c.desc() for c in self.columns)
+
+    def oldest(self) -> tuple[Any, ...]:
+        return tuple(c.asc() for c in self.columns)
+
+
+BY_PUBLISHED = Key((Note.published_at, Note.id), lambda n: (n.published_at or EPOCH, n.id),
+                   (True, False))
+
+
+@dataclass
+class Window:
+    """One page of a list: its notes, and the query arguments of the pages around it."""
+
+    items: list[Note]
+    newer: dict[str, Any] | None = None
+    older: dict[str, Any] | None = None
+    first: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def per_page() -> int:
+    size: int = current_app.config["NOTES_PER_PAGE"]
+    return size
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list: which notes (conditions, and a table joined to find them) in which order."""
+
+    where: tuple[ColumnElement[bool], ...]
+    key: Key
+    join: tuple[Any, Any] | None = None  # (table, on)
+
+    def _from(self, stmt: Select[Any]) -> Select[Any]:
+        if self.join is not None:
+            stmt = stmt.join(*self.join)
+        return stmt.where(*self.where)
+
+    def notes(self) -> Select[Any]:
+        return self._from(select(Note).options(*SHOWN))
+
+    def keys(self) -> Select[Any]:
+        return self._from(select(*self.key.columns).select_from(Note))
+
+
+def window(listing: Listing, size: int | None = None) -> Window:
+    """The page of ``stmt`` (ordered by ``key``, newest first) the request asks for; a page
+    past the end, or an argument that is not one, is a 404 (an empty list has its first
+    page)."""
+    size = size or per_page()
+    stmt, key = listing.notes(), listing.key
+    before, after, page = (request.args.get(a) for a in ("before", "after", "page"))
+    if page is not None and before is None and after is None:
+        if not PAGE.fullmatch(page):
+            abort(404)
+        if page != "1":  # the place of page N's first note, skipping along the index only
+            skipped = listing.keys().order_by(*key.newest()).offset(
+                (int(page) - 1) * size - 1).limit(1)
+            found = db.session.execute(skipped).first()
+            if found is None:
+                abort(404)
+            return _older(stmt, key, tuple(found), size)
+    if after is not None:
+        rows = list(db.session.scalars(stmt.where(key.beyond(key.decode(after), older=False))
+                                       .order_by(*key.oldest()).limit(size + 1)))
+        if not rows:
+            abort(404)
+        more = len(rows) > size
+        rows = rows[:size][::-1]
+        return Window(rows, newer={"after": key.encode(rows[0])} if more else None,
+                      older={"before": key.encode(rows[-1])}, first=not more)
+    if before is not None:
+        return _older(stmt, key, key.decode(before), size)
+    rows = list(db.session.scalars(stmt.order_by(*key.newest()).limit(size + 1)))
+    return Window(rows[:size], older={"before": key.encode(rows[size - 1])}
+                  if len(rows) > size else None)
+
+
+def _older(stmt: Select[Any], key: Key, at: tuple[Any, ...], size: int) -> Window:
+    rows = list(db.session.scalars(stmt.where(key.beyond(at, older=True))
+                                   .order_by(*key.newest()).limit(size + 1)))
+    if not rows:
+        abort(404)
+    return Window(rows[:size], newer={"after": key.encode(rows[0])},
+                  older={"before": key.encode(rows[size - 1])} if len(rows) > size else None,
+                  first=False)
+
+
+def numbered(ids: list[int], load: Callable[[list[int]], list[Note]], size: int | None = None
+             ) -> Window:
+    """A page of a list already found in full (a search's ranked ids, at most
+    :data:`notes.search.CANDIDATES`), by ``?page=N``."""
+    size = size or per_page()
+    raw = request.args.get("page", "1")
+    if not PAGE.fullmatch(raw):
+        abort(404)
+    page = int(raw)
+    chosen = ids[(page - 1) * size:page * size]
+    if not chosen and page > 1:
+        abort(404)
+    found = {n.id: n for n in load(chosen)} if chosen else {}
+    return Window([found[i] for i in chosen if i in found],
+                  newer={"page": page - 1} if page > 1 else None,
+                  older={"page": page + 1} if len(ids) > page * size else None,
+                  first=page == 1)
+
+
+def shown(ids: list[int]) -> list[Note]:
+    """These notes, loaded as pages show them."""
+    return list(db.session.scalars(select(Note).options(*SHOWN).where(Note.id.in_(ids))))
+
+

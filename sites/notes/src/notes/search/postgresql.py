@@ -1,0 +1,32 @@
+"""PostgreSQL: ``notes.search_vector``, a ``tsvector`` generated from ``search_text`` with the
+``simple`` configuration (the tokens are made in Python: no stemming, no stopwords), and a GIN
+index on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Executable, func, literal, literal_column, select
+
+from ..models import Note
+from .query import Query
+
+vector: ColumnElement[Any] = literal_column("notes.search_vector")
+
+
+def tsquery(query: Query) -> str:
+    return " & ".join(t.token + (":*" if t.prefix else "") for t in query.terms)
+
+
+class PostgreSQL:
+    def _query(self, query: Query) -> ColumnElement[object]:
+        return func.to_tsquery(literal_column("'simple'::regconfig"), literal(tsquery(query)))
+
+    def condition(self, query: Query) -> ColumnElement[bool]:
+        return vector.op("@@")(self._query(query))
+
+    def ranked(self, query: Query, where: ColumnElement[bool], limit: int
+               ) -> Executable:
+        q = self._query(query)
+        return (select(Note.id, func.ts_rank(vector, q), Note.published_at)
+                .where(vector.op("@@")(q), where).order_by(Note.id.desc()).limit(limit))
