@@ -137,22 +137,35 @@ def snapshot_database(engine: Engine, target: Path) -> str:
         if engine.dialect.name in ("postgresql", "mysql", "mariadb"):
             conn.execute(text("SET TRANSACTION READ ONLY"))
         source_meta = MetaData()
-        source_meta.reflect(conn)
+        source_meta.reflect(conn, only=lambda name, _: not derived(name))
         copies = MetaData()
         for table in source_meta.sorted_tables:
             Table(table.name, copies, *(Column(c.name, _portable(c.type),
                                                primary_key=c.primary_key)
-                                        for c in table.columns))
+                                        for c in _copied(table)))
         copies.create_all(out)
         with out.begin() as dest:
             for table in source_meta.sorted_tables:
-                rows = conn.execution_options(yield_per=BATCH).execute(select(table))
+                rows = conn.execution_options(yield_per=BATCH).execute(
+                    select(*_copied(table)))
                 for batch in rows.partitions():
                     dest.execute(copies.tables[table.name].insert(),
                                  [dict(r._mapping) for r in batch])
         conn.rollback()
     out.dispose()
     return engine.dialect.name
+
+
+def derived(name: str) -> bool:
+    """A table the database keeps from others (SQLite's full-text index and its shadow tables,
+    filled by triggers): never copied, never counted as data; rebuilt from the notes."""
+    return name.startswith("notes_fts")
+
+
+def _copied(table: Table) -> list[Column[Any]]:
+    """The columns a copy writes: not the ones the database computes (PostgreSQL's
+    ``search_vector``, generated from the text)."""
+    return [c for c in table.columns if c.computed is None]
 
 
 def _read_only(path: Path) -> str:
@@ -394,7 +407,8 @@ def restore(path: Path, force: bool = False) -> dict[str, Any]:
 
 def _in_use(data_dir: Path) -> str | None:
     """What is already there (None: empty)."""
-    names = set(inspect(db.engine).get_table_names()) - {"alembic_version"}
+    names = {n for n in inspect(db.engine).get_table_names()
+             if n != "alembic_version" and not derived(n)}
     with db.engine.connect() as conn:
         meta = MetaData()
         meta.reflect(conn, only=sorted(names))
@@ -410,6 +424,8 @@ def _in_use(data_dir: Path) -> str | None:
 def _drop_everything() -> None:
     db.session.remove()
     with db.engine.begin() as conn:
+        if db.engine.dialect.name == "sqlite":  # the virtual table takes its shadows along
+            conn.execute(text("DROP TABLE IF EXISTS notes_fts"))
         meta = MetaData()
         meta.reflect(conn)
         meta.drop_all(conn)
@@ -425,7 +441,8 @@ def _copy_rows(source_file: Path, engine: Engine) -> None:
             target_meta.reflect(conn)
             with source.connect() as src:
                 for table in target_meta.sorted_tables:
-                    if table.name == "alembic_version" or table.name not in source_meta.tables:
+                    if (table.name == "alembic_version" or derived(table.name)
+                            or table.name not in source_meta.tables):
                         continue
                     _copy_table(src, source_meta.tables[table.name], conn, table)
             if engine.dialect.name == "postgresql":
@@ -435,7 +452,8 @@ def _copy_rows(source_file: Path, engine: Engine) -> None:
 
 
 def _copy_table(src: Connection, source: Table, conn: Connection, target: Table) -> None:
-    columns = [c for c in source.columns if c.name in target.columns]
+    columns = [c for c in source.columns
+               if c.name in target.columns and target.columns[c.name].computed is None]
     rows = src.execution_options(yield_per=BATCH).execute(select(*columns))
     for batch in rows.partitions():
         conn.execute(target.insert(), [
