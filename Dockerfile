@@ -79,8 +79,10 @@ COPY --from=build /opt/flaskstack /opt/flaskstack
 COPY --from=build /opt/site /opt/site
 RUN mkdir -p /web/web_data /web/data && chown www-data:www-data /web/data
 # The port (85) and the site directory (the working directory) are the settings' defaults;
-# /opt/site/bin first: python, pip and flask are the site's.
+# /opt/site/bin first: python, pip and flask are the site's; a site named by FLASKSTACK_APP runs
+# with that venv (the notes site, the default, always runs in the kit's).
 ENV PATH=/opt/site/bin:/opt/flaskstack/bin:$PATH \
+    FLASKSTACK_VENV=/opt/site \
     PYTHONUNBUFFERED=1 \
     FLASKSTACK_RUN_DIR=/run/flaskstack \
     NOTES_DATA_DIR=/web/data
