@@ -8,6 +8,7 @@ end, volumes and network included, even when a test fails.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -151,7 +152,9 @@ def test_unpublished_or_deleted_is_never_served_again_by_the_proxy(project) -> N
             "csrf_token": csrf(web, f"{url}/notes/new")})
         assert made.ok
         path = made.url.removeprefix(url)
-        note_id = made.text.split('href="/notes/', 1)[1].split("/", 1)[0]
+        edit = re.search(r'href="/notes/(\d+)/edit"', made.text)
+        assert edit, made.text[:300]
+        note_id = edit.group(1)
         for _ in range(2):
             anonymous = requests.get(url + path, timeout=10)
         assert anonymous.headers["X-Cache-Status"] == "HIT"
