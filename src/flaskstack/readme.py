@@ -118,6 +118,9 @@ def exported_metrics() -> list[Metric]:
 EXAMPLE_SITE = "/srv/mysite"
 
 
+INSTALLED_KIT = "/opt/flaskstack/lib/python3.13/site-packages/flaskstack"
+
+
 def rendered_config() -> str:
     """nginx.conf and uwsgi.ini for a typical site, as ``flaskstack config`` prints them."""
     from . import plan, render
@@ -135,8 +138,12 @@ def rendered_config() -> str:
     env = {"FLASKSTACK_APP": "mysite:create_app()", "FLASKSTACK_APP_DIR": EXAMPLE_SITE,
            "FLASKSTACK_RUN_DIR": "/run/flaskstack", "FLASKSTACK_WORKERS": "2"}
     files = render.render(plan.make(settings.load(env=env), decl, facts))
-    return "\n\n".join(f"## `{name}`\n\n```{lang}\n{files[name].rstrip()}\n```"
-                       for name, lang in (("nginx.conf", "nginx"), ("uwsgi.ini", "ini")))
+    # the kit's own files (the app loader, the WebSocket hook) as the image installs them, not
+    # as this checkout has them: the page reads the same from any clone
+    kit = str(Path(__file__).resolve().parent)
+    return "\n\n".join(
+        f"## `{name}`\n\n```{lang}\n{files[name].rstrip().replace(kit, INSTALLED_KIT)}\n```"
+        for name, lang in (("nginx.conf", "nginx"), ("uwsgi.ini", "ini")))
 
 
 def kit_blocks() -> Blocks:
