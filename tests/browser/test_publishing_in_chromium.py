@@ -342,7 +342,9 @@ def test_5_discovery_and_nothing_from_outside(site: dict[str, Any], page: Any) -
     assert "<title>Ελληνικά ΝΈΑ</title>" in body and '<category term="travel"' in body
     assert "<name>Layla Ω</name>" in body and WRITER not in body
     assert "/sitemap.xml" in page.request.get(url + "/robots.txt").text()
-    assert "/n/hello-again</loc>" in page.request.get(url + "/sitemap.xml").text()
+    index = page.request.get(url + "/sitemap.xml").text()  # a sitemap index: follow its parts
+    parts = re.findall(r"<loc>([^<]+/sitemap-\d+\.xml)</loc>", index)
+    assert parts and any("/n/hello-again</loc>" in page.request.get(p).text() for p in parts)
     icon = page.locator("link[rel=icon]").get_attribute("href")
     assert re.fullmatch(r"/static/favicon\.svg\?v=[0-9a-f]{12}", icon)
     assert page.request.get(url + "/favicon.ico").status == 200
