@@ -1,14 +1,19 @@
-"""Issue 18 in Chromium, on the real `flaskstack serve` (Nginx, uWSGI, SQLite): two tabs on one
-note (the second gets a 409 with its text kept), the local draft offered back, and a save after
-the session ended (the text is back in the editor after signing in)."""
+"""Issue 18 in Chromium, on the real `flaskstack serve` (Nginx, uWSGI) with SQLite, MariaDB and
+PostgreSQL (`NOTES_TEST_DBS` chooses): two tabs on one note (the second gets a 409 with its text
+kept), the local draft offered back, and a save after the session ended (the text is back in
+the editor after signing in)."""
 
 # ruff: noqa: F811  (the page fixture is imported: pytest passes it by its name)
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests import servers
 
 from .notes_stack import serve_notes
 from .test_notes_in_chromium import ARTIFACTS, PASSWORD, page, wait_for_editor  # noqa: F401
@@ -17,9 +22,17 @@ pytestmark = pytest.mark.browser
 EDITOR = "Object.values(CKEDITOR.instances)[0]"
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[dict[str, Any]]:
-    with serve_notes("notes-writer-") as stack:
+DBS = [d for d in os.environ.get("NOTES_TEST_DBS", "sqlite,mariadb,postgresql").split(",") if d]
+
+
+@pytest.fixture(scope="module", params=DBS)
+def site(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    with contextlib.ExitStack() as running:
+        extra: dict[str, str] = {}
+        if request.param != "sqlite":
+            server = running.enter_context(getattr(servers, request.param)())
+            extra["NOTES_DATABASE_URL"] = servers.create_database(server, "notes_browser")
+        stack = running.enter_context(serve_notes("notes-writer-", env=lambda port: extra))
         stack.create_user("writer@example.com", PASSWORD, "--name", "Writer")
         yield {"url": stack.url}
 
