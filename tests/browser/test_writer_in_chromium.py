@@ -34,7 +34,7 @@ def site(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
             extra["NOTES_DATABASE_URL"] = servers.create_database(server, "notes_browser")
         stack = running.enter_context(serve_notes("notes-writer-", env=lambda port: extra))
         stack.create_user("writer@example.com", PASSWORD, "--name", "Writer")
-        yield {"url": stack.url}
+        yield {"url": stack.url, "db": request.param}
 
 
 def sign_in(page: Any, url: str) -> None:
@@ -156,3 +156,25 @@ def test_a_save_after_the_session_ended_comes_back_after_signing_in(site: dict[s
     page.click("form.editor button[type=submit]")
     page.wait_for_url("**/n/**")
     assert "An hour of careful writing." in page.locator("div.body").inner_text()
+
+
+def test_an_open_editor_keeps_its_session_alive_while_the_writer_types(site: dict[str, Any],
+                                                                       page: Any) -> None:
+    """With a 6 s idle timeout, a writer typing for 12 s without saving still saves: the
+    editor's pings kept the session alive (without them the save would meet the sign-in)."""
+    if site["db"] != "sqlite":
+        pytest.skip("the session lives in files, not in the database: SQLite's run says it")
+    with serve_notes("notes-alive-", env=lambda port: {"NOTES_SESSION_IDLE": "6"}) as stack:
+        stack.create_user("writer@example.com", PASSWORD, "--name", "Writer")
+        url = stack.url
+        sign_in(page, url)
+        nid = new_note(page, url, "Kept alive", "<p>Start.</p>")
+        page.goto(f"{url}/notes/{nid}/edit")
+        wait_for_editor(page)
+        for second in range(12):  # active, with no other request than the editor's own
+            type_into_editor(page, f"Word {second}.")
+            page.wait_for_timeout(1000)
+        page.click("form.editor button[type=submit]")
+        page.wait_for_url("**/n/**")
+        assert "Word 11." in page.locator("div.body").inner_text()
+        assert page.problems == []
