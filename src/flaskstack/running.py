@@ -92,5 +92,5 @@ def settings_of(run: RunDir, flags: Mapping[str, Any]) -> Settings:
     sources = recorded.get("sources", {})
     for name in settings.sources:
         if name not in given:
-            settings.sources[name] = f"running stack: {sources.get(name, 'default')}"
+            settings.sources[name] = sources.get(name, "default")  # as it was at the start
     return settings

@@ -4,6 +4,7 @@ stack, and the checks made as the workers' account before anything starts."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,7 +144,7 @@ def test_commands_use_the_running_stacks_settings(site: Path, tmp_path: Path) ->
         assert config.returncode == 0, config.stderr
         out = config.stdout
         assert f"# running stack: pid {serve.pid}" in out
-        assert "mysite:application" in out and "running stack: flag --app" in out
+        assert re.search(r"^app\s+mysite:application\s+\(flag --app\)", out, re.M)
         assert f"{port}" in out
         assert "# prestart: echo prestart-ran (from " in out
         assert f"# writable: {data} (from " in out
