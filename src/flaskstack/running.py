@@ -80,17 +80,20 @@ def find(settings: Settings, anywhere: bool = False) -> RunDir | None:
     return found[0] if found else None
 
 
-def settings_of(run: RunDir, flags: Mapping[str, Any]) -> Settings:
-    """The running stack's settings, with this command's own ``flags`` on top."""
+def settings_of(run: RunDir, flags: Mapping[str, Any],
+                env: Mapping[str, str] | None = None) -> Settings:
+    """The running stack's settings, with this command's own environment (``FLASKSTACK_*``
+    variables, e.g. ``podman exec -e``) and ``flags`` on top, in that order."""
+    env = os.environ if env is None else env
     recorded = read_state(run)
     texts = recorded.get("settings")
     if not isinstance(texts, dict):
         raise SettingError(f"{run.state}: not a flaskstack state file (restart the stack)")
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
-    merged = {k: v for k, v in texts.items() if k in BY_NAME} | given
-    settings = load(env={}, flags=merged)
+    kept = {k: v for k, v in texts.items() if k in BY_NAME and BY_NAME[k].env not in env}
+    settings = load(env=env, flags=kept | given)
     sources = recorded.get("sources", {})
-    for name in settings.sources:
+    for name in kept:
         if name not in given:
             settings.sources[name] = sources.get(name, "default")  # as it was at the start
     return settings

@@ -221,3 +221,32 @@ def test_a_uwsgi_built_for_another_python_is_refused(tmp_path: Path) -> None:
     foreign.chmod(0o755)
     with pytest.raises(SettingError, match=f"built for Python {other}.*install-uwsgi.sh"):
         preflight.check_uwsgi_python(str(foreign))
+
+
+def test_a_commands_environment_and_flags_go_on_top_of_the_running_stacks_settings(
+        tmp_path: Path) -> None:
+    """Recorded at the start < this command's FLASKSTACK_* variables < its flags: e.g.
+    `podman exec -e FLASKSTACK_APP=notes:create_app() … flaskstack exec -- flask --app notes`."""
+    from flaskstack.plan import Probe
+    from flaskstack.rundir import write_state
+
+    started = load(env={"FLASKSTACK_WORKERS": "4"},
+                   flags={"app": "mysite:app", "app_dir": "/srv/mysite", "port": "8085"})
+    run = RunDir(tmp_path / "run")
+    lock = take(run)
+    try:
+        plan = type("P", (), {"settings": started, "probe": Probe("http", "127.0.0.1", 8085, "/"),
+                              "site": type("S", (), {"path": None})(), "prestart": (),
+                              "writable": ()})()
+        write_state(run, running.state(plan))  # type: ignore[arg-type]
+        now = running.settings_of(run, {}, env={})
+        assert (now.app, now.workers, now.port) == ("mysite:app", 4, 8085)
+        assert now.sources["workers"] == "env FLASKSTACK_WORKERS"
+        assert now.sources["app"] == "flag --app"
+        mine = running.settings_of(run, {"port": "9000"},
+                                   env={"FLASKSTACK_APP": "notes:create_app()"})
+        assert (mine.app, mine.port, mine.workers) == ("notes:create_app()", 9000, 4)
+        assert mine.sources["app"] == "env FLASKSTACK_APP"
+        assert mine.sources["port"] == "flag --port"
+    finally:
+        os.close(lock)
