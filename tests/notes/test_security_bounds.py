@@ -195,18 +195,23 @@ def test_the_sanitiser_is_linear_once_bounded() -> None:
 # --- 5. search cost per query -----------------------------------------------------------------
 
 def test_a_query_is_bounded_in_words_and_word_length(site: Site, author: Any) -> None:
-    from notes.search_limits import WORD_MAX, WORDS_MAX, query_words
+    """Every way in parses the query once (notes.search.query), bounded in characters, words
+    and index terms; the index answers it (no scan of the notes' text)."""
+    from notes.search.query import QUERY_MAX, TERMS_MAX, WORDS_MAX, parse
 
-    assert query_words("a" * 199 + "b") == ["a" * WORD_MAX]  # the finding's query
-    words = query_words("a" * 40 + " " + " ".join(f"w{n}" for n in range(20)))
-    assert len(words) == WORDS_MAX and all(len(w) <= WORD_MAX for w in words)
-    assert len(query_words("x " * 300)) == 1
+    assert len(parse("a" * 199 + "b").terms) == 1  # the finding's query: one term
+    assert len(parse("a" * 1000).text) == QUERY_MAX
+    many = parse(" ".join(f"w{n}x" for n in range(40)))
+    assert len(many.words) == WORDS_MAX and len(many.terms) <= TERMS_MAX
+    assert len(parse("x " * 300).terms) == 1
     _, auth = author
     assert post_note(site, auth, title="Donaudampfschifffahrtsgesellschaftskapitän",
                      published=True).status_code == 201
-    r = requests.get(f"{site.url}/", params={"q": "donaudampfschifffahrtsgesellschaftskap"
-                                                  "itänswitwe"}, timeout=30)
-    assert r.status_code == 200 and "Donaudampfschifffahrts" in r.text  # by its beginning
+    for query in ("donaudampfschifffahrtsgesellschaftskapitän", "donaudampf"):  # by its start
+        r = requests.get(f"{site.url}/", params={"q": query}, timeout=30)
+        assert r.status_code == 200 and "/n/donaudampfschifffahrts" in r.text, query
+    r = requests.get(f"{site.url}/", params={"q": "a" * 199 + "b"}, timeout=30)
+    assert r.status_code == 200
 
 
 # --- 8. control characters, and a feed no stored text can break -------------------------------
