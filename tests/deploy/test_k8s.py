@@ -230,8 +230,8 @@ OVERLAY = """\
 resources: [{base}]
 images:
   - name: nginx_flask_server
-    newName: localhost/flaskstack
-    newTag: test
+    newName: {name}
+    newTag: '{tag}'
 {services}"""
 
 
@@ -354,8 +354,9 @@ def test_kube_play_serves_the_notes_site_through_the_proxy(
     services = "".join(f"  - {{name: {name}, newName: {image.rpartition(':')[0]}, "
                        f"newTag: '{image.rpartition(':')[2]}'}}\n"
                        for name, image in service_images.items())
+    name, _, tag = built_image.rpartition(":")
     (overlay / "kustomization.yaml").write_text(OVERLAY.format(
-        base=os.path.relpath(BASE, overlay), services=services))
+        base=os.path.relpath(BASE, overlay), name=name, tag=tag, services=services))
     docs = render(overlay)  # the base with kustomize's image override, nothing else
     images = {c["image"] for d in docs if "template" in d.get("spec", {})
               for c in pod_spec(d)["containers"]}

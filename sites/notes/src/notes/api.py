@@ -9,7 +9,7 @@ from typing import Any
 import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
-from apiflask.validators import Length, Range
+from apiflask.validators import Length, Range, Regexp
 from flask import request, url_for
 from sqlalchemy import ColumnElement, and_, select
 
@@ -80,15 +80,27 @@ def _tags_field(**kwargs: Any) -> List[str]:
                 metadata={"description": "Tag names (stored in lower case)."}, **kwargs)
 
 
+# a title keeps at least one character that is neither a space nor one the site removes
+# (notes.text: control characters, non-characters): written for JSON Schema (ECMA) and Python
+VISIBLE = (r"^[\s\S]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+           r"\u205f\u3000\ufdd0-\ufdef\ufffe\uffff]")
+
+
+def _title(**kwargs: Any) -> String:
+    return String(validate=[Length(1, TITLE_MAX),
+                            Regexp(VISIBLE, error="The title has no visible character.")],
+                  **kwargs)
+
+
 class NoteIn(Schema):
-    title = String(required=True, validate=Length(1, TITLE_MAX))
+    title = _title(required=True)
     body = String(load_default="", validate=Length(0, BODY_MAX))
     published = Boolean(load_default=False)
     tags = _tags_field(load_default=[])
 
 
 class NotePatch(Schema):
-    title = String(validate=Length(1, TITLE_MAX))
+    title = _title()
     body = String(validate=Length(0, BODY_MAX))
     published = Boolean()
     tags = _tags_field()
@@ -173,7 +185,7 @@ class ListQuery(Schema):
                                 "Without `q`, following `next` is cheaper at any depth."})
     after = Integer(validate=Range(0, 2_147_483_647),
                     metadata={"description": "Notes with a larger id than this (the next "
-                              "page: see `next`). Not with `q`."})
+                              "page: see `next`); ignored with `q`, whose pages go by `page`."})
     per_page = Integer(load_default=20, validate=Range(1, 100))
     author = Integer(validate=Range(1, 2_147_483_647),
                      metadata={"description": "Only this author's notes (author_id)."})
@@ -223,9 +235,7 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         found = db.session.scalar(select(Tag.id).where(Tag.name == query["tag"].strip().lower()))
         where.append(Note.id.in_(select(note_tags.c.note_id).where(note_tags.c.tag_id == found)))
     args = {k: v for k, v in query.items() if k not in ("page", "after")}
-    if query.get("q"):
-        if "after" in query:
-            abort(400, "`after` pages a list without `q`: use `page`.")
+    if query.get("q"):  # ranked, not in id order: `after` means nothing here (ignored)
         ids = search.ranked(query["q"], and_(*where))
         start = (query["page"] - 1) * size
         if start and start >= len(ids):
@@ -248,7 +258,8 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         more = len(items) > size
         items = items[:size]
         following = {**args, "after": items[-1].id} if items else {}
-    return {"items": [out(n) for n in items], "page": None if "after" in query else query["page"],
+    paged_by_id = "after" in query and not query.get("q")
+    return {"items": [out(n) for n in items], "page": None if paged_by_id else query["page"],
             "per_page": size, "next": url_for("api.list_notes", **following) if more else None}
 
 
