@@ -26,7 +26,6 @@ from pathlib import Path
 import requests
 
 from bench.run import (
-    APPS,
     BIN,
     Running,
     Stack,
@@ -34,6 +33,7 @@ from bench.run import (
     machine,
     original,
     positive,
+    prepare,
     pss_mb,
     serve,
     tree,
@@ -101,13 +101,7 @@ def main() -> None:
     where: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="flaskstack-memory-") as name:
         tmp = Path(name)
-        tmp.chmod(0o755)
-        site = tmp / "site"
-        shutil.copytree(APPS, site)
-        for path in [site, *site.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        data = tmp / "data"
-        notes_env = {"NOTES_DATA_DIR": str(data), "NOTES_SECRET_KEY": "bench-" + "x" * 32}
+        site, data, notes_env = prepare(tmp)
         port = free_port()  # the kit with its defaults: no --workers or --nginx-workers
         hello = Stack("hello", [str(BIN / "flaskstack"), "serve", "--run-dir",
                                 str(tmp / "run-hello"), "--host", "127.0.0.1", "--port",

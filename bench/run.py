@@ -377,16 +377,22 @@ class Report:
 BROWSER = {"Accept-Encoding": "gzip, deflate, br"}  # what browsers send
 
 
+def prepare(tmp: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The bench apps copied into ``tmp/site`` where the workers' account (www-data when root)
+    reads them; the notes site's data folder and environment."""
+    tmp.chmod(0o755)
+    site = tmp / "site"
+    shutil.copytree(APPS, site)
+    for path in [site, *site.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    data = tmp / "data"
+    return site, data, {"NOTES_DATA_DIR": str(data), "NOTES_SECRET_KEY": "bench-" + "x" * 32}
+
+
 def run(duration: int, rounds: int, burst_seconds: int) -> Report:
     with tempfile.TemporaryDirectory(prefix="flaskstack-bench-") as name:
         tmp = Path(name)
-        tmp.chmod(0o755)
-        site = tmp / "site"
-        shutil.copytree(APPS, site)
-        for path in [site, *site.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        data = tmp / "data"
-        notes_env = {"NOTES_DATA_DIR": str(data), "NOTES_SECRET_KEY": "bench-" + "x" * 32}
+        site, _, notes_env = prepare(tmp)
         stacks = {
             "hello": serve("hello", tmp, "--app", "hello:app", "--app-dir", str(site)),
             "notes": serve("notes", tmp, "--app-dir", str(tmp), env=notes_env),
