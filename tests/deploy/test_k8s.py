@@ -169,7 +169,8 @@ def test_topology_app_behind_a_headless_service_proxy_on_8080(docs: list[Doc]) -
     claim = find(docs, "PersistentVolumeClaim", "notes-uploads")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     job = pod_spec(find(docs, "Job", "notes-migrate"))["containers"][0]
-    assert job["command"] == ["flask", "--app", "notes", "db", "upgrade"]
+    # notes in the kit's venv (the image's PATH starts with the site's own)
+    assert job["command"] == ["/opt/flaskstack/bin/flask", "--app", "notes", "db", "upgrade"]
     # a nightly backup into a volume of its own, the uploads read-only
     cron = find(docs, "CronJob", "notes-backup")
     backup = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
