@@ -26,13 +26,14 @@ from flask import (
     request,
     send_from_directory,
     session,
-    stream_template,
+    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
+from markupsafe import escape
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import lazyload
 from wtforms import BooleanField, HiddenField, StringField, TextAreaField, ValidationError
@@ -195,6 +196,8 @@ def feed() -> ResponseReturnValue:
 # one request for a part stays small, and the index lists ranges up to the highest id.
 SITEMAP_PART = 10_000
 SITEMAP_BATCH = 1000
+SITEMAP_HEAD = ('<?xml version="1.0" encoding="utf-8"?>\n'
+                '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n')
 
 
 @bp.route("/sitemap.xml")
@@ -214,20 +217,26 @@ def sitemap_part(part: int) -> ResponseReturnValue:
         abort(404)
 
     # a note's address built once, its slug put in for each (url_for per note was most of
-    # the cost of a part)
-    before, _, after = absolute("views.note", slug="0").rpartition("0")
+    # the cost of a part); each batch of rows written as one chunk (a chunk per address was
+    # a write per address through uWSGI)
+    before, _, after = str(escape(absolute("views.note", slug="0"))).rpartition("0")
 
-    def rows() -> Iterator[tuple[str, datetime]]:
+    def chunks() -> Iterator[str]:
+        yield SITEMAP_HEAD
+        if not part:
+            yield f"  <url><loc>{escape(absolute('views.index'))}</loc></url>\n"
         high = low + SITEMAP_PART
         for start in range(low, high, SITEMAP_BATCH) if part else ():
-            for slug, updated in db.session.execute(
+            yield "".join(
+                f"  <url><loc>{before}{quote(slug)}{after}</loc>"
+                f"<lastmod>{isotime(updated)}</lastmod></url>\n"
+                for slug, updated in db.session.execute(
                     select(Note.slug, Note.updated_at).where(
                         Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high), public())
-                    .order_by(Note.id)):
-                yield f"{before}{quote(slug)}{after}", updated
+                    .order_by(Note.id)))
+        yield "</urlset>\n"
 
-    chunks = stream_template("sitemap.xml", rows=rows(), home=part == 0)
-    return current_app.response_class(chunks, mimetype="application/xml")
+    return current_app.response_class(stream_with_context(chunks()), mimetype="application/xml")
 
 
 @bp.route("/robots.txt")
