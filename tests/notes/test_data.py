@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -21,18 +21,8 @@ from notes.extensions import db
 from notes.models import Note
 from tests.web import PNG
 
-from .conftest import PASSWORD, csrf, make_app
+from .conftest import PASSWORD, csrf, import_sheet, make_app, xlsx
 from .test_site import write
-
-
-def xlsx(rows: list[list[object]]) -> bytes:
-    book = Workbook()
-    sheet = book.active
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 def test_export_then_import_round_trip(app, client, user, admin, login) -> None:
@@ -62,21 +52,17 @@ def test_export_then_import_round_trip(app, client, user, admin, login) -> None:
 
 def test_one_bad_row_writes_nothing_and_is_reported(app, client, user, admin, login) -> None:
     login(client, admin[0].email)
-    data = xlsx([["title", "author", "body", "published"],
-                 ["Good 1", user[0].email, "<p>a</p>", "yes"],
-                 ["", user[0].email, "<p>b</p>", "no"],
-                 ["Good 2", "nobody@example.com", "<p>c</p>", "maybe"]])
-    r = client.post("/admin/excel/import", data={"csrf_token": csrf(client, "/admin/excel/"),
-                    "file": (io.BytesIO(data), "bad.xlsx")}, content_type="multipart/form-data")
+    r = import_sheet(client, [["title", "author", "body", "published"],
+                              ["Good 1", user[0].email, "<p>a</p>", "yes"],
+                              ["", user[0].email, "<p>b</p>", "no"],
+                              ["Good 2", "nobody@example.com", "<p>c</p>", "maybe"]], "bad.xlsx")
     assert r.status_code == 422
     page = r.get_data(as_text=True)
     assert "row 3, column title: empty" in page
     assert "row 4, column author" in page and "row 4, column published" in page
     with app.app_context():
         assert db.session.query(Note).count() == 0
-    junk = client.post("/admin/excel/import", data={"csrf_token": csrf(client, "/admin/excel/"),
-                       "file": (io.BytesIO(b"not a zip"), "x.xlsx")},
-                       content_type="multipart/form-data")
+    junk = import_sheet(client, b"not a zip", "x.xlsx")
     assert junk.status_code == 422 and "not a readable .xlsx file" in junk.get_data(as_text=True)
 
 

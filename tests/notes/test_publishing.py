@@ -21,8 +21,8 @@ from notes.search import highlight
 from notes.search.tokens import index_text
 from notes.services import CONTENT, clean_html, editor_config
 
-from .conftest import PASSWORD, csrf, make_app
-from .test_data import flask_cli, xlsx
+from .conftest import PASSWORD, csrf, make_app, xlsx
+from .test_data import flask_cli
 from .test_site import write
 
 ATOM = "{http://www.w3.org/2005/Atom}"
