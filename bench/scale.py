@@ -50,7 +50,7 @@ def vocabulary(rng: random.Random) -> list[str]:
 @contextlib.contextmanager
 def database(kind: str, folder: Path) -> Iterator[str]:
     if kind == "sqlite":  # in the data folder, which the kit gives to the workers' account
-        (folder / "data").mkdir()
+        (folder / "data").mkdir(exist_ok=True)
         yield f"sqlite:///{folder / 'data' / 'notes.db'}"
         return
     from tests import servers
@@ -84,6 +84,10 @@ def fill(n: int, seed: int = 19) -> dict[str, str]:
     tokens = {w: spell(w) for w in vocab}
     weights = [1 / (rank + 1) for rank in range(VOCABULARY)]
     cumulative = list(__import__("itertools").accumulate(weights))
+    searched = {"rare": vocab[int(VOCABULARY * 0.9)], "common": vocab[0], "second": vocab[3],
+                "none": "zzzzqqq"}
+    if not n:
+        return searched
     db.session.execute(insert(User), [
         {"email": f"author{i}@example.com", "display_name": f"Author {i}", "password_hash": "x",
          "is_admin": False, "active": True, "created_at": datetime.now(UTC),
@@ -114,8 +118,7 @@ def fill(n: int, seed: int = 19) -> dict[str, str]:
         db.session.execute(insert(Note), notes)
         db.session.execute(insert(note_tags), links)
         db.session.commit()
-    return {"rare": vocab[int(VOCABULARY * 0.9)], "common": vocab[0], "second": vocab[3],
-            "none": "zzzzqqq"}
+    return searched
 
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
@@ -208,21 +211,30 @@ def served(url: str, tmp: str) -> Iterator[Callable[[str], tuple[int, float]]]:
         stack.stop()
 
 
-def measure(kind: str, n: int, rounds: int, via: str = "serve", export: bool = False
-            ) -> tuple[dict[str, float], float]:
+def measure(kind: str, n: int, rounds: int, via: str = "serve", export: bool = False,
+            keep: Path | None = None) -> tuple[dict[str, float], float]:
     from flask_migrate import upgrade
 
     from notes import create_app
     from notes.extensions import db
 
-    with tempfile.TemporaryDirectory() as tmp, database(kind, Path(tmp)) as url:
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        else:  # SQLite only: a database of n notes kept between runs (filled once)
+            tmp = str(keep / str(n))
+            os.makedirs(tmp, exist_ok=True)
+        url = stack.enter_context(database(kind, Path(tmp)))
         os.chmod(tmp, 0o755)  # the workers' account reaches the site's folder
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "NOTES_DATA_DIR": f"{tmp}/data",
                           "SECRET_KEY": "bench", "NOTES_CACHE_SECONDS": 0})
         with app.app_context():
             upgrade()
             started = time.perf_counter()
-            words = fill(n)
+            if keep is not None and db.session.scalar(db.text("SELECT max(id) FROM notes")):
+                words = fill(0)  # (the words only: the notes are there)
+            else:
+                words = fill(n)
             filled = time.perf_counter() - started
             if kind == "postgresql":  # what autovacuum does soon after a bulk load (the
                 # visibility map lets index-only scans skip the table)
@@ -265,14 +277,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--via", choices=("serve", "app"), default="serve",
                         help="Ask flaskstack serve over HTTP (default) or the app in-process.")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="SQLite: keep each size's database in DIR/N and reuse it.")
     parser.add_argument("--export", action="store_true",
                         help="Also export all notes of the largest size to Excel (peak RSS).")
     args = parser.parse_args()
+    if args.keep and args.db != "sqlite":
+        parser.error("--keep is for SQLite only")
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, dict[str, float]] = {}
     for n in sizes:
         results[n], filled = measure(args.db, n, args.rounds, args.via,
-                                      args.export and n == sizes[-1])
+                                      args.export and n == sizes[-1], args.keep)
         print(f"# {args.db}: {n:,} notes written in {filled:.1f} s", flush=True)
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{platform.processor() or platform.machine()}, database {args.db}, "
