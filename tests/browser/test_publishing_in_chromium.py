@@ -185,7 +185,7 @@ def test_3_the_editor_publishes_what_it_offers(site: dict[str, Any], page: Any) 
     assert not page.evaluate(f"{ed}.filter.check('span{{position}}', true, true)")
     assert not page.evaluate(f"{ed}.filter.check('div', true, true)")
     assert page.locator(".cke_combo__styles").count() == 1  # Marker is in the Styles menu
-    assert "up to 5 MB" in page.locator("#upload-limit").inner_text()
+    assert "up to 9.5 MB" in page.locator("#upload-limit").inner_text()
 
     # the image dialog asks for alt text before it closes
     dialogs: list[str] = []
@@ -220,8 +220,8 @@ def test_3_the_editor_publishes_what_it_offers(site: dict[str, Any], page: Any) 
         loader.upload(ed.config.uploadUrl);
         return loader.status + ': ' + loader.message + ' | ' + ed.lang.filetools.httpError413;
     }}""")
-    assert result.startswith("error: This image is too large: images can be at most 5 MB")
-    assert result.endswith("at most 5 MB. Make it smaller (or save it as JPEG) and insert it "
+    assert result.startswith("error: This image is too large: images can be at most 9.5 MB")
+    assert result.endswith("at most 9.5 MB. Make it smaller (or save it as JPEG) and insert it "
                            "again.")
     page.fill("input[name=title]", "Toolbar note")
     page.check("input[name=published]")
