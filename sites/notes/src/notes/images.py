@@ -444,7 +444,7 @@ def _fit_one(attributes: dict[str, str]) -> dict[str, str]:
     attributes.pop("sizes", None)
     upload = _upload(attributes.get("src", ""))
     if upload is None:
-        return attributes
+        return _ordered(attributes)
     src, name, (width, height), copies = upload
     shown = min(int(attributes.get("width", width)), width) if width else 0
     if shown:
@@ -455,7 +455,14 @@ def _fit_one(attributes: dict[str, str]) -> dict[str, str]:
         attributes["srcset"] = ", ".join(
             [f"{base}-{w}w.{ext} {w}w" for w in copies] + [f"{src} {width}w"])
         attributes["sizes"] = f"(max-width: {shown}px) 100vw, {shown}px"
-    return attributes
+    return _ordered(attributes)
+
+
+def _ordered(attributes: dict[str, str]) -> dict[str, str]:
+    """One order, whatever the input's: a body saved again is the same text."""
+    first = ("src", "alt", "width", "height")
+    return {**{n: attributes[n] for n in first if n in attributes},
+            **{n: v for n, v in attributes.items() if n not in first}}
 
 
 def _upload(src: str) -> tuple[str, str, tuple[int, int], list[int]] | None:
