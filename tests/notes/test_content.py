@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import delete
 
+from notes import images
 from notes.extensions import db
-from notes.models import Note
+from notes.models import Note, NoteRevision
 from notes.services import clean_html
 from notes.text import Unfit
 
@@ -125,6 +127,18 @@ def test_images_keep_their_ratio_with_their_smaller_copies(app, client, user, lo
             '<img src="https://example.org/a.png" alt="x" width="300" height="200">')
         assert clean_html('<img src="/media/missing0001.png" alt="x" style="width:50%">') == (
             '<img src="/media/missing0001.png" alt="x" style="width:50%">')
+    # the note purged (no revision left showing it): the image goes, its copies with it
+    folder = Path(app.config["NOTES_DATA_DIR"]) / "uploads"
+    name = url.rsplit("/", 1)[1]
+    assert len(list(folder.glob(name.split(".")[0] + "*"))) == 3
+    with app.app_context():
+        note = db.session.query(Note).one()
+        images.forget_later([note.body])
+        db.session.execute(delete(NoteRevision))
+        db.session.delete(note)
+        db.session.commit()
+        assert images.delete_unreferenced() == 3  # (the copies are named in srcset)
+    assert list(folder.glob(name.split(".")[0] + "*")) == []
 
 
 def test_alt_text_is_required_on_every_write_path(app, client, user, admin, login) -> None:

@@ -22,8 +22,8 @@
   var maxImage = parseInt(meta("max-image") || "0", 10);
   var stylesheet = function () {
     var link = document.querySelector('link[rel=stylesheet][href*="style.css"]');
-    var own = document.querySelector('script[src*="editor.js"]');  // (the admin's pages)
-    return link ? link.href : own ? own.src.replace(/editor\.js(\?.*)?$/, "style.css") : "";
+    var own = document.querySelector('script[src*="/editor.js"]');  // (the admin's pages)
+    return link ? link.href : own ? own.src.replace(/\/editor\.js(\?.*)?$/, "/style.css") : "";
   };
   var megabytes = function (size) { return (size / 1024 / 1024).toPrecision(3).replace(/\.?0+$/, "") + " MB"; };
   var tooLarge = "This image is too large: images can be at most " + megabytes(maxImage) +
