@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 from flask import Flask, Response, g, jsonify, make_response, render_template, request, session
@@ -58,8 +59,9 @@ def signed_in() -> bool:
     try:
         if not getattr(g, "database_down", False):
             return bool(current_user.is_authenticated)
-    except SQLAlchemyError:
-        db.session.rollback()
+    except Exception:  # an error page renders whatever failed: the session says the rest
+        with contextlib.suppress(Exception):
+            db.session.rollback()
     try:
         return bool(session.get("_user_id"))
     except Exception:  # the session store is down too: nothing is known
