@@ -9,35 +9,18 @@ served resized; error pages know who is signed in."""
 # ruff: noqa: F811  (the page fixture is imported: pytest passes it by its name)
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests import servers
-
-from .notes_stack import serve_notes
-from .test_notes_in_chromium import ARTIFACTS, PASSWORD, page, wait_for_editor  # noqa: F401
+from .test_notes_in_chromium import ARTIFACTS, page, wait_for_editor  # noqa: F401
+from .test_writer_in_chromium import sign_in as writer_signs_in
+from .test_writer_in_chromium import site  # noqa: F401  (the stack, on each database)
 
 pytestmark = pytest.mark.browser
-DBS = [d for d in os.environ.get("NOTES_TEST_DBS", "sqlite,mariadb,postgresql").split(",") if d]
 SCREENS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 WORDS = "service nginx configuration"
-
-
-@pytest.fixture(scope="module", params=DBS)
-def site(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    with contextlib.ExitStack() as running:
-        extra: dict[str, str] = {}
-        if request.param != "sqlite":
-            server = running.enter_context(getattr(servers, request.param)())
-            extra["NOTES_DATABASE_URL"] = servers.create_database(server, "notes_content")
-        stack = running.enter_context(serve_notes("notes-content-", env=lambda port: extra))
-        stack.create_user("writer@example.com", PASSWORD, "--name", "Writer")
-        yield {"url": stack.url, "db": request.param}
 
 
 def picture(size: tuple[int, int], fmt: str = "PNG", noise: bool = False, **options: Any
@@ -54,11 +37,8 @@ def picture(size: tuple[int, int], fmt: str = "PNG", noise: bool = False, **opti
 
 
 def sign_in(page: Any, url: str) -> str:
-    page.goto(url + "/login")
-    page.fill("input[name=email]", "writer@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(url + "/")
+    """Signed in as the writer; the CSRF token."""
+    writer_signs_in(page, url)
     page.goto(url + "/notes/new")
     return str(page.locator("meta[name=csrf-token]").get_attribute("content"))
 
