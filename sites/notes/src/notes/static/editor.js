@@ -29,6 +29,7 @@
   var tooLarge = "This image is too large: images can be at most " + megabytes(maxImage) +
       ". Make it smaller (or save it as JPEG) and insert it again.";
   var askAlt = "Describe this image for people who cannot see it (alt text):";
+  var askAgain = "A note is saved only with every image described. " + askAlt;
 
   var config = {
     customConfig: "",  // everything is set here: no config.js to fetch
@@ -88,7 +89,9 @@
       widget.notesAlt = true;
       widget.onUploaded = function (upload) {
         uploaded.call(this, upload);
+        // asked again once if left blank (a note with an undescribed image is not saved)
         var alt = window.prompt(askAlt, "");
+        if (alt !== null && !alt.trim()) { alt = window.prompt(askAgain, ""); }
         editor.editable().find("img").toArray().forEach(function (img) {
           var src = img.data("cke-saved-src") || img.getAttribute("src");
           if (src === upload.url && !img.getAttribute("alt")) { img.setAttribute("alt", alt || ""); }
