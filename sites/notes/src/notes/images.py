@@ -360,7 +360,9 @@ uploads_cli = AppGroup("uploads", help="Manage uploaded images.")
 
 @uploads_cli.command("reencode")
 def reencode_command() -> None:
-    """Write every stored upload anew, as new uploads are (for files stored before that).
+    """Write every stored upload anew, as new uploads are (for files stored before that): no
+    longer than NOTES_IMAGE_SIDE, with its smaller copies (which notes list in srcset once
+    saved again).
 
     A file that is not a readable image is moved to DATA_DIR/uploads-refused, where it is no
     longer served. Names stay the same, so notes keep showing their images.
@@ -368,20 +370,29 @@ def reencode_command() -> None:
     data = Path(current_app.config["NOTES_DATA_DIR"])
     refused = data / "uploads-refused"
     counts = {"rewritten": 0, "refused": 0}
-    for path in sorted((data / "uploads").iterdir()):
+    paths = sorted((data / "uploads").iterdir())
+    names = {path.name for path in paths}
+    for path in paths:
         if path.name.startswith(".") or not path.is_file():
             continue
+        copy = COPY_NAME.fullmatch(path.name)
+        if copy and f"{copy[1]}.{copy[3]}" in names:
+            continue  # a smaller copy: made again from its image
         try:
-            fresh = reencode(path.read_bytes(), current_app.config["NOTES_MAX_IMAGE_PIXELS"]).data
+            fresh = reencode(path.read_bytes(), current_app.config["NOTES_MAX_IMAGE_PIXELS"],
+                             current_app.config["NOTES_IMAGE_SIDE"])
         except Refused as e:
             refused.mkdir(exist_ok=True)
             path.replace(refused / path.name)
             click.echo(f"{path.name}: moved to {refused}: {e}", err=True)
             counts["refused"] += 1
             continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(fresh)
-        tmp.replace(path)
+        stem = path.name.rsplit(".", 1)[0]
+        for width, file in [*fresh.copies, (0, fresh.data)]:  # the image last, as at upload
+            target = path.with_name(f"{stem}-{width}w.{fresh.ext}") if width else path
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(file)
+            tmp.replace(target)
         counts["rewritten"] += 1
     click.echo(f"{counts['rewritten']} rewritten, {counts['refused']} refused")
 
