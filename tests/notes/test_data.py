@@ -288,6 +288,7 @@ def test_database_down_gives_a_signed_in_reader_503_too(db_url, tmp_path, postgr
             r = client.get(path)
             assert r.status_code == 503, (path, r.status_code)
             assert "cannot reach its database" in r.get_data(as_text=True)
+            assert "Signed in" in r.get_data(as_text=True)  # as the session says
     finally:
         postgresql_server.restart()
     assert client.get("/my").status_code == 200

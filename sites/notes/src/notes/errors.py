@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
-from flask import Flask, Response, g, jsonify, make_response, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request, session
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -51,12 +53,28 @@ def wants_json() -> bool:
     )
 
 
+def signed_in() -> bool:
+    """Whether the visitor is signed in, for an error page: as Flask-Login says, or with the
+    database down (or failing now), as the session says (it needs no database)."""
+    try:
+        if not getattr(g, "database_down", False):
+            return bool(current_user.is_authenticated)
+    except Exception:  # an error page renders whatever failed: the session says the rest
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+    try:
+        return bool(session.get("_user_id"))
+    except Exception:  # the session store is down too: nothing is known
+        return False
+
+
 def error_response(code: int, message: str | None = None) -> tuple[Response, int]:
     text = message or MESSAGES.get(code, "Something went wrong.")
     if wants_json():
         response = jsonify(status=code, message=text)
     else:
-        response = make_response(render_template("error.html", code=code, message=text))
+        response = make_response(render_template("error.html", code=code, message=text,
+                                                 signed_in=signed_in()))
     if not request.path.startswith("/api/"):
         # a page's URL answers JSON or HTML by Accept: caches keep the two apart
         response.vary.add("Accept")
@@ -82,6 +100,7 @@ def init_app(app: Flask) -> None:
         # the page cannot know who is signed in (that needs the database): it is made as for
         # an anonymous visitor, instead of loading the user again and failing with a 500
         g._login_user = login_manager.anonymous_user()
+        g.database_down = True
         return error_response(507 if disk_full(e) else 503)
 
     @app.teardown_appcontext

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import revisions, search
+from . import images, revisions, search
 from .extensions import db
 from .models import ApiToken, Note, OldSlug, Tag, User, fold, live, public, utcnow
 from .text import Unfit, check_markup, clean_text
@@ -54,6 +54,9 @@ CONTENT: dict[str, Allow] = {
     "td": Allow(attributes=("colspan", "rowspan")),
 }
 GLOBAL_ATTRIBUTES = ("lang", "dir")
+# read in a style (older notes, other editors) but stored as attributes (images.fit): the
+# editor is offered the attributes only, so it writes those
+AS_ATTRIBUTES = {"img": ("width", "height")}
 FORMAT_TAGS = ("p", "h1", "h2", "h3", "pre")  # the editor's Format menu
 STYLES = (  # the editor's Styles menu: each must be allowed by CONTENT
     {"name": "Marker", "element": "span", "attributes": {"class": "marker"}},
@@ -104,13 +107,14 @@ _cleaner = nh3.Cleaner(
 )
 
 
-def clean_html(html: str) -> str:
-    """Keep what :data:`CONTENT` declares; drop scripts, handlers, bad URLs and styles.
+def clean_html(html: str, alt_required: bool = True) -> str:
+    """Keep what :data:`CONTENT` declares; drop scripts, handlers, bad URLs and styles; size
+    images so they keep their ratio, with their smaller copies (:func:`notes.images.fit`).
 
     ``Unfit`` (one line) if the markup would cost the sanitiser more than linear work
     (:func:`~notes.text.check_markup`, before it runs), or if what it makes is longer than
-    :data:`CLEAN_MAX` or :data:`GROWTH` times the input. Control characters go first
-    (:func:`~notes.text.clean_text`).
+    :data:`CLEAN_MAX` or :data:`GROWTH` times the input, or (``alt_required``) if an image
+    has no description. Control characters go first (:func:`~notes.text.clean_text`).
     """
     html = clean_text(html, multiline=True)
     check_markup(html)
@@ -120,7 +124,21 @@ def clean_html(html: str) -> str:
     if len(cleaned) > GROWTH * len(html) + 1000:
         raise Unfit(f"the text grows more than {GROWTH}-fold once cleaned (bold or italic "
                     "left open, reopened in every paragraph?)")
-    return cleaned
+    if "<img" not in cleaned:
+        return cleaned
+    if alt_required:
+        check_alt(cleaned)
+    return images.fit(cleaned)
+
+
+def check_alt(html: str) -> None:
+    """``Unfit`` naming the first image of (sanitised) ``html`` that has no alt text."""
+    for image in images.images_in(html):
+        if not image.get("alt", "").strip():
+            src = image.get("src", "")
+            shown = src if len(src) <= 80 else src[:77] + "..."
+            raise Unfit(f"the image {shown!r} has no description (alt text): describe every "
+                        "image for people who cannot see it")
 
 
 def clean_title(title: str) -> str:
@@ -136,8 +154,9 @@ def editor_config() -> dict[str, Any]:
     rules = []
     for tag, rule in CONTENT.items():
         text = tag + "[" + ",".join((*rule.attributes, *GLOBAL_ATTRIBUTES)) + "]"
-        if rule.styles:
-            text += "{" + ",".join(rule.styles) + "}"
+        styles = [name for name in rule.styles if name not in AS_ATTRIBUTES.get(tag, ())]
+        if styles:
+            text += "{" + ",".join(styles) + "}"
         if rule.classes:
             text += "(" + ",".join(rule.classes) + ")"
         rules.append(text)
@@ -389,8 +408,8 @@ def update_note(
         retitle(note, title)
     if tags is not None:
         set_tags(note, tags)
-    if body is not None:
-        note.body = clean_html(body)
+    if body is not None:  # (a restored version is taken as it was, described or not)
+        note.body = clean_html(body, alt_required=via != "restore")
     if published is not None and published != note.published:
         note.published = published
         note.published_at = utcnow() if published else None

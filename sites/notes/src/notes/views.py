@@ -482,8 +482,8 @@ def _upload_error(message: str, status: int = 400) -> ResponseReturnValue:
 @bp.route("/upload", methods=["POST"])
 @login_required
 def upload() -> ResponseReturnValue:
-    """CKEditor image upload: decoded and written anew (:mod:`notes.images`), under a random
-    name."""
+    """CKEditor image upload: decoded and written anew (:mod:`notes.images`), no larger than
+    NOTES_IMAGE_SIDE, with its smaller copies, under a random name."""
     file = request.files.get("upload")
     if file is None:
         return _upload_error("No file was sent.")
@@ -493,25 +493,36 @@ def upload() -> ResponseReturnValue:
         return _upload_error(f"The image is too large: at most {megabytes(limit)}. Make it "
                              "smaller and upload it again.", 413)
     try:
-        data, ext = images.reencode(data, current_app.config["NOTES_MAX_IMAGE_PIXELS"])
+        image = images.reencode(data, current_app.config["NOTES_MAX_IMAGE_PIXELS"],
+                                current_app.config["NOTES_IMAGE_SIDE"])
     except images.Refused as e:
         return _upload_error(str(e), e.status)
-    name = f"{secrets.token_urlsafe(16)}.{ext}"
+    stem = secrets.token_urlsafe(16)
+    name = f"{stem}.{image.ext}"
     folder = Path(current_app.config["NOTES_DATA_DIR"]) / "uploads"
-    tmp = folder / f".{name}.tmp"
-    try:  # all of it under its final name, or nothing (a full disk fails the write)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(folder / name)
+    # the smaller copies first, the image last: once it is there, they all are
+    files = [(f"{stem}-{width}w.{image.ext}", copy) for width, copy in image.copies]
+    files.append((name, image.data))
+    written: list[Path] = []
+    try:  # each under its final name complete, or nothing (a full disk fails the write)
+        for file_name, content in files:
+            tmp = folder / f".{file_name}.tmp"
+            written.append(tmp)
+            with open(tmp, "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(folder / file_name)
+            written[-1] = folder / file_name
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         current_app.logger.error("upload not stored: %s", e)
         if disk_full(e):
             return _upload_error("The server's storage is full: the image was not saved.", 507)
         return _upload_error("The image could not be stored. Please try again.", 503)
-    return jsonify(uploaded=1, fileName=name, url=url_for("views.media", name=name))
+    return jsonify(uploaded=1, fileName=name, url=url_for("views.media", name=name),
+                   width=image.width, height=image.height)
 
 
 # What the app serves from the uploads folder is an image and nothing else: no sniffing it into

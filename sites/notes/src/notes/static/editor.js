@@ -20,10 +20,16 @@
   var uploadUrl = meta("upload-url");
   var settings = JSON.parse(meta("editor-config") || "{}");
   var maxImage = parseInt(meta("max-image") || "0", 10);
+  var stylesheet = function () {
+    var link = document.querySelector('link[rel=stylesheet][href*="style.css"]');
+    var own = document.querySelector('script[src*="/editor.js"]');  // (the admin's pages)
+    return link ? link.href : own ? own.src.replace(/\/editor\.js(\?.*)?$/, "/style.css") : "";
+  };
   var megabytes = function (size) { return (size / 1024 / 1024).toPrecision(3).replace(/\.?0+$/, "") + " MB"; };
   var tooLarge = "This image is too large: images can be at most " + megabytes(maxImage) +
       ". Make it smaller (or save it as JPEG) and insert it again.";
   var askAlt = "Describe this image for people who cannot see it (alt text):";
+  var askAgain = "A note is saved only with every image described. " + askAlt;
 
   var config = {
     customConfig: "",  // everything is set here: no config.js to fetch
@@ -33,6 +39,12 @@
     removeDialogTabs: "image:advanced;link:advanced",
     disableNativeSpellChecker: false,
     height: 360,
+    // the text as the page shows it: the site's stylesheet (its light and dark colours) in the
+    // editing area, whose body is styled as a note's body
+    contentsCss: [stylesheet()],
+    bodyClass: "body",
+    // photos pasted or dropped: every format the site takes (HEIC is converted to JPEG)
+    uploadImage_supportedTypes: /image\/(jpeg|png|gif|webp|heic|heif)/,
     allowedContent: settings.allowedContent || true,
     // the upload widget's own markers while a pasted image uploads (never in saved content)
     extraAllowedContent: "img[data-cke-upload-id,data-widget]",
@@ -59,7 +71,7 @@
   var setUp = function (editor, form) {
     var lang = editor.lang.filetools;
     if (maxImage) { lang.httpError413 = tooLarge; }
-    lang.httpError415 = "Only PNG, JPEG, GIF and WebP images can be uploaded.";
+    lang.httpError415 = "Only PNG, JPEG, GIF, WebP and HEIC images can be uploaded.";
     editor.on("fileUploadRequest", function (evt) {
       var loader = evt.data.fileLoader;
       if (maxImage && loader.file && loader.file.size > maxImage) {
@@ -77,7 +89,9 @@
       widget.notesAlt = true;
       widget.onUploaded = function (upload) {
         uploaded.call(this, upload);
+        // asked again once if left blank (a note with an undescribed image is not saved)
         var alt = window.prompt(askAlt, "");
+        if (alt !== null && !alt.trim()) { alt = window.prompt(askAgain, ""); }
         editor.editable().find("img").toArray().forEach(function (img) {
           var src = img.data("cke-saved-src") || img.getAttribute("src");
           if (src === upload.url && !img.getAttribute("alt")) { img.setAttribute("alt", alt || ""); }
