@@ -346,8 +346,8 @@ def notes_query(
 
 
 def create_note(author: User, title: str, body: str, published: bool = False,
-                tags: list[str] | None = None, *, by: User | None = None, via: str = "editor"
-                ) -> Note:
+                tags: list[str] | None = None, *, by: User | None = None, via: str = "editor",
+                language: str | None = None) -> Note:
     """Add a note to the session, with its first revision (the caller commits). ``by``: who
     writes it (default: ``author``), ``via``: how (see :data:`notes.revisions.VIA`)."""
     title, body = clean_title(title), clean_html(body)  # refused before a note exists
@@ -358,6 +358,7 @@ def create_note(author: User, title: str, body: str, published: bool = False,
         body=body,
         published=published,
         published_at=utcnow() if published else None,
+        language=language or None,
     )
     set_tags(note, tags or [])
     db.session.add(note)
@@ -376,6 +377,7 @@ def update_note(
     base: int | None = None,
     by: User | None = None,
     via: str = "editor",
+    language: str | None = None,
 ) -> Note:
     """Change the given fields and record the change as a revision (the caller commits). The
     slug follows the title; the old one keeps answering (a permanent redirect).
@@ -394,6 +396,8 @@ def update_note(
     if published is not None and published != note.published:
         note.published = published
         note.published_at = utcnow() if published else None
+    if language is not None:
+        note.language = language or None
     revisions.record(note, before, by, via)
     db.session.flush()
     return note
