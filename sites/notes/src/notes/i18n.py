@@ -115,21 +115,29 @@ def select_locale() -> Locale:
 
 def candidates(locale: Locale) -> list[str]:
     """Catalogue names to look for a translation into ``locale`` under, most specific first:
-    ``zh_Hant`` -> ``zh_Hant``, ``zh_Hant_TW``, ``zh_TW``, ``zh``."""
+    ``zh_Hant`` -> ``zh_Hant``, ``zh_Hant_TW``, ``zh_TW``; ``el`` -> ``el``, ``el_Grek_GR``,
+    ``el_GR``. The bare language only where it means the same script (``zh`` is Simplified)."""
     full = _likely(locale)
     names = [str(locale), str(full), f"{full.language}_{full.territory}" if full.territory
-             else "", locale.language]
+             else ""]
+    if _likely(Locale(locale.language)).script == full.script:
+        names.append(locale.language)
     return list(dict.fromkeys(n for n in names if n))
 
 
 def load(directories: Iterable[str], domain: str) -> NullTranslations:
-    """Another package's catalogues for the current locale, found by :func:`candidates`."""
-    locale = get_locale() or SOURCE
+    """Another package's catalogues for the current locale: in each directory, the first of
+    :func:`candidates` it has (gettext's own search would take ``zh``, Simplified, for
+    ``zh_Hant``)."""
+    names = candidates(get_locale() or SOURCE)
     merged = Translations()
     for directory in directories:
-        found = Translations.load(directory, candidates(locale), domain)
-        if isinstance(found, Translations):  # else none for this locale
-            merged.merge(found)
+        for name in names:
+            path = Path(directory) / name / "LC_MESSAGES" / f"{domain}.mo"
+            if path.is_file():
+                with open(path, "rb") as f:
+                    merged.merge(Translations(f, domain=domain))
+                break
     return merged
 
 
