@@ -52,7 +52,7 @@ def test_zh_hant_is_a_catalogue() -> None:
 @pytest.mark.parametrize("locale", LOCALES)
 def test_every_interface_string_is_translated(locale: str) -> None:
     """A string added to a template or to the code without its translation fails here (run
-    ``pybabel extract`` and ``pybabel update``: docs/notes/translating.md)."""
+    ``pybabel extract`` and ``pybabel update``: docs/notes/languages.md)."""
     messages = extracted()
     assert len(messages) > 150
     translations = catalogue(locale)
