@@ -33,9 +33,9 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import refresh
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import delete, event, func, inspect, select
@@ -87,9 +87,9 @@ def password_problem(password: str, email: str = "") -> str | None:
     (dictionary words, names, keyboard patterns, dates, the e-mail itself) are refused by
     zxcvbn, scored offline."""
     if len(password) < PASSWORD_MIN:
-        return f"The password must have at least {PASSWORD_MIN} characters."
+        return _("The password must have at least %(count)s characters.", count=PASSWORD_MIN)
     if len(password) > PASSWORD_MAX:
-        return f"The password must have at most {PASSWORD_MAX} characters."
+        return _("The password must have at most %(count)s characters.", count=PASSWORD_MAX)
     from zxcvbn import zxcvbn  # imported here: it loads its word lists (start-up time)
 
     local = email.split("@", 1)[0]
@@ -98,8 +98,11 @@ def password_problem(password: str, email: str = "") -> str | None:
         return None
     feedback = result["feedback"]
     hint = feedback["warning"] or (feedback["suggestions"] or [""])[0]
-    return " ".join(["This password is too easy to guess.", hint,
-                     "Use a few uncommon words or a longer phrase."]).replace("  ", " ")
+    locale = get_locale()
+    if locale is not None and locale.language != "en":
+        hint = ""  # zxcvbn speaks English only
+    return " ".join([_("This password is too easy to guess."), hint,
+                     _("Use a few uncommon words or a longer phrase.")]).replace("  ", " ")
 
 
 class StrongPassword:
@@ -121,9 +124,10 @@ def normalise_name(name: str) -> str:
     too long."""
     name = " ".join(clean_text(name).split())
     if not name:
-        raise ValueError("the display name is empty")
+        raise ValueError(_("the display name is empty"))
     if len(name) > NAME_MAX:
-        raise ValueError(f"the display name has more than {NAME_MAX} characters")
+        raise ValueError(_("the display name has more than %(count)s characters",
+                           count=NAME_MAX))
     return name
 
 
@@ -138,7 +142,7 @@ def create_user(email: str, password: str, is_admin: bool = False,
     if problem:
         raise ValueError(problem)
     if db.session.scalar(select(User).where(User.email == email)):
-        raise ValueError(f"a user with the email {email} exists already")
+        raise ValueError(_("a user with the email %(email)s exists already", email=email))
     user = User(email=email, password_hash=hash_password(password), is_admin=is_admin,
                 display_name=name)
     db.session.add(user)

@@ -100,6 +100,8 @@ def negotiate(requested: Iterable[str], offered: Iterable[Locale]) -> Locale | N
 def select_locale() -> Locale:
     """The account's language, else the browser's best, else the site's, else English."""
     offered = interface_locales()
+    if not has_request_context():  # the command line, a background task: the site's language
+        return negotiate([current_app.config["NOTES_LANGUAGE"]], offered) or SOURCE
     try:
         chosen = (current_user.locale if current_user.is_authenticated else None)
     except SQLAlchemyError:  # the database is down: the error page is still made

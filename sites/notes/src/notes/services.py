@@ -16,6 +16,7 @@ from typing import Any
 
 import nh3
 from flask import current_app, has_app_context
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, Select, bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
@@ -116,10 +117,11 @@ def clean_html(html: str) -> str:
     check_markup(html)
     cleaned = _cleaner.clean(html)
     if len(cleaned) > CLEAN_MAX:
-        raise Unfit(f"the text is longer than {CLEAN_MAX} characters once cleaned")
+        raise Unfit(_("the text is longer than %(count)s characters once cleaned",
+                      count=CLEAN_MAX))
     if len(cleaned) > GROWTH * len(html) + 1000:
-        raise Unfit(f"the text grows more than {GROWTH}-fold once cleaned (bold or italic "
-                    "left open, reopened in every paragraph?)")
+        raise Unfit(_("the text grows more than %(count)s-fold once cleaned (bold or italic "
+                      "left open, reopened in every paragraph?)", count=GROWTH))
     return cleaned
 
 
@@ -127,7 +129,7 @@ def clean_title(title: str) -> str:
     """A title as stored: one line, no control characters; ``Unfit`` if nothing is left."""
     title = clean_text(title).strip()
     if not title:
-        raise Unfit("the title is empty")
+        raise Unfit(_("the title is empty"))
     return title
 
 
@@ -290,10 +292,11 @@ def parse_tags(raw: str | Iterable[str] | None) -> list[str]:
         if not name or name in names:
             continue
         if len(name) > TAG_MAX:
-            raise ValueError(f"the tag {name[:20]!r}… is longer than {TAG_MAX} characters")
+            raise ValueError(_("the tag %(name)s… is longer than %(count)s characters",
+                               name=repr(name[:20]), count=TAG_MAX))
         names.append(name)
     if len(names) > TAGS_PER_NOTE:
-        raise ValueError(f"a note has at most {TAGS_PER_NOTE} tags")
+        raise ValueError(_("a note has at most %(count)s tags", count=TAGS_PER_NOTE))
     return names
 
 
