@@ -276,3 +276,23 @@ def test_a_bad_site_language_is_one_clear_line() -> None:
                                           r"language tag"):
         load({"NOTES_LANGUAGE": "klingon"})
     assert load({"NOTES_LANGUAGE": "ZH-hant"})["NOTES_LANGUAGE"] == "zh-Hant"
+
+
+def test_the_admin_sets_a_notes_language(app, client, user, admin, login) -> None:
+    with app.app_context():
+        person = db.session.get(User, user[0].id)
+        auth = {"Authorization": f"Bearer {issue_token(person, 'test')}"}
+    nid = client.post("/api/notes", json={"title": "Admin", "published": True},
+                      headers=auth).json["id"]
+    login(client, admin[0].email)
+    path = f"/admin/note/edit/?id={nid}"
+    form = {"author": str(user[0].id), "title": "Admin", "body": "<p>text</p>",
+            "tag_list": "", "published": "y"}
+    r = client.post(path, data={**form, "language": "klingon", "csrf_token": csrf(client, path)})
+    assert r.status_code == 200 and "unknown language" in r.get_data(as_text=True)
+    r = client.post(path, data={**form, "language": "EL", "csrf_token": csrf(client, path)})
+    assert r.status_code == 302
+    assert '<article class="note" lang="el">' in client.get("/n/admin").get_data(as_text=True)
+    r = client.post(path, data={**form, "language": " ", "csrf_token": csrf(client, path)})
+    assert r.status_code == 302
+    assert '<article class="note" lang="en">' in client.get("/n/admin").get_data(as_text=True)

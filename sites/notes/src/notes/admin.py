@@ -25,7 +25,7 @@ from wtforms.validators import Email, Length, ValidationError
 from . import revisions, trash
 from .auth import normalise_name
 from .extensions import db
-from .i18n import localtime
+from .i18n import canonical, localtime
 from .models import Note, User, live, utcnow
 from .services import (
     BODY_MAX,
@@ -93,6 +93,11 @@ def _when(view: Any, value: datetime | None, name: str = "") -> str:
     return localtime(value)
 
 
+def _language(value: str | None) -> str | None:
+    """A note's language as typed in the admin: its canonical tag, or None (the site's)."""
+    return canonical(value) if value and value.strip() else None
+
+
 def _valid_tags(form: Any, field: Any) -> None:
     try:
         parse_tags(field.data)
@@ -110,7 +115,7 @@ class SecureModelView(AdminOnly, ModelView):
                      "body": _l("Text"), "body_text": _l("Text"), "email": _l("Email"),
                      "display_name": _l("Display name"), "active": _l("Active"),
                      "title": _l("Title"), "author": _l("Author"), "tags": _l("Tags"),
-                     "published": _l("Published")}
+                     "published": _l("Published"), "language": _l("Language")}
     placeholder = _l("Search")
 
     def search_placeholder(self) -> str:
@@ -227,9 +232,12 @@ class NoteView(SecureModelView):
     column_searchable_list = ("title", "body_text")
     column_filters = ("published",)
     column_default_sort = ("updated_at", True)
-    form_columns = ("author", "title", "body", "tag_list", "published", "opened_version")
+    form_columns = ("author", "title", "body", "tag_list", "language", "published",
+                    "opened_version")
     form_overrides = {"body": TextAreaField}
-    form_args = {"body": {"validators": [Length(max=BODY_MAX)]}}
+    form_args = {"body": {"validators": [Length(max=BODY_MAX)]},
+                 "language": {"filters": [_language], "description": _l(
+                     "A language tag such as el or zh-Hant; empty: the site's.")}}
     form_extra_fields = {
         "tag_list": StringField(_l("Tags"), description=_l("Separated by commas"),
                                 validators=[_valid_tags]),

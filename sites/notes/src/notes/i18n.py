@@ -40,8 +40,8 @@ def parse(tag: str) -> Locale:
     try:
         return Locale.parse(tag.strip().replace("_", "-"), sep="-")
     except (UnknownLocaleError, ValueError, TypeError):
-        raise ValueError(f"unknown language {tag!r}: expected a language tag such as en, el "
-                         "or zh-Hant") from None
+        raise ValueError(_("unknown language %(tag)s: expected a language tag such as en, el "
+                           "or zh-Hant", tag=repr(tag))) from None
 
 
 def tag(locale: Locale) -> str:
