@@ -9,14 +9,13 @@ from typing import Any
 import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
-from apiflask.validators import Length, Range, Regexp
+from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import request, url_for
-from marshmallow import ValidationError
 from sqlalchemy import ColumnElement, and_, select
 
 from . import revisions, search, trash
 from .extensions import csrf, db
-from .i18n import canonical
+from .i18n import canonical, language_tags
 from .models import ApiToken, Note, NoteRevision, Tag, User, live, note_tags, public, utcnow
 from .services import (
     BODY_MAX,
@@ -94,16 +93,10 @@ def _title(**kwargs: Any) -> String:
                   **kwargs)
 
 
-def _known_language(value: str) -> None:
-    try:
-        canonical(value)
-    except ValueError as e:
-        raise ValidationError(str(e)) from None
-
-
 def _language(**kwargs: Any) -> String:
-    return String(validate=[Length(2, 35), Regexp(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"),
-                            _known_language],
+    # the spec lists them: every tag it allows is accepted, and only those
+    return String(validate=OneOf(language_tags(), error="Not a language tag this site knows "
+                                 "(such as en, el, zh-Hant or pt-BR)."),
                   metadata={"description": "The language the note is written in, a language "
                             "tag such as en, el or zh-Hant (its pages' lang attribute, its feed "
                             "entry); default: the site's (NOTES_LANGUAGE)."}, **kwargs)

@@ -198,6 +198,14 @@ def og_locale(language: str) -> str:
 
 
 @functools.cache
+def language_tags() -> tuple[str, ...]:
+    """Every language tag Babel has data for, canonical (``el``, ``pt-BR``, ``zh-Hant-TW``)."""
+    from babel.localedata import locale_identifiers
+
+    return tuple(sorted({tag(Locale.parse(name)) for name in locale_identifiers()}))
+
+
+@functools.cache
 def language_names(display: str) -> list[tuple[str, str]]:
     """The languages a note may be written in, as (tag, its own name), sorted by name: each
     language Babel knows, and the scripts of those written in more than one (zh-Hant, zh-Hans,
