@@ -130,8 +130,13 @@ def candidates(locale: Locale) -> list[str]:
 def load(directories: Iterable[str], domain: str) -> NullTranslations:
     """Another package's catalogues for the current locale: in each directory, the first of
     :func:`candidates` it has (gettext's own search would take ``zh``, Simplified, for
-    ``zh_Hant``)."""
-    names = candidates(get_locale() or SOURCE)
+    ``zh_Hant``). Read once per process."""
+    return _load(tuple(directories), domain, str(get_locale() or SOURCE))
+
+
+@functools.lru_cache(maxsize=64)
+def _load(directories: tuple[str, ...], domain: str, locale: str) -> NullTranslations:
+    names = candidates(Locale.parse(locale))
     merged = Translations()
     for directory in directories:
         for name in names:
@@ -152,10 +157,7 @@ def _admin_catalogues(app: Flask) -> None:
     def get_translations() -> NullTranslations:
         if not has_request_context():
             return NullTranslations()
-        key = f"admin_translations_{get_locale()}"
-        if key not in g:
-            setattr(g, key, load(domain.translation_directories, "admin"))
-        return g.get(key)  # type: ignore[no-any-return]
+        return load(domain.translation_directories, "admin")
 
     domain.get_translations = get_translations  # its gettext functions ask this
 
@@ -165,11 +167,9 @@ class _WTFormsCatalogue:
     reads it from ``request.wtforms_translations``, loaded when a form first needs it."""
 
     def _translations(self) -> NullTranslations:
-        if "wtforms_catalogue" not in g:
-            from wtforms.i18n import messages_path
+        from wtforms.i18n import messages_path
 
-            g.wtforms_catalogue = load([messages_path()], "wtforms")
-        return g.wtforms_catalogue  # type: ignore[no-any-return]
+        return load([messages_path()], "wtforms")
 
     def ugettext(self, string: str) -> str:
         return self._translations().ugettext(string)
