@@ -263,7 +263,7 @@ def test_admin_dates_are_readable_in_the_site_time_zone(db_url, tmp_path, login)
     client = app.test_client()
     login(client, "root@example.com")
     page = client.get("/admin/user/").get_data(as_text=True)
-    assert "2026-11-30 08:17" in page  # Tokyo is UTC+9
+    assert "Nov 30, 2026, 08:17" in page  # Tokyo is UTC+9, written the reader's way (en)
     assert "23:17:39" not in page and "+00:00" not in page
     assert 'placeholder="Search by email"' in page
     notes = client.get("/admin/note/").get_data(as_text=True)

@@ -9,12 +9,13 @@ from typing import Any
 import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
-from apiflask.validators import Length, Range, Regexp
+from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import request, url_for
 from sqlalchemy import ColumnElement, and_, select
 
 from . import revisions, search, trash
 from .extensions import csrf, db
+from .i18n import canonical, language_tags
 from .models import ApiToken, Note, NoteRevision, Tag, User, live, note_tags, public, utcnow
 from .services import (
     BODY_MAX,
@@ -92,11 +93,21 @@ def _title(**kwargs: Any) -> String:
                   **kwargs)
 
 
+def _language(**kwargs: Any) -> String:
+    # the spec lists them: every tag it allows is accepted, and only those
+    return String(validate=OneOf(language_tags(), error="Not a language tag this site knows "
+                                 "(such as en, el, zh-Hant or pt-BR)."),
+                  metadata={"description": "The language the note is written in, a language "
+                            "tag such as en, el or zh-Hant (its pages' lang attribute, its feed "
+                            "entry); default: the site's (NOTES_LANGUAGE)."}, **kwargs)
+
+
 class NoteIn(Schema):
     title = _title(required=True)
     body = String(load_default="", validate=Length(0, BODY_MAX))
     published = Boolean(load_default=False)
     tags = _tags_field(load_default=[])
+    language = _language()
 
 
 class NotePatch(Schema):
@@ -104,6 +115,7 @@ class NotePatch(Schema):
     body = String(validate=Length(0, BODY_MAX))
     published = Boolean()
     tags = _tags_field()
+    language = _language()
 
 
 class NoteOut(Schema):
@@ -116,6 +128,8 @@ class NoteOut(Schema):
                     metadata={"description": "The author's display name."})
     author_id = Integer()
     tags = List(String(), attribute="tag_names")
+    language = String(attribute="lang", metadata={
+        "description": "The language the note is written in (a language tag)."})
     url = String()
     created_at = DateTime()
     updated_at = DateTime()
@@ -287,8 +301,10 @@ def get_note(note_id: int) -> Tagged:
 def create(data: dict[str, Any]) -> Tagged:
     tags = _tags(data.get("tags"))
     try:
+        language = canonical(data["language"]) if data.get("language") else None
         note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
-                                             data["published"], tags, via="api"))
+                                             data["published"], tags, via="api",
+                                             language=language))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))
@@ -349,9 +365,10 @@ def update(note_id: int, headers: dict[str, Any], data: dict[str, Any]) -> Tagge
     base = if_match(note)
     tags = _tags(data.get("tags"))
     try:
+        language = canonical(data["language"]) if data.get("language") else None
         _saved(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
                                    published=data.get("published"), tags=tags, base=base,
-                                   by=api_user(), via="api"))
+                                   by=api_user(), via="api", language=language))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))

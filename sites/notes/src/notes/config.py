@@ -34,6 +34,15 @@ def _timezone(raw: str) -> str:
     return raw
 
 
+def _language(raw: str) -> str:
+    from .i18n import canonical
+
+    try:
+        return canonical(raw)
+    except ValueError:
+        raise ValueError("a language tag such as en, el or zh-Hant") from None
+
+
 def _bool(raw: str) -> bool:
     if raw.lower() in {"1", "true", "yes", "on"}:
         return True
@@ -115,6 +124,9 @@ VARS: tuple[Var, ...] = (
     Var("SITE_URL", _site_url, "",
         "The site's public address, e.g. https://notes.example.org: canonical links, the feed "
         "and the sitemap use it (default: the address each request came to)."),
+    Var("LANGUAGE", _language, "en",
+        "The site's language: a note's language unless its writer chooses another, and the "
+        "interface's for readers whose browser asks for none it has (en, zh-Hant, …)."),
     Var("TIMEZONE", _timezone, "UTC", "Time zone for displayed times (stored in UTC)."),
     Var("REGISTRATION", _choice("open", "closed"), "open", "Whether anyone may register."),
     Var("SECURE_COOKIES", _bool, "off",

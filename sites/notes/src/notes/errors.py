@@ -7,6 +7,8 @@ import errno
 
 from flask import Flask, Response, g, jsonify, make_response, render_template, request, session
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
@@ -14,15 +16,15 @@ from werkzeug.exceptions import HTTPException
 from .extensions import db, login_manager
 
 MESSAGES = {
-    400: "The request could not be understood (an expired form? reload the page and retry).",
-    403: "You are not allowed to see this page.",
-    404: "There is nothing at this address.",
-    405: "This page does not accept that kind of request.",
-    413: "What you sent is too large.",
-    429: "Too many attempts: please wait a little.",
-    500: "Something went wrong on our side. It has been logged.",
-    503: "The site cannot reach its database right now. Please try again in a moment.",
-    507: "The site's storage is full: what you sent was not saved. Please try again later.",
+    400: _l("The request could not be understood (an expired form? reload the page and retry)."),
+    403: _l("You are not allowed to see this page."),
+    404: _l("There is nothing at this address."),
+    405: _l("This page does not accept that kind of request."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many attempts: please wait a little."),
+    500: _l("Something went wrong on our side. It has been logged."),
+    503: _l("The site cannot reach its database right now. Please try again in a moment."),
+    507: _l("The site's storage is full: what you sent was not saved. Please try again later."),
 }
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -69,7 +71,7 @@ def signed_in() -> bool:
 
 
 def error_response(code: int, message: str | None = None) -> tuple[Response, int]:
-    text = message or MESSAGES.get(code, "Something went wrong.")
+    text = str(message or MESSAGES.get(code) or _("Something went wrong."))
     if wants_json():
         response = jsonify(status=code, message=text)
     else:

@@ -16,6 +16,7 @@ from typing import Any
 
 import nh3
 from flask import current_app, has_app_context
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, Select, bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
@@ -120,10 +121,11 @@ def clean_html(html: str, alt_required: bool = True) -> str:
     check_markup(html)
     cleaned = _cleaner.clean(html)
     if len(cleaned) > CLEAN_MAX:
-        raise Unfit(f"the text is longer than {CLEAN_MAX} characters once cleaned")
+        raise Unfit(_("the text is longer than %(count)s characters once cleaned",
+                      count=CLEAN_MAX))
     if len(cleaned) > GROWTH * len(html) + 1000:
-        raise Unfit(f"the text grows more than {GROWTH}-fold once cleaned (bold or italic "
-                    "left open, reopened in every paragraph?)")
+        raise Unfit(_("the text grows more than %(count)s-fold once cleaned (bold or italic "
+                      "left open, reopened in every paragraph?)", count=GROWTH))
     if "<img" not in cleaned:
         return cleaned
     if alt_required:
@@ -137,15 +139,15 @@ def check_alt(html: str) -> None:
         if not image.get("alt", "").strip():
             src = image.get("src", "")
             shown = src if len(src) <= 80 else src[:77] + "..."
-            raise Unfit(f"the image {shown!r} has no description (alt text): describe every "
-                        "image for people who cannot see it")
+            raise Unfit(_("the image %(image)s has no description (alt text): describe every "
+                          "image for people who cannot see it", image=repr(shown)))
 
 
 def clean_title(title: str) -> str:
     """A title as stored: one line, no control characters; ``Unfit`` if nothing is left."""
     title = clean_text(title).strip()
     if not title:
-        raise Unfit("the title is empty")
+        raise Unfit(_("the title is empty"))
     return title
 
 
@@ -309,10 +311,11 @@ def parse_tags(raw: str | Iterable[str] | None) -> list[str]:
         if not name or name in names:
             continue
         if len(name) > TAG_MAX:
-            raise ValueError(f"the tag {name[:20]!r}… is longer than {TAG_MAX} characters")
+            raise ValueError(_("the tag %(name)s… is longer than %(count)s characters",
+                               name=repr(name[:20]), count=TAG_MAX))
         names.append(name)
     if len(names) > TAGS_PER_NOTE:
-        raise ValueError(f"a note has at most {TAGS_PER_NOTE} tags")
+        raise ValueError(_("a note has at most %(count)s tags", count=TAGS_PER_NOTE))
     return names
 
 
@@ -365,8 +368,8 @@ def notes_query(
 
 
 def create_note(author: User, title: str, body: str, published: bool = False,
-                tags: list[str] | None = None, *, by: User | None = None, via: str = "editor"
-                ) -> Note:
+                tags: list[str] | None = None, *, by: User | None = None, via: str = "editor",
+                language: str | None = None) -> Note:
     """Add a note to the session, with its first revision (the caller commits). ``by``: who
     writes it (default: ``author``), ``via``: how (see :data:`notes.revisions.VIA`)."""
     title, body = clean_title(title), clean_html(body)  # refused before a note exists
@@ -377,6 +380,7 @@ def create_note(author: User, title: str, body: str, published: bool = False,
         body=body,
         published=published,
         published_at=utcnow() if published else None,
+        language=language or None,
     )
     set_tags(note, tags or [])
     db.session.add(note)
@@ -395,6 +399,7 @@ def update_note(
     base: int | None = None,
     by: User | None = None,
     via: str = "editor",
+    language: str | None = None,
 ) -> Note:
     """Change the given fields and record the change as a revision (the caller commits). The
     slug follows the title; the old one keeps answering (a permanent redirect).
@@ -413,6 +418,8 @@ def update_note(
     if published is not None and published != note.published:
         note.published = published
         note.published_at = utcnow() if published else None
+    if language is not None:
+        note.language = language or None
     revisions.record(note, before, by, via)
     db.session.flush()
     return note

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
-from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -30,18 +29,28 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
 from markupsafe import escape
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import lazyload
-from wtforms import BooleanField, HiddenField, StringField, TextAreaField, ValidationError
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    ValidationError,
+)
 from wtforms.validators import DataRequired, Length
 
 from . import images, lists, revisions, search, trash
 from .errors import disk_full
 from .extensions import db
+from .i18n import html_lang, language_names, localtime
 from .models import Note, Tag, User, live, note_tags, public
 from .services import (
     BODY_MAX,
@@ -80,13 +89,24 @@ def _markup(form: FlaskForm, field: TextAreaField) -> None:
 
 
 class NoteForm(FlaskForm):
-    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX), _title])
-    body = TextAreaField("Text", validators=[Length(max=BODY_MAX), _markup])
-    tags = StringField("Tags", validators=[Length(max=2000), _tags],
-                       description="Separated by commas, e.g. travel, recipes")
-    published = BooleanField("Published")
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=TITLE_MAX), _title])
+    body = TextAreaField(_l("Text"), validators=[Length(max=BODY_MAX), _markup])
+    tags = StringField(_l("Tags"), validators=[Length(max=2000), _tags],
+                       description=_l("Separated by commas, e.g. travel, recipes"))
+    language = SelectField(_l("Language of the note"), choices=[],
+                           description=_l("For readers' browsers, screen readers and feeds."))
+    published = BooleanField(_l("Published"))
     # the version of the note the editor was opened on (see notes.revisions)
     version = HiddenField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = language_names(html_lang().replace("-", "_"))
+        if not self.language.data:
+            self.language.data = current_app.config["NOTES_LANGUAGE"]
+        if self.language.data not in {value for value, _ in choices}:  # set through the API
+            choices = [(self.language.data, self.language.data), *choices]
+        self.language.choices = choices
 
     def base(self) -> int | None:
         raw = self.version.data
@@ -288,7 +308,8 @@ def new_note() -> ResponseReturnValue:
             created = save_note(lambda: create_note(me(), form.title.data or "",
                                                     form.body.data or "",
                                                     bool(form.published.data),
-                                                    parse_tags(form.tags.data)))
+                                                    parse_tags(form.tags.data),
+                                                    language=form.language.data))
         except Unfit as e:
             return _unfit(form, e, None)
         _saved()
@@ -311,11 +332,11 @@ def _editor(form: NoteForm, found: Note | None, conflict: revisions.ConflictView
 
 def _saved() -> None:
     """Say so, and tell the page to drop this editor's local draft (static/editor.js)."""
-    flash("Note saved.", "info")
+    flash(_("Note saved."), "info")
     flash(request.path, "draft-saved")
 
 
-EDITOR_FIELDS = ("title", "body", "tags", "published", "version")
+EDITOR_FIELDS = ("title", "body", "tags", "language", "published", "version")
 
 
 def keep_form() -> str | None:
@@ -343,8 +364,8 @@ def _pending_form(form: NoteForm) -> bool:
                 form.published.data = value in ("y", "on", "1", "true")
             else:
                 getattr(form, name).data = value
-    flash("Your session had ended before this was saved: here is your text again. It is not "
-          "saved yet: save it now.", "info")
+    flash(_("Your session had ended before this was saved: here is your text again. It is not "
+            "saved yet: save it now."), "info")
     return True
 
 
@@ -364,7 +385,8 @@ def edit_note(note_id: int) -> ResponseReturnValue:
         try:
             save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
                                           published=bool(form.published.data),
-                                          tags=parse_tags(form.tags.data), base=base, by=me()))
+                                          tags=parse_tags(form.tags.data), base=base, by=me(),
+                                          language=form.language.data))
         except revisions.Conflict:
             mine = revisions.State((form.title.data or "").strip(), form.body.data or "",
                                    "\n".join(sorted(set(parse_tags(form.tags.data)))),
@@ -386,7 +408,7 @@ def publish_note(note_id: int) -> ResponseReturnValue:
     wanted = request.form.get("published")
     target = not found.published if wanted not in ("0", "1") else wanted == "1"
     save_note(lambda: update_note(found, published=target, by=me(), via="publish"))
-    flash("Note published." if found.published else "Note unpublished.", "info")
+    flash(_("Note published.") if found.published else _("Note unpublished."), "info")
     return redirect(url_for("views.my_notes"))
 
 
@@ -396,8 +418,8 @@ def delete_note(note_id: int) -> ResponseReturnValue:
     found = own_note(note_id)
     trash.move(found)
     db.session.commit()
-    flash(f"“{found.title}” is in the trash: you can restore it there for "
-          f"{current_app.config['NOTES_TRASH_DAYS']} days.", "info")
+    flash(_("“%(title)s” is in the trash: you can restore it there for %(days)s days.",
+            title=found.title, days=current_app.config["NOTES_TRASH_DAYS"]), "info")
     return redirect(url_for("views.my_notes"))
 
 
@@ -420,7 +442,7 @@ def trash_restore(note_id: int) -> ResponseReturnValue:
     found = _trashed(note_id)
     trash.restore(found)
     db.session.commit()
-    flash(f"“{found.title}” is restored.", "info")
+    flash(_("“%(title)s” is restored.", title=found.title), "info")
     return redirect(url_for("views.my_notes"))
 
 
@@ -431,7 +453,7 @@ def trash_purge(note_id: int) -> ResponseReturnValue:
     title = found.title
     trash.purge(found)
     db.session.commit()
-    flash(f"“{title}” is deleted for good.", "info")
+    flash(_("“%(title)s” is deleted for good.", title=title), "info")
     return redirect(url_for("views.trash_list"))
 
 
@@ -461,7 +483,8 @@ def history_restore(note_id: int, rev: int) -> ResponseReturnValue:
     if revision is None:
         abort(404)
     save_note(lambda: (revisions.restore(found, revision, me()), found)[1])
-    flash(f"Version {revision.version} is restored (as version {found.version}).", "info")
+    flash(_("Version %(old)s is restored (as version %(new)s).", old=revision.version,
+            new=found.version), "info")
     return redirect(url_for("views.history", note_id=found.id))
 
 
@@ -486,12 +509,12 @@ def upload() -> ResponseReturnValue:
     NOTES_IMAGE_SIDE, with its smaller copies, under a random name."""
     file = request.files.get("upload")
     if file is None:
-        return _upload_error("No file was sent.")
+        return _upload_error(_("No file was sent."))
     limit = current_app.config["NOTES_MAX_IMAGE"]
     data = file.read(limit + 1)
     if len(data) > limit:
-        return _upload_error(f"The image is too large: at most {megabytes(limit)}. Make it "
-                             "smaller and upload it again.", 413)
+        return _upload_error(_("The image is too large: at most %(size)s. Make it smaller and "
+                               "upload it again.", size=megabytes(limit)), 413)
     try:
         image = images.reencode(data, current_app.config["NOTES_MAX_IMAGE_PIXELS"],
                                 current_app.config["NOTES_IMAGE_SIDE"])
@@ -519,8 +542,9 @@ def upload() -> ResponseReturnValue:
             path.unlink(missing_ok=True)
         current_app.logger.error("upload not stored: %s", e)
         if disk_full(e):
-            return _upload_error("The server's storage is full: the image was not saved.", 507)
-        return _upload_error("The image could not be stored. Please try again.", 503)
+            return _upload_error(_("The server's storage is full: the image was not saved."),
+                                 507)
+        return _upload_error(_("The image could not be stored. Please try again."), 503)
     return jsonify(uploaded=1, fileName=name, url=url_for("views.media", name=name),
                    width=image.width, height=image.height)
 
@@ -542,13 +566,6 @@ def media(name: str) -> ResponseReturnValue:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = MEDIA_CSP
     return response
-
-
-def localtime(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    zone = ZoneInfo(current_app.config["NOTES_TIMEZONE"])
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def absolute(endpoint: str, **values: Any) -> str:
@@ -595,6 +612,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(megabytes)
     app.add_template_filter(describe)
     app.add_template_global(search.highlight)
+    app.jinja_env.globals["via_names"] = revisions.VIA_NAMES
     app.add_template_global(editor_config)
     app.add_template_global(absolute)
     app.add_template_global(link)
