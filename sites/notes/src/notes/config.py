@@ -35,12 +35,15 @@ def _timezone(raw: str) -> str:
 
 
 def _language(raw: str) -> str:
-    from .i18n import canonical
+    """As ``notes.i18n.canonical`` (which this module cannot import: the prestart reads it
+    alone, outside the package, to start quickly)."""
+    from babel import Locale, UnknownLocaleError
 
     try:
-        return canonical(raw)
-    except ValueError:
+        locale = Locale.parse(raw.strip().replace("_", "-"), sep="-")
+    except (UnknownLocaleError, ValueError, TypeError):
         raise ValueError("a language tag such as en, el or zh-Hant") from None
+    return "-".join(p for p in (locale.language, locale.script, locale.territory) if p)
 
 
 def _bool(raw: str) -> bool:
