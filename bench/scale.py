@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import os
 import platform
+import pwd
 import random
 import resource
 import statistics
@@ -245,6 +246,10 @@ def measure(kind: str, n: int, rounds: int, via: str = "serve", export: bool = F
                 with db.engine.connect() as conn:
                     conn.exec_driver_sql("ANALYZE TABLE notes, note_tags")
             db.session.remove()
+        if os.geteuid() == 0:  # what was written here as root, the workers' account owns
+            account = pwd.getpwnam("www-data")
+            for path in Path(tmp, "data").rglob("*"):
+                os.chown(path, account.pw_uid, account.pw_gid)
         paths = pages(n, words, app.config["NOTES_PER_PAGE"])
         with app.app_context():
             db.session.remove()
