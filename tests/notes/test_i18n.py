@@ -191,6 +191,29 @@ def test_the_editor_speaks_the_readers_language(client, user, login) -> None:
     assert 'name="editor-language" content="en"' in page
 
 
+def test_an_upload_refused_says_why_in_the_readers_language(client, user, login) -> None:
+    """The decoder's refusals (some made in its forked child) reach the writer translated."""
+    import io
+
+    client.environ_base.update(ZH)
+    login(client, user[0].email)
+    token = csrf(client, "/notes/new")
+
+    def upload(data: bytes) -> str:
+        r = client.post("/upload", data={"upload": (io.BytesIO(data), "x.png")},
+                        headers={"X-CSRFToken": token}, content_type="multipart/form-data")
+        assert r.status_code >= 400
+        return str(r.json["error"]["message"])
+
+    from PIL import Image
+
+    assert upload(b"<?php evil") == "只能上傳 PNG、JPEG、GIF、WebP 與 HEIC 圖片。"
+    whole = io.BytesIO()
+    Image.new("RGB", (300, 300), (200, 30, 30)).save(whole, "PNG")
+    cut = whole.getvalue()[: len(whole.getvalue()) // 2]  # decoded in the child: refused there
+    assert upload(cut) == "無法讀取圖片\uff1a檔案已損壞或不完整。"
+
+
 def test_the_accounts_choice_comes_before_the_browsers(app, client, user, login) -> None:
     client.environ_base.update(ZH)
     r = client.get("/")

@@ -39,6 +39,7 @@ import click
 import sqlalchemy as sa
 from flask import current_app, has_app_context
 from flask.cli import AppGroup
+from flask_babel import gettext as _
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 from sqlalchemy import event, exists, literal, or_
 from sqlalchemy.orm import Session
@@ -48,7 +49,6 @@ from .extensions import db
 FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
 CONVERTED = {"HEIF": "JPEG"}  # accepted, and stored in a format every browser shows
 WIDTHS = (480, 960, 1600)  # the smaller copies made of a wider still image (srcset)
-ACCEPTED = "PNG, JPEG, GIF, WebP and HEIC"
 MAX_FRAMES = 1000  # an animation with more is not a picture for a note
 MAX_SCANS = 100  # a progressive JPEG has about 10; each scan is a pass over every pixel
 MEMORY = 1024 * 1024 * 1024  # address space the decoding child may add to the worker's
@@ -63,14 +63,20 @@ class Refused(ValueError):
         self.status = status
 
 
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:g}"
+
+
 def _too_big(width: int, height: int, max_pixels: int) -> Refused:
-    return Refused(f"The image is {width} x {height} pixels; the largest accepted is "
-                   f"{max_pixels / 1e6:g} megapixels.", 413)
+    return Refused(_("The image is %(width)s x %(height)s pixels; the largest accepted is "
+                     "%(megapixels)s megapixels.", width=width, height=height,
+                     megapixels=_megapixels(max_pixels)), 413)
 
 
 def _too_many_frames(max_pixels: int) -> Refused:
-    return Refused(f"The animation has too many frames (at most {MAX_FRAMES}, and "
-                   f"{max_pixels / 1e6:g} megapixels in all).", 413)
+    return Refused(_("The animation has too many frames (at most %(frames)s, and "
+                     "%(megapixels)s megapixels in all).", frames=MAX_FRAMES,
+                     megapixels=_megapixels(max_pixels)), 413)
 
 
 def gif_frames(data: bytes) -> tuple[int, int, int]:
@@ -80,7 +86,7 @@ def gif_frames(data: bytes) -> tuple[int, int, int]:
     may claim to be larger than the screen it is drawn on): the size of each decoded frame.
     """
     if len(data) < 13:
-        raise Refused("The image could not be read: the file is damaged or incomplete.", 400)
+        raise Refused(_("The image could not be read: the file is damaged or incomplete."), 400)
     width, height, flags = struct.unpack_from("<HHB", data, 6)
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
     frames = 0
@@ -145,8 +151,8 @@ def check_structure(data: bytes, max_pixels: int) -> None:
         if frames > MAX_FRAMES or frames * width * height > max_pixels:
             raise _too_many_frames(max_pixels)
     elif data[:2] == b"\xff\xd8" and jpeg_scans(data) > MAX_SCANS:
-        raise Refused(f"The JPEG has more than {MAX_SCANS} scans: save it again as a plain "
-                      "or progressive JPEG.", 413)
+        raise Refused(_("The JPEG has more than %(scans)s scans: save it again as a plain "
+                        "or progressive JPEG.", scans=MAX_SCANS), 413)
 
 
 @dataclass
@@ -188,13 +194,15 @@ def reencode_here(data: bytes, max_pixels: int, max_side: int = 0) -> Encoded:
     except Refused:
         raise
     except UnidentifiedImageError:
-        raise Refused(f"Only {ACCEPTED} images can be uploaded.", 415) from None
+        raise Refused(_("Only PNG, JPEG, GIF, WebP and HEIC images can be uploaded."),
+                      415) from None
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours
-        raise Refused(f"The image has more than {max_pixels / 1e6:g} megapixels.", 413) from None
+        raise Refused(_("The image has more than %(megapixels)s megapixels.",
+                        megapixels=_megapixels(max_pixels)), 413) from None
     except MemoryError:
         raise _too_costly() from None
     except (OSError, ValueError, SyntaxError, EOFError):
-        raise Refused("The image could not be read: the file is damaged or incomplete.",
+        raise Refused(_("The image could not be read: the file is damaged or incomplete."),
                       400) from None
 
 
@@ -204,8 +212,8 @@ HEIF_BRANDS = {b"ftyp" + brand for brand in (b"heic", b"heix", b"hevc", b"hevx",
 
 
 def _too_costly() -> Refused:
-    return Refused("The image is too costly to decode (memory or time): save it again, "
-                   "smaller or simpler, and upload it again.", 422)
+    return Refused(_("The image is too costly to decode (memory or time): save it again, "
+                     "smaller or simpler, and upload it again."), 422)
 
 
 def _vm_size() -> int:
@@ -256,7 +264,7 @@ def _in_child(data: bytes, max_pixels: int, max_side: int, memory: int,
             if left <= 0:
                 timed_out = True
                 break
-            ready, _, _ = select.select([read_end], [], [], left)
+            ready, _w, _x = select.select([read_end], [], [], left)
             if ready:
                 chunk = os.read(read_end, 1 << 20)
                 if not chunk:
@@ -271,7 +279,7 @@ def _in_child(data: bytes, max_pixels: int, max_side: int, memory: int,
     answer = b"".join(chunks)
     if timed_out or not answer:
         raise _too_costly()
-    head, _, rest = answer.partition(b"\n")
+    head, _sep, rest = answer.partition(b"\n")
     if head[:1] == b"1":
         raise Refused(rest.decode(), int(head[1:]))
     about = json.loads(head[1:])
@@ -312,7 +320,7 @@ def _reencode(image: Any, max_pixels: int, max_side: int = 0) -> Encoded:
     options.update(_QUALITY.get(fmt, {}))
     if "transparency" in first.info and fmt in ("PNG", "GIF"):
         options["transparency"] = first.info["transparency"]
-    for frame, _ in frames:
+    for frame, _duration in frames:
         frame.info = {key: frame.info[key] for key in ("transparency",) if key in frame.info}
     out = io.BytesIO()
     first.save(out, format=fmt, **options)
@@ -437,7 +445,7 @@ def fit(body: str) -> str:
 def _fit_one(attributes: dict[str, str]) -> dict[str, str]:
     kept = []
     for declaration in attributes.pop("style", "").split(";"):
-        name, _, value = declaration.partition(":")
+        name, _sep, value = declaration.partition(":")
         pixels = _PIXELS.fullmatch(value.strip())
         if name in ("width", "height") and pixels:
             attributes.setdefault(name, pixels.group(1))
