@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from typing import Any
 
 import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
-from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
-from apiflask.validators import Length, Range, Regexp
+from apiflask.fields import AwareDateTime, Boolean, DateTime, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import request, url_for
 from sqlalchemy import ColumnElement, and_, select
 
 from . import revisions, search, trash
 from .extensions import csrf, db
+from .markdown import FORMATS
 from .models import ApiToken, Note, NoteRevision, Tag, User, live, note_tags, public, utcnow
 from .services import (
     BODY_MAX,
@@ -92,17 +94,34 @@ def _title(**kwargs: Any) -> String:
                   **kwargs)
 
 
+def _format(**kwargs: Any) -> String:
+    return String(validate=OneOf(FORMATS), metadata={
+        "description": "How `body` is written: `html` (sanitised) or `markdown` (CommonMark "
+        "with tables, rendered and sanitised the same way). Changed without `body`, the note's "
+        "text is taken as written in the new format."}, **kwargs)
+
+
+def _publish_at(**kwargs: Any) -> AwareDateTime:
+    return AwareDateTime(default_timezone=UTC, metadata={
+        "description": "When the note becomes public (implies `published`): a time to come "
+        "schedules it, nobody but you sees it before. Without an offset: UTC."}, **kwargs)
+
+
 class NoteIn(Schema):
     title = _title(required=True)
     body = String(load_default="", validate=Length(0, BODY_MAX))
-    published = Boolean(load_default=False)
+    format = _format(load_default="html")
+    published = Boolean(metadata={"description": "Default false."})
+    publish_at = _publish_at()
     tags = _tags_field(load_default=[])
 
 
 class NotePatch(Schema):
     title = _title()
     body = String(validate=Length(0, BODY_MAX))
+    format = _format()
     published = Boolean()
+    publish_at = _publish_at()
     tags = _tags_field()
 
 
@@ -110,8 +129,13 @@ class NoteOut(Schema):
     id = Integer()
     title = String()
     slug = String()
-    body = String(metadata={"description": "Sanitised HTML."})
+    body = String(metadata={"description": "Sanitised HTML (of a Markdown note: rendered)."})
+    format = String(metadata={"description": "html or markdown."})
+    source = String(allow_none=True, metadata={
+        "description": "A Markdown note's text as written; null for HTML."})
     published = Boolean()
+    scheduled = Boolean(attribute="is_scheduled", metadata={
+        "description": "Published for a time still to come (published_at)."})
     author = String(attribute="author.public_name",
                     metadata={"description": "The author's display name."})
     author_id = Integer()
@@ -158,7 +182,8 @@ class RevisionList(Schema):
 
 
 class RevisionOut(RevisionSummary):
-    body = String()
+    body = String(metadata={"description": "As written: HTML, or Markdown (see format)."})
+    format = String()
     tags = List(String(), attribute="tag_names")
     published = Boolean()
 
@@ -286,13 +311,26 @@ def get_note(note_id: int) -> Tagged:
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Tagged:
     tags = _tags(data.get("tags"))
+    published = _published(data)
     try:
         note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
-                                             data["published"], tags, via="api"))
+                                             bool(published), tags, via="api",
+                                             format=data["format"],
+                                             publish_at=data.get("publish_at")))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))
     return tagged(note, 201)
+
+
+def _published(data: dict[str, Any]) -> bool | None:
+    """``published`` as asked: ``publish_at`` implies it, and contradicts ``false``."""
+    if data.get("publish_at") is not None:
+        if data.get("published") is False:
+            abort(422, "publish_at publishes the note: it cannot go with published: false.")
+        return True
+    published: bool | None = data.get("published")
+    return published
 
 
 def api_user() -> User:
@@ -348,10 +386,12 @@ def update(note_id: int, headers: dict[str, Any], data: dict[str, Any]) -> Tagge
     note = own(note_id)
     base = if_match(note)
     tags = _tags(data.get("tags"))
+    published = _published(data)
     try:
         _saved(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
-                                   published=data.get("published"), tags=tags, base=base,
-                                   by=api_user(), via="api"))
+                                   published=published, tags=tags, base=base,
+                                   by=api_user(), via="api", format=data.get("format"),
+                                   publish_at=data.get("publish_at")))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))
@@ -398,7 +438,7 @@ def list_revisions(note_id: int) -> dict[str, Any]:
 def get_revision(note_id: int, rev: int) -> dict[str, Any]:
     found = _revision(own(note_id), rev)
     return {**revisions.describe(found), "body": found.body, "tag_names": found.tag_names,
-            "published": found.published}
+            "published": found.published, "format": found.format}
 
 
 @bp.post("/notes/<int(max=2147483647):note_id>/revisions/<int(max=2147483647):rev>/restore")

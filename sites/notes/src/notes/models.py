@@ -139,6 +139,7 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (
         Index("ix_notes_public_order", "published", "published_at", "id"),
         Index("ix_notes_author_order", "author_id", "published", "published_at", "id"),
+        Index("ix_notes_preview_token", "preview_token", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -156,7 +157,17 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
     )
+    # when it is (or will be: scheduled) public; see public()
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # how it is written: "html" (CKEditor) or "markdown" (notes.markdown); a Markdown note
+    # keeps its text in ``source`` and its rendered, sanitised HTML in ``body`` (what pages,
+    # feeds, search and excerpts use)
+    format: Mapped[str] = mapped_column(String(10), nullable=False, default="html",
+                                        server_default="html")
+    source: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    # a draft's private preview link (/p/<token>): readable without signing in until it is
+    # revoked (set to None) or the note is public
+    preview_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # the names of its tags as pages show them (see join_tags), written whenever the tags
     # change: showing a note, or a page of them, needs no query for their tags
     tags_text: Mapped[str] = mapped_column(Text, nullable=False, default="",
@@ -183,7 +194,19 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     @property
     def is_public(self) -> bool:
         """Whether anyone may read it: :func:`public` for a loaded note."""
-        return self.published and self.deleted_at is None
+        return (self.published and self.deleted_at is None and self.published_at is not None
+                and self.published_at <= utcnow())
+
+    @property
+    def is_scheduled(self) -> bool:
+        """Published for a time still to come: nobody but its author sees it yet."""
+        return (self.published and self.published_at is not None
+                and self.published_at > utcnow())
+
+    @property
+    def text(self) -> str:
+        """What its writer writes: the Markdown source, or the HTML."""
+        return self.source if self.format == "markdown" and self.source is not None else self.body
 
     @property
     def tag_names(self) -> list[str]:
@@ -220,6 +243,9 @@ class NoteRevision(db.Model):  # type: ignore[name-defined,misc]
     body: Mapped[str] = mapped_column(LongText, nullable=False, default="")
     tags_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # the note's format then: ``body`` is its Markdown source when "markdown"
+    format: Mapped[str] = mapped_column(String(10), nullable=False, default="html",
+                                        server_default="html")
     # who saved it: kept by name too, so the history still says it once the account is gone
     by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
@@ -237,8 +263,16 @@ def public() -> ColumnElement[bool]:
     """The notes anyone may read, in every public list, search, feed and sitemap: the one
     place to add a condition (e.g. not in the trash). The list indexes (migration 0008)
     start with its columns, and the trash's condition (:func:`live`) filters what they
-    find. (``= true``: MariaDB uses no index for ``IS true``.)"""
-    return and_(Note.published == true(), live())
+    find. (``= true``: MariaDB uses no index for ``IS true``.) A note scheduled for later
+    (``published_at`` still to come) is not public yet: the time is taken when the
+    statement is built, i.e. per request."""
+    return and_(Note.published == true(), Note.published_at <= utcnow(), live())
+
+
+def next_scheduled() -> ColumnElement[bool]:
+    """The notes published for a time still to come (see notes.caching: no shared cache
+    keeps a page past the next of them)."""
+    return and_(Note.published == true(), Note.published_at > utcnow(), live())
 
 
 class OldSlug(db.Model):  # type: ignore[name-defined,misc]

@@ -154,26 +154,39 @@ def _first_image(body: str) -> str | None:
     return urljoin(absolute("views.index"), match.group(1)) if match else None
 
 
-@bp.route("/a/<int(max=2147483647):user_id>")
-def author(user_id: int) -> str:
+def _author(user_id: int) -> User:
     person = db.session.get(User, user_id)
     if person is None or not person.active:
         abort(404)
+    return person
+
+
+@bp.route("/a/<int(max=2147483647):user_id>")
+def author(user_id: int) -> str:
+    person = _author(user_id)
     page = lists.window(public_list(Note.author_id == person.id))
     return render_template("author.html", person=person, page=page)
 
 
-@bp.route("/t/<name>")
-def tag(name: str) -> str:
-    found = db.session.scalar(select(Tag).where(Tag.name == name))
+def _tag(name: str) -> Tag:
+    found: Tag | None = db.session.scalar(select(Tag).where(Tag.name == name))
     if found is None or found.name != name:
         abort(404)
-    # newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
-    # the notes it shows, however few of all notes carry the tag
-    listing = lists.Listing((note_tags.c.tag_id == found.id, public()),
-                            lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
-                            join=(note_tags, note_tags.c.note_id == Note.id))
-    return render_template("tag.html", tag=found, page=lists.window(listing))
+    return found
+
+
+def _tag_listing(found: Tag) -> lists.Listing:
+    """Newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
+    the notes it shows, however few of all notes carry the tag."""
+    return lists.Listing((note_tags.c.tag_id == found.id, public()),
+                         lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
+                         join=(note_tags, note_tags.c.note_id == Note.id))
+
+
+@bp.route("/t/<name>")
+def tag(name: str) -> str:
+    found = _tag(name)
+    return render_template("tag.html", tag=found, page=lists.window(_tag_listing(found)))
 
 
 FEED_SIZE = 20
@@ -182,12 +195,53 @@ FEED_SIZE = 20
 @bp.route("/feed.xml")
 def feed() -> ResponseReturnValue:
     """Atom: the latest published notes, with their tags as categories."""
-    notes: list[Note] = list(db.session.scalars(
-        public_list().notes().order_by(*lists.BY_PUBLISHED.newest()).limit(FEED_SIZE)))
+    notes = public_list().notes().order_by(*lists.BY_PUBLISHED.newest())
+    return _atom(notes, config_title(), "views.feed", "views.index", {})
+
+
+@bp.route("/t/<name>/feed.xml")
+def tag_feed(name: str) -> ResponseReturnValue:
+    """Atom: the latest notes carrying a tag (in the tag page's order)."""
+    found = _tag(name)
+    notes = _tag_listing(found).notes().order_by(note_tags.c.note_id.desc())
+    return _atom(notes, f"#{found.name} · {config_title()}", "views.tag_feed", "views.tag",
+                 {"name": found.name})
+
+
+@bp.route("/a/<int(max=2147483647):user_id>/feed.xml")
+def author_feed(user_id: int) -> ResponseReturnValue:
+    """Atom: an author's latest notes."""
+    person = _author(user_id)
+    notes = public_list(Note.author_id == person.id).notes().order_by(
+        *lists.BY_PUBLISHED.newest())
+    return _atom(notes, f"{person.public_name} · {config_title()}", "views.author_feed",
+                 "views.author", {"user_id": person.id})
+
+
+def config_title() -> str:
+    title: str = current_app.config["NOTES_SITE_TITLE"]
+    return title
+
+
+def _atom(stmt: Select[Any], title: str, endpoint: str, page: str, args: dict[str, Any]
+          ) -> ResponseReturnValue:
+    notes: list[Note] = list(db.session.scalars(stmt.limit(FEED_SIZE)))
     updated = max((n.updated_at for n in notes), default=None)
     # whatever was stored before text was cleaned on the way in, the feed stays XML
-    xml = xml_safe(render_template("feed.xml", notes=notes, updated=updated))
+    xml = xml_safe(render_template("feed.xml", notes=notes, updated=updated, title=title,
+                                   self_url=absolute(endpoint, **args),
+                                   page_url=absolute(page, **args)))
     return current_app.response_class(xml, mimetype="application/atom+xml")
+
+
+# an attribute holding an address, in sanitised HTML (nh3 writes them in double quotes)
+_ADDRESS = re.compile(r'(\s(?:src|href)=")([^"]*)"')
+
+
+def absolute_html(body: str, base: str) -> str:
+    """``body`` with every relative address (``/media/…``, ``other-note``) made absolute on
+    ``base``: feed readers show an entry away from the site, often ignoring xml:base."""
+    return _ADDRESS.sub(lambda m: f'{m.group(1)}{urljoin(base, m.group(2))}"', body)
 
 
 # The sitemap protocol allows 50,000 addresses a file; a part here holds the notes of a range
@@ -574,6 +628,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(isotime)
     app.add_template_filter(megabytes)
     app.add_template_filter(describe)
+    app.add_template_filter(absolute_html)
     app.add_template_global(search.highlight)
     app.add_template_global(editor_config)
     app.add_template_global(absolute)
