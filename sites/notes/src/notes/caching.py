@@ -26,6 +26,7 @@ from .models import Note, Tag, User, next_scheduled, utcnow
 PUBLIC_ENDPOINTS = frozenset({"views.index", "views.note", "views.author", "views.tag",
                               "views.feed", "views.tag_feed", "views.author_feed",
                               "views.sitemap", "views.robots"})
+UNSCHEDULED = frozenset({"views.robots"})  # and a note's page that is found (below)
 STATIC_ENDPOINTS = frozenset({"static", "views.media", "admin.static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CACHED_STATUSES = frozenset({200, 404})
@@ -64,8 +65,11 @@ def cache_policy(response: Response, personal: bool) -> None:
         # until then, and serves no expired copy after (stale-while-revalidate=0), so no reader
         # waits for the note longer than the cache bound (nor sees it early: it is not on the
         # page before its time).
+        # (A note's own page, found, does not change when another note is published.)
         seconds = stale = config["NOTES_CACHE_SECONDS"]
-        due = until_scheduled(seconds)
+        unchanged = request.endpoint in UNSCHEDULED or (
+            request.endpoint == "views.note" and response.status_code == 200)
+        due = None if unchanged else until_scheduled(seconds)
         if due is not None:
             seconds, stale = due, 0
         response.headers["Cache-Control"] = (

@@ -41,9 +41,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# inline elements end no word: "<strong>more</strong>." reads "more.", not "more ."
+_INLINE_TAG = re.compile(r"</?(?:a|b|strong|em|i|s|code|kbd|span|mark|small|sub|sup|u)\b[^>]*>",
+                         re.IGNORECASE)
+
+
 def plain_text(body: str) -> str:
-    """The words of a note's (sanitised) HTML, for search: tags, entities and runs of space go."""
-    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body or "")).split())
+    """The words of a note's (sanitised) HTML, for search and excerpts: tags, entities and
+    runs of space go (block elements separate words, inline ones do not)."""
+    body = _INLINE_TAG.sub("", body or "")
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body)).split())
 
 
 # A note's HTML and text: up to 1,000,000 characters. MariaDB/MySQL's TEXT holds 64 KiB.
