@@ -23,7 +23,8 @@ def test_markdown_editor_preview_switch_and_preview_link(site: dict[str, Any],
     page.goto(url + "/notes/new")
     wait_for_editor(page)
     page.fill("input[name=title]", "Markdown in a browser")
-    page.select_option("select[name=format]", "markdown")  # the editor comes back as text
+    with page.expect_navigation():  # the editor comes back as text
+        page.select_option("select[name=format]", "markdown")
     page.wait_for_selector("#preview-title", state="attached")
     assert page.locator("textarea[name=body]").is_visible()
     assert not page.evaluate("!!(window.CKEDITOR && Object.keys(CKEDITOR.instances).length)")
@@ -49,6 +50,7 @@ def test_markdown_editor_preview_switch_and_preview_link(site: dict[str, Any],
     finally:
         stranger.close()
     # back to rich text: CKEditor holds the rendered HTML
-    page.select_option("select[name=format]", "html")
+    with page.expect_navigation():
+        page.select_option("select[name=format]", "html")
     wait_for_editor(page)
     assert "<h1>Big heading</h1>" in page.evaluate(f"{EDITOR}.getData()")
