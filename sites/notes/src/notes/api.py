@@ -328,6 +328,12 @@ def _published(data: dict[str, Any]) -> bool | None:
     if data.get("publish_at") is not None:
         if data.get("published") is False:
             abort(422, "publish_at publishes the note: it cannot go with published: false.")
+        try:
+            data["publish_at"] = data["publish_at"].astimezone(UTC)
+        except OverflowError:
+            abort(422, "publish_at is out of range.")
+        if not 1970 <= data["publish_at"].year <= 9998:
+            abort(422, "publish_at must be a time between the years 1970 and 9998.")
         return True
     published: bool | None = data.get("published")
     return published

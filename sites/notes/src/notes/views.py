@@ -108,6 +108,8 @@ def parse_local(raw: str) -> datetime:
             value = datetime.strptime(raw, pattern)
         except ValueError:
             continue
+        if not 1970 <= value.year <= 9998:
+            raise ValueError("a publication time is between the years 1970 and 9998")
         return value.replace(tzinfo=ZoneInfo(current_app.config["NOTES_TIMEZONE"])
                              ).astimezone(UTC)
     raise ValueError(f"{raw[:30]!r} is not a date and time like 2030-01-31T09:30")
@@ -380,7 +382,7 @@ def my_notes() -> str:
     if q:
         page = lists.numbered(search.ranked(q, mine), lists.shown)
     else:
-        page = paginate(select(Note).where(mine).order_by(Note.updated_at.desc()))
+        page = paginate(select(Note).where(mine).order_by(Note.updated_at.desc(), Note.id.desc()))
     now = utcnow()
     counts = db.session.execute(select(*(
         func.coalesce(func.sum(case((condition, 1), else_=0)), 0) for condition in (
