@@ -74,7 +74,14 @@ def test_markdown_through_the_api_renders_and_is_sanitised(app, client, user) ->
     r = client.post(f"/api/notes/{note['id']}/revisions/{first['id']}/restore", headers=auth)
     assert r.json["format"] == "markdown" and r.json["source"] == MARKDOWN
     assert r.json["body"] == body
-    # a format that is not one is refused, with the choices named
+    # Markdown past the bounds of what its renderer does in a few seconds: refused, said why
+    for text, reason in (("[" * 20_001, "at most 20000 markup characters"),
+                         ("a\n" * 20_000, "at most 20000 lines"),
+                         ("word " * 40_001, "at most 200000 characters")):
+        r = client.post("/api/notes", json={"title": "Too much", "body": text,
+                                            "format": "markdown"}, headers=auth)
+        assert r.status_code == 422 and reason in r.json["message"], r.json
+        # a format that is not one is refused, with the choices named
     r = client.post("/api/notes", json={"title": "x", "format": "rst"}, headers=auth)
     assert r.status_code == 422 and "html" in str(r.json)
 

@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
+from .text import Unfit
+
 FORMATS = ("html", "markdown")
+# markdown-it-py's work grows with the markup characters and the blocks of a text (some tens
+# of microseconds each, where plain words cost next to nothing): a Markdown text is bounded
+# in both, well above what a note holds (the project's docs: about 4 % markup), so no text
+# costs the server more than a few seconds to render
+MARKDOWN_MAX = 200_000  # characters
+MARKUP = frozenset("[]*_`<&~|\\!")
+MARKUP_MAX = 20_000
+LINES_MAX = 20_000
 
 # maxNesting: lists and quotes nested deeper are left as text (markdown-it's own bound on its
 # work, as notes.text bounds the HTML sanitiser's); HTML written inside Markdown is allowed
@@ -21,6 +31,15 @@ _parser = MarkdownIt("commonmark", {"maxNesting": 20}).enable(["table", "striket
 
 
 def render(source: str) -> str:
-    """The HTML of ``source`` (not sanitised yet: see notes.services.clean_body)."""
+    """The HTML of ``source`` (not sanitised yet: see notes.services.clean_body); ``Unfit``
+    (one line) past the bounds above."""
+    if len(source) > MARKDOWN_MAX:
+        raise Unfit(f"a Markdown text is at most {MARKDOWN_MAX} characters (write a longer "
+                    "note in rich text)")
+    if sum(1 for c in source if c in MARKUP) > MARKUP_MAX:
+        raise Unfit(f"a Markdown text has at most {MARKUP_MAX} markup characters "
+                    "([ ] * _ ` < & ~ | \\ !)")
+    if source.count("\n") >= LINES_MAX:
+        raise Unfit(f"a Markdown text has at most {LINES_MAX} lines")
     html: str = _parser.render(source)
     return html
