@@ -335,6 +335,9 @@ def test_feeds_per_tag_and_per_author_are_atom_with_absolute_addresses(
     assert 'src="http://localhost/media/abcdefgh.png"' in content
     assert 'href="http://localhost/n/other"' in content
     assert 'href="https://example.org/x?a=1&amp;b=2"' in content
+    moved = reader.get("/feed.xml?tag=news")  # as feed readers guess it
+    assert moved.status_code == 301 and moved.location.endswith("/t/news/feed.xml")
+    assert reader.get("/feed.xml?tag=nothing").status_code == 404
     assert reader.get("/t/nothing/feed.xml").status_code == 404
     assert reader.get("/a/999999/feed.xml").status_code == 404
 

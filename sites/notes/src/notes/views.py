@@ -248,7 +248,10 @@ FEED_SIZE = 20
 
 @bp.route("/feed.xml")
 def feed() -> ResponseReturnValue:
-    """Atom: the latest published notes, with their tags as categories."""
+    """Atom: the latest published notes, with their tags as categories. (``?tag=``, as feed
+    readers guess it: the tag's own feed.)"""
+    if request.args.get("tag"):
+        return redirect(url_for("views.tag_feed", name=_tag(request.args["tag"]).name), 301)
     notes = public_list().notes().order_by(*lists.BY_PUBLISHED.newest())
     return _atom(notes, config_title(), "views.feed", "views.index", {})
 
