@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     event,
+    func,
     inspect,
     text,
     true,
@@ -266,14 +267,19 @@ class NoteRevision(db.Model):  # type: ignore[name-defined,misc]
         return self.tags_text.split("\n") if self.tags_text else []
 
 
-def public() -> ColumnElement[bool]:
+def public(by_time_index: bool = True) -> ColumnElement[bool]:
     """The notes anyone may read, in every public list, search, feed and sitemap: the one
     place to add a condition (e.g. not in the trash). The list indexes (migration 0008)
     start with its columns, and the trash's condition (:func:`live`) filters what they
     find. (``= true``: MariaDB uses no index for ``IS true``.) A note scheduled for later
     (``published_at`` still to come) is not public yet: the time is taken when the
-    statement is built, i.e. per request."""
-    return and_(Note.published == true(), Note.published_at <= utcnow(), live())
+    statement is built, i.e. per request. ``by_time_index=False``: for a list read along
+    another index (a tag's links), the time is compared in a form no index serves, so the
+    planner keeps to that index rather than range-scan the public order and sort."""
+    now = utcnow()
+    due = (Note.published_at <= now if by_time_index
+           else func.coalesce(Note.published_at, now) <= now)
+    return and_(Note.published == true(), due, live())
 
 
 def next_scheduled() -> ColumnElement[bool]:

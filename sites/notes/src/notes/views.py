@@ -232,7 +232,7 @@ def _tag(name: str) -> Tag:
 def _tag_listing(found: Tag) -> lists.Listing:
     """Newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
     the notes it shows, however few of all notes carry the tag."""
-    return lists.Listing((note_tags.c.tag_id == found.id, public()),
+    return lists.Listing((note_tags.c.tag_id == found.id, public(by_time_index=False)),
                          lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
                          join=(note_tags, note_tags.c.note_id == Note.id))
 
@@ -333,7 +333,8 @@ def sitemap_part(part: int) -> ResponseReturnValue:
         for start in range(low, high, SITEMAP_BATCH) if part else ():
             for slug, updated in db.session.execute(
                     select(Note.slug, Note.updated_at).where(
-                        Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high), public())
+                        Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high),
+                        public(by_time_index=False))
                     .order_by(Note.id)):
                 yield f"{before}{quote(slug)}{after}", updated
 
