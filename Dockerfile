@@ -33,6 +33,10 @@ RUN --mount=type=secret,id=pipca \
  && bash scripts/install-uwsgi.sh /opt/flaskstack/bin/python \
  && /opt/flaskstack/bin/pip install --no-cache-dir --disable-pip-version-check --no-compile \
       . "./sites/notes[mssql]"
+# The interface's message catalogues (.po in the source) compiled into the installed package.
+RUN /opt/flaskstack/bin/pybabel -q compile -d "$(/opt/flaskstack/bin/python -c \
+      'import importlib.util; print(importlib.util.find_spec("notes").submodule_search_locations[0])' \
+      )/translations"
 # The site's own venv, first on PATH: a Dockerfile FROM this image that runs `pip install`
 # installs into it, never into the kit's. It starts with Flask, as tiangolo's image did.
 RUN --mount=type=secret,id=pipca \

@@ -2,13 +2,16 @@
 smallest N, on one database, in one run.
 
     .venv/bin/python -m bench.scale [--db sqlite|postgresql|mariadb] [--sizes 1000,100000]
+                                    [--via serve|app] [--export]
 
 For each size: a fresh database, migrated; N published notes written straight into it in bulk
 (bodies of ~150 words from a Zipf vocabulary of 5,000 words, 2 tags of 50, 20 authors; the
 search tokens made as the site makes them); then the app (response cache off: it answers
 every request itself) is asked for each page in turn, once to warm up, then ``--rounds``
-times; the median is printed, with its growth from the first size. In-process (Flask's test
-client): the app's own cost, without Nginx and uWSGI, whose share does not grow with N.
+times; the median is printed, with its growth from the first size. ``--via serve`` (the
+default) asks ``flaskstack serve`` over HTTP with ``FLASKSTACK_CACHE=off`` (Nginx, uWSGI and
+the app, as a reader meets them); ``--via app`` asks the app in-process (Flask's test client):
+its own cost, without the servers' share, which does not grow with N.
 See /work/shared/notes/measuring.md ("Cost as content grows").
 """
 
@@ -25,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,12 +49,17 @@ def vocabulary(rng: random.Random) -> list[str]:
 
 @contextlib.contextmanager
 def database(kind: str, folder: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{folder / 'notes.db'}"
+    if kind == "sqlite":  # in the data folder, which the kit gives to the workers' account
+        (folder / "data").mkdir(exist_ok=True)
+        yield f"sqlite:///{folder / 'data' / 'notes.db'}"
         return
     from tests import servers
 
-    with getattr(servers, kind)() as server:
+    # sized as a dedicated database server would be (the tests' are small): the buffer
+    # pool / shared buffers hold the notes of 100,000 (see docs/benchmarks/scale.md)
+    sized = {"mariadb": ("--innodb-buffer-pool-size=1G",),
+             "postgresql": ("shared_buffers=1GB",)}[kind]
+    with getattr(servers, kind)(*sized) as server:
         for attempt in range(60):  # the server may still be starting up
             try:
                 url = servers.create_database(server, "notes_scale")
@@ -76,6 +84,10 @@ def fill(n: int, seed: int = 19) -> dict[str, str]:
     tokens = {w: spell(w) for w in vocab}
     weights = [1 / (rank + 1) for rank in range(VOCABULARY)]
     cumulative = list(__import__("itertools").accumulate(weights))
+    searched = {"rare": vocab[int(VOCABULARY * 0.9)], "common": vocab[0], "second": vocab[3],
+                "none": "zzzzqqq"}
+    if not n:
+        return searched
     db.session.execute(insert(User), [
         {"email": f"author{i}@example.com", "display_name": f"Author {i}", "password_hash": "x",
          "is_admin": False, "active": True, "created_at": datetime.now(UTC),
@@ -106,8 +118,7 @@ def fill(n: int, seed: int = 19) -> dict[str, str]:
         db.session.execute(insert(Note), notes)
         db.session.execute(insert(note_tags), links)
         db.session.commit()
-    return {"rare": vocab[int(VOCABULARY * 0.9)], "common": vocab[0], "second": vocab[3],
-            "none": "zzzzqqq"}
+    return searched
 
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
@@ -154,45 +165,103 @@ def export_peak(url: str, data: str, out: Path) -> tuple[float, float]:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, seconds
 
 
-def measure(kind: str, n: int, rounds: int, export: bool = False
-            ) -> tuple[dict[str, float], float]:
+def timed(get: Callable[[str], tuple[int, float]], paths: dict[str, str], rounds: int
+          ) -> dict[str, float]:
+    """Each page once to warm up, then ``rounds`` times: the median, in ms."""
+    found: dict[str, float] = {}
+    for name, path in paths.items():
+        status, _ = get(path)
+        assert status == 200, (path, status)
+        found[name] = statistics.median(get(path)[1] for _ in range(rounds)) * 1000
+    return found
+
+
+@contextlib.contextmanager
+def served(url: str, tmp: str) -> Iterator[Callable[[str], tuple[int, float]]]:
+    """``flaskstack serve`` of notes on ``url`` with the response cache off."""
+    import requests
+
+    from bench.run import serve, served_at
+
+    stack = serve("notes", Path(tmp), "--app-dir", tmp, env={
+        "NOTES_DATABASE_URL": url, "NOTES_DATA_DIR": f"{tmp}/data",
+        "NOTES_SECRET_KEY": "bench-" + "x" * 32, "FLASKSTACK_CACHE": "off",
+        "FLASKSTACK_ACCESS_LOG": "off"})
+    log = Path(tmp) / "serve.log"
+    with log.open("wb") as out:
+        stack.proc = subprocess.Popen(stack.argv, env=stack.env, stdout=out, stderr=out,
+                                      start_new_session=True)
+    try:
+        served_at(stack.url + "/", lambda: stack.proc is not None and stack.proc.poll() is None,
+                  120)
+    except (RuntimeError, TimeoutError):
+        stack.stop()
+        sys.exit(f"flaskstack serve did not answer; its log ends:\n"
+                 f"{log.read_text()[-3000:]}")
+    http = requests.Session()
+
+    def get(path: str) -> tuple[int, float]:
+        started = time.perf_counter()
+        response = http.get(stack.url + path, timeout=600)
+        return response.status_code, time.perf_counter() - started
+
+    try:
+        yield get
+    finally:
+        stack.stop()
+
+
+def measure(kind: str, n: int, rounds: int, via: str = "serve", export: bool = False,
+            keep: Path | None = None) -> tuple[dict[str, float], float]:
     from flask_migrate import upgrade
 
     from notes import create_app
     from notes.extensions import db
 
-    with tempfile.TemporaryDirectory() as tmp, database(kind, Path(tmp)) as url:
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        else:  # SQLite only: a database of n notes kept between runs (filled once)
+            tmp = str(keep / str(n))
+            os.makedirs(tmp, exist_ok=True)
+        url = stack.enter_context(database(kind, Path(tmp)))
+        os.chmod(tmp, 0o755)  # the workers' account reaches the site's folder
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "NOTES_DATA_DIR": f"{tmp}/data",
                           "SECRET_KEY": "bench", "NOTES_CACHE_SECONDS": 0})
         with app.app_context():
             upgrade()
             started = time.perf_counter()
-            words = fill(n)
+            if keep is not None and db.session.scalar(db.text("SELECT max(id) FROM notes")):
+                words = fill(0)  # (the words only: the notes are there)
+            else:
+                words = fill(n)
             filled = time.perf_counter() - started
-            if kind == "postgresql":
-                with db.engine.connect() as conn:
-                    conn.exec_driver_sql("ANALYZE")
-                    conn.commit()
+            if kind == "postgresql":  # what autovacuum does soon after a bulk load (the
+                # visibility map lets index-only scans skip the table)
+                with db.engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql("VACUUM ANALYZE")
             elif kind == "mariadb":
                 with db.engine.connect() as conn:
                     conn.exec_driver_sql("ANALYZE TABLE notes, note_tags")
             db.session.remove()
-        client = app.test_client()
-        found: dict[str, float] = {}
-        for name, path in pages(n, words, app.config["NOTES_PER_PAGE"]).items():
-            response = client.get(path)
-            response.get_data()  # a streamed body is read to its end
-            assert response.status_code == 200, (path, response.status_code)
-            times = []
-            for _ in range(rounds):
-                started = time.perf_counter()
-                response = client.get(path)
-                response.get_data()
-                times.append(time.perf_counter() - started)
-            found[name] = statistics.median(times) * 1000
+        paths = pages(n, words, app.config["NOTES_PER_PAGE"])
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+        if via == "serve":
+            with served(url, tmp) as get:
+                found = timed(get, paths, rounds)
+        else:
+            client = app.test_client()
+
+            def get(path: str) -> tuple[int, float]:
+                started = time.perf_counter()
+                response = client.get(path)
+                response.get_data()  # a streamed body is read to its end
+                return response.status_code, time.perf_counter() - started
+
+            found = timed(get, paths, rounds)
         if export:
             peak, seconds = export_peak(url, f"{tmp}/data", Path(tmp) / "all.xlsx")
             size = (Path(tmp) / "all.xlsx").stat().st_size / 1048576
@@ -206,17 +275,24 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "mariadb"), default="sqlite")
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--via", choices=("serve", "app"), default="serve",
+                        help="Ask flaskstack serve over HTTP (default) or the app in-process.")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="SQLite: keep each size's database in DIR/N and reuse it.")
     parser.add_argument("--export", action="store_true",
                         help="Also export all notes of the largest size to Excel (peak RSS).")
     args = parser.parse_args()
+    if args.keep and args.db != "sqlite":
+        parser.error("--keep is for SQLite only")
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, dict[str, float]] = {}
     for n in sizes:
-        results[n], filled = measure(args.db, n, args.rounds, args.export and n == sizes[-1])
+        results[n], filled = measure(args.db, n, args.rounds, args.via,
+                                      args.export and n == sizes[-1], args.keep)
         print(f"# {args.db}: {n:,} notes written in {filled:.1f} s", flush=True)
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{platform.processor() or platform.machine()}, database {args.db}, "
-          f"median of {args.rounds}")
+          f"via {args.via}, median of {args.rounds}")
     base = sizes[0]
     head = " | ".join(f"{n:,} notes" for n in sizes)
     print(f"| page | {head} | " + " | ".join(f"growth {n:,}" for n in sizes[1:]) + " |")

@@ -77,6 +77,9 @@ fi
 # Browser assets (CKEditor 4.22.1, Swagger UI) from npm, into the notes package.
 bash sites/notes/assets.sh
 
+# The interface's message catalogues (translations/*/LC_MESSAGES/messages.po) compiled to .mo.
+.venv/bin/pybabel -q compile -d sites/notes/src/notes/translations
+
 # Precompressed .gz copies of the site's static files (and Flask-Admin's) for Nginx's
 # gzip_static; quick when they are up to date.
 .venv/bin/flaskstack precompress --app-dir "$PWD" >/dev/null

@@ -93,7 +93,8 @@ def _serving(name: str, url: str, argv: list[str], folder: Path, port: int,
 
 
 @contextlib.contextmanager
-def mariadb() -> Iterator[Server]:
+def mariadb(*options: str) -> Iterator[Server]:
+    """A MariaDB server sized for tests; ``options`` (e.g. a larger buffer pool) override."""
     mariadbd = need("/usr/sbin/mariadbd")
     install = need("mariadb-install-db")
     folder = Path(tempfile.mkdtemp(prefix="notes-mariadb-"))
@@ -105,14 +106,15 @@ def mariadb() -> Iterator[Server]:
     argv = [mariadbd, "--no-defaults", f"--datadir={folder / 'data'}", f"--port={port}",
             "--bind-address=127.0.0.1", f"--socket={folder / 'sock'}", "--skip-grant-tables",
             "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
-            "--innodb-flush-log-at-trx-commit=0", f"--pid-file={folder / 'pid'}", *user]
+            "--innodb-flush-log-at-trx-commit=0", f"--pid-file={folder / 'pid'}", *user, *options]
     with _serving("mariadb", f"mysql+pymysql://root@127.0.0.1:{port}", argv, folder,
                   port) as server:
         yield server
 
 
 @contextlib.contextmanager
-def postgresql() -> Iterator[Server]:
+def postgresql(*settings: str) -> Iterator[Server]:
+    """A PostgreSQL server sized for tests; ``settings`` (``name=value``) are added."""
     initdb, postgres = need(PG_BIN / "initdb"), need(PG_BIN / "postgres")
     folder = Path(tempfile.mkdtemp(prefix="notes-postgres-"))
     port = free_port()
@@ -125,7 +127,8 @@ def postgresql() -> Iterator[Server]:
                    **as_user)  # type: ignore[call-overload]
     argv = [postgres, "-D", str(folder / "data"), "-p", str(port),
             "-k", str(folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            *(arg for setting in settings for arg in ("-c", setting))]
     # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to disconnect
     with _serving("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:{port}", argv,
                   folder, port, signal.SIGINT, cwd=folder, **as_user) as server:

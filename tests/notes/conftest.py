@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import re
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from openpyxl import Workbook
+from werkzeug.test import TestResponse
 
 from notes import create_app
 from notes.auth import create_user
@@ -111,6 +114,26 @@ def csrf(client: FlaskClient, path: str = "/login") -> str:
     assert match, f"no CSRF token on {path}"
     return match.group(1)
 
+
+
+def xlsx(rows: list[list[object]]) -> bytes:
+    """A workbook of one sheet holding ``rows``."""
+    book = Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def import_sheet(client: FlaskClient, sheet: list[list[object]] | bytes,
+                 name: str = "notes.xlsx") -> TestResponse:
+    """Post ``sheet`` (rows, or a file's bytes) to the admin's Excel import as ``client``."""
+    data = sheet if isinstance(sheet, bytes) else xlsx(sheet)
+    return client.post("/admin/excel/import", data={
+        "csrf_token": csrf(client, "/admin/excel/"), "file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data")
 
 @pytest.fixture
 def login() -> Callable[..., Any]:

@@ -37,7 +37,8 @@ def fill(app: Any) -> tuple[str, str]:
     with app.app_context():
         author = db.session.get(User, alice.id)
         for i in range(30):
-            create_note(author, f"Note {i} é", f'<p>text {i}</p><img src="/media/{image}">',
+            create_note(author, f"Note {i} é",
+                        f'<p>text {i}</p><img src="/media/{image}" alt="picture {i}">',
                         published=i % 2 == 0, tags=["travel", f"t{i % 3}"])
         db.session.commit()
         token = issue_token(author, "laptop")

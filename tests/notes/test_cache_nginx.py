@@ -70,6 +70,25 @@ def test_a_signed_in_page_is_never_cached_nor_served_to_others(site) -> None:  #
     assert anonymous(stack, "/my").status_code in {302, 401, 403}
 
 
+def test_each_language_is_cached_apart(site) -> None:  # type: ignore[no-untyped-def]
+    """A page made in the browser's language says Vary: Accept-Language: the cache never hands
+    a Chinese page to an English reader, nor the other way, and keeps serving both."""
+    stack, note, _ = site
+    for _ in range(3):
+        for asked, lang in (("zh-TW,zh;q=0.9", "zh-Hant"), ("en-GB,en;q=0.8", "en"),
+                            ("zh-TW,zh;q=0.9", "zh-Hant")):
+            for path in ("/", note):
+                r = requests.get(stack.url + path, headers={"Accept-Language": asked},
+                                 timeout=10)
+                assert r.status_code == 200
+                assert f'<html lang="{lang}">' in r.text, (asked, path)
+                assert "Accept-Language" in r.headers["Vary"]
+    again = requests.get(stack.url + "/", headers={"Accept-Language": "zh-TW,zh;q=0.9"},
+                         timeout=10)
+    assert again.headers["X-Cache-Status"] in {"HIT", "STALE", "UPDATING"}
+    assert '<html lang="zh-Hant">' in again.text
+
+
 class Author:
     """The signed-in writer of the module's site, using the pages as a browser would."""
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -21,18 +21,8 @@ from notes.extensions import db
 from notes.models import Note
 from tests.web import PNG
 
-from .conftest import PASSWORD, csrf, make_app
+from .conftest import PASSWORD, csrf, import_sheet, make_app, xlsx
 from .test_site import write
-
-
-def xlsx(rows: list[list[object]]) -> bytes:
-    book = Workbook()
-    sheet = book.active
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 def test_export_then_import_round_trip(app, client, user, admin, login) -> None:
@@ -62,21 +52,17 @@ def test_export_then_import_round_trip(app, client, user, admin, login) -> None:
 
 def test_one_bad_row_writes_nothing_and_is_reported(app, client, user, admin, login) -> None:
     login(client, admin[0].email)
-    data = xlsx([["title", "author", "body", "published"],
-                 ["Good 1", user[0].email, "<p>a</p>", "yes"],
-                 ["", user[0].email, "<p>b</p>", "no"],
-                 ["Good 2", "nobody@example.com", "<p>c</p>", "maybe"]])
-    r = client.post("/admin/excel/import", data={"csrf_token": csrf(client, "/admin/excel/"),
-                    "file": (io.BytesIO(data), "bad.xlsx")}, content_type="multipart/form-data")
+    r = import_sheet(client, [["title", "author", "body", "published"],
+                              ["Good 1", user[0].email, "<p>a</p>", "yes"],
+                              ["", user[0].email, "<p>b</p>", "no"],
+                              ["Good 2", "nobody@example.com", "<p>c</p>", "maybe"]], "bad.xlsx")
     assert r.status_code == 422
     page = r.get_data(as_text=True)
     assert "row 3, column title: empty" in page
     assert "row 4, column author" in page and "row 4, column published" in page
     with app.app_context():
         assert db.session.query(Note).count() == 0
-    junk = client.post("/admin/excel/import", data={"csrf_token": csrf(client, "/admin/excel/"),
-                       "file": (io.BytesIO(b"not a zip"), "x.xlsx")},
-                       content_type="multipart/form-data")
+    junk = import_sheet(client, b"not a zip", "x.xlsx")
     assert junk.status_code == 422 and "not a readable .xlsx file" in junk.get_data(as_text=True)
 
 
@@ -277,7 +263,7 @@ def test_admin_dates_are_readable_in_the_site_time_zone(db_url, tmp_path, login)
     client = app.test_client()
     login(client, "root@example.com")
     page = client.get("/admin/user/").get_data(as_text=True)
-    assert "2026-11-30 08:17" in page  # Tokyo is UTC+9
+    assert "Nov 30, 2026, 08:17" in page  # Tokyo is UTC+9, written the reader's way (en)
     assert "23:17:39" not in page and "+00:00" not in page
     assert 'placeholder="Search by email"' in page
     notes = client.get("/admin/note/").get_data(as_text=True)
@@ -302,6 +288,7 @@ def test_database_down_gives_a_signed_in_reader_503_too(db_url, tmp_path, postgr
             r = client.get(path)
             assert r.status_code == 503, (path, r.status_code)
             assert "cannot reach its database" in r.get_data(as_text=True)
+            assert "Signed in" in r.get_data(as_text=True)  # as the session says
     finally:
         postgresql_server.restart()
     assert client.get("/my").status_code == 200

@@ -6,7 +6,6 @@ written."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +17,8 @@ from sqlalchemy import create_engine, event, text
 from notes.extensions import db
 from notes.models import Note
 
-from .conftest import csrf
-from .test_data import flask_cli, xlsx
+from .conftest import csrf, import_sheet
+from .test_data import flask_cli
 from .test_publishing import edit
 from .test_site import write
 
@@ -98,11 +97,9 @@ def test_the_tags_a_page_shows_follow_every_writer(app, client, user, admin, log
 
     boss = app.test_client()
     login(boss, admin[0].email)
-    sheet = xlsx([["id", "title", "author", "body", "tags"],
-                  [nid, "Tagged", user[0].email, "<p>text</p>", "pear, ÉCLAIR"],
-                  [None, "New one", user[0].email, "<p>x</p>", "kiwi"]])
-    r = boss.post("/admin/excel/import", data={"csrf_token": csrf(boss, "/admin/excel/"),
-                                               "file": (io.BytesIO(sheet), "n.xlsx")})
+    r = import_sheet(boss, [["id", "title", "author", "body", "tags"],
+                            [nid, "Tagged", user[0].email, "<p>text</p>", "pear, ÉCLAIR"],
+                            [None, "New one", user[0].email, "<p>x</p>", "kiwi"]])
     assert r.status_code == 302
     # the existing tag's spelling (accents aside the same tag), written in bulk
     assert tags_shown(client.get("/n/tagged").get_data(as_text=True)) == ["pear", "éclair"]

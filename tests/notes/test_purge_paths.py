@@ -6,7 +6,6 @@ tests/notes/test_cache_nginx.py."""
 
 from __future__ import annotations
 
-import io
 import socket
 import tempfile
 import threading
@@ -20,8 +19,7 @@ from notes.extensions import db
 from notes.models import User
 from notes.services import issue_token
 
-from .conftest import _account, csrf, make_app
-from .test_data import xlsx
+from .conftest import _account, csrf, import_sheet, make_app
 
 
 class Purges:
@@ -100,10 +98,8 @@ def test_the_admin_and_the_import_purge_too_signing_in_does_not(site) -> None:  
                                           "csrf_token": csrf(boss)})
     assert signed_in.status_code == 302
     assert purges.take() == set()  # nothing public changed
-    data = xlsx([["title", "author", "body", "published"],
-                 ["Imported", alice.email, "<p>x</p>", "yes"]])
-    r = boss.post("/admin/excel/import", data={"csrf_token": csrf(boss, "/admin/excel/"),
-                  "file": (io.BytesIO(data), "notes.xlsx")}, content_type="multipart/form-data")
+    r = import_sheet(boss, [["title", "author", "body", "published"],
+                            ["Imported", alice.email, "<p>x</p>", "yes"]])
     assert r.status_code == 302
     assert purges.take() == {"*"}  # written in bulk: everything
     with app.app_context():

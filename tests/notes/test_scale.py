@@ -5,7 +5,6 @@ links and old page numbers; the sitemap index reaches every published note."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +18,7 @@ from notes import views
 from notes.extensions import db
 from notes.models import Note
 
-from .conftest import csrf
-from .test_data import xlsx
+from .conftest import import_sheet
 from .test_site import write
 
 
@@ -203,11 +201,9 @@ def test_search_follows_every_writer(app, client, user, admin, login) -> None:
     assert found(client, "renamed beta") == {"Renamed"}
     boss = app.test_client()
     login(boss, admin[0].email)
-    sheet = xlsx([["id", "title", "author", "body", "published"],
-                  [nid, "Imported title", user[0].email, "<p>gamma</p>", "yes"],
-                  [None, "Fresh import", user[0].email, "<p>delta</p>", "yes"]])
-    r = boss.post("/admin/excel/import", data={"csrf_token": csrf(boss, "/admin/excel/"),
-                                               "file": (io.BytesIO(sheet), "n.xlsx")})
+    r = import_sheet(boss, [["id", "title", "author", "body", "published"],
+                            [nid, "Imported title", user[0].email, "<p>gamma</p>", "yes"],
+                            [None, "Fresh import", user[0].email, "<p>delta</p>", "yes"]])
     assert r.status_code == 302
     assert found(client, "gamma") == {"Imported title"} and found(client, "beta") == set()
     assert found(client, "delta") == {"Fresh import"}

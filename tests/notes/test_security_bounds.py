@@ -152,8 +152,8 @@ def test_decoding_runs_in_a_child_bounded_in_memory_and_time() -> None:
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024
     smaller = io.BytesIO()
     Image.new("RGB", (2000, 1000)).save(smaller, format="PNG")
-    out, ext = images.reencode(smaller.getvalue(), 40_000_000)  # within the limits: kept
-    assert ext == "png" and Image.open(io.BytesIO(out)).size == (2000, 1000)
+    done = images.reencode(smaller.getvalue(), 40_000_000)  # within the limits: kept
+    assert done.ext == "png" and Image.open(io.BytesIO(done.data)).size == (2000, 1000)
 
 
 # --- 3. the sanitiser's cost ------------------------------------------------------------------

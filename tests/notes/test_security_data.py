@@ -112,7 +112,7 @@ def test_admin_creates_a_note(app, client, user, admin, login) -> None:
     for title in ("From the admin", "From the admin"):  # the second gets its own address
         r = admin_post(client, "/admin/note/new/", {
             "author": str(user[0].id), "title": title, "published": "y",
-            "body": "<p>hello</p><img src=x onerror=alert(1)>"})
+            "body": "<p>hello</p><img src=x alt=x onerror=alert(1)>"})
         assert "Record was successfully created" in r.get_data(as_text=True)
     with app.app_context():
         notes = db.session.query(Note).order_by(Note.id).all()
@@ -544,7 +544,7 @@ def test_bad_and_huge_images_are_refused_in_words(app, client, user, login) -> N
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
     assert upload(client, svg, "x.svg").status_code == 415
     r = upload(client, b"x" * (app.config["NOTES_MAX_IMAGE"] + 1))
-    assert r.status_code == 413 and "at most 5 MB" in r.json["error"]["message"]
+    assert r.status_code == 413 and "at most 9.5 MB" in r.json["error"]["message"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -571,8 +571,19 @@ def test_uploads_stored_before_are_written_anew_on_request(app, tmp_path) -> Non
     html = b"<script>alert(1)</script>"
     (uploads / "old.gif").write_bytes(picture("GIF") + html)
     (uploads / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + html)
+    (uploads / "wide0000.png").write_bytes(picture("PNG", (3000, 1000)))
     r = app.test_cli_runner().invoke(args=["uploads", "reencode"])
-    assert r.exit_code == 0 and "1 rewritten, 1 refused" in r.output
+    assert r.exit_code == 0 and "2 rewritten, 1 refused" in r.output
+    # brought to NOTES_IMAGE_SIDE, with its smaller copies (made once: run again, the same)
+    from PIL import Image
+
+    assert Image.open(uploads / "wide0000.png").size == (2560, 853)
+    made = sorted(p.name for p in uploads.glob("wide0000*"))
+    assert made == ["wide0000-1600w.png", "wide0000-480w.png", "wide0000-960w.png",
+                    "wide0000.png"]
+    again = app.test_cli_runner().invoke(args=["uploads", "reencode"])
+    assert "2 rewritten, 0 refused" in again.output
+    assert sorted(p.name for p in uploads.glob("wide0000*")) == made
     assert html not in (uploads / "old.gif").read_bytes()
     assert not (uploads / "fake.png").exists()
     assert (Path(app.config["NOTES_DATA_DIR"]) / "uploads-refused" / "fake.png").exists()

@@ -10,7 +10,7 @@ from notes.models import Note
 from .conftest import csrf
 
 XSS = (
-    '<p>ok <b>bold</b></p><script>alert(1)</script><img src=x onerror="alert(2)">'
+    '<p>ok <b>bold</b></p><script>alert(1)</script><img src=x alt="x" onerror="alert(2)">'
     '<a href="javascript:alert(3)">link</a><svg onload="alert(4)"></svg>'
     '<table><tr><td>cell</td></tr></table>'
 )

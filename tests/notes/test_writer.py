@@ -17,9 +17,8 @@ from notes.extensions import db
 from notes.models import Note, NoteRevision, User, utcnow
 from tests.web import PNG
 
-from .conftest import PASSWORD, csrf, make_app
+from .conftest import PASSWORD, csrf, make_app, xlsx
 from .test_api import token_for
-from .test_data import xlsx
 from .test_site import write
 
 

@@ -217,8 +217,8 @@ def test_scheduling_in_the_editor_in_the_sites_time_zone(app, client, user, logi
         assert note is not None and note.published and note.is_scheduled
         assert note.published_at == local.replace(tzinfo=ZoneInfo("Asia/Taipei"))
         nid = note.id
-    assert "scheduled for 2040-01-02 09:30" in client.get("/my").get_data(as_text=True)
-    assert "scheduled for 2040-01-02 09:30" in client.get("/n/for-2040").get_data(as_text=True)
+    assert "scheduled for Jan 2, 2040, 09:30" in client.get("/my").get_data(as_text=True)
+    assert "scheduled for Jan 2, 2040, 09:30" in client.get("/n/for-2040").get_data(as_text=True)
     assert app.test_client().get("/n/for-2040").status_code == 404
     editor = client.get(f"/notes/{nid}/edit").get_data(as_text=True)
     assert 'value="2040-01-02T09:30"' in editor

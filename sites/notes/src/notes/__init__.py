@@ -17,7 +17,20 @@ from flask.logging import default_handler
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, auth, backup, errors, excel, health, sessions, sqlite, trash, views
+from . import (
+    admin,
+    api,
+    auth,
+    backup,
+    errors,
+    excel,
+    health,
+    i18n,
+    sessions,
+    sqlite,
+    trash,
+    views,
+)
 from . import config as site_config
 from .extensions import csrf, db, login_manager, migrate
 from .failsafe import LastResort
@@ -70,6 +83,7 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
     migrate.init_app(app, db, directory=str(HERE / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
+    i18n.init_app(app)
 
     auth.init_app(app)
     views.init_app(app)

@@ -12,6 +12,8 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.model import typefmt
 from flask_admin.model.template import EndpointLinkRowAction
 from flask_admin.theme import Bootstrap4Theme
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, inspect, select
@@ -23,6 +25,7 @@ from wtforms.validators import Email, Length, ValidationError
 from . import revisions, trash
 from .auth import normalise_name
 from .extensions import db
+from .i18n import canonical, localtime
 from .models import Note, User, live, utcnow
 from .services import (
     BODY_MAX,
@@ -34,7 +37,6 @@ from .services import (
     unique_slug,
 )
 from .text import Unfit
-from .views import localtime
 
 
 def is_admin() -> bool:
@@ -91,6 +93,11 @@ def _when(view: Any, value: datetime | None, name: str = "") -> str:
     return localtime(value)
 
 
+def _language(value: str | None) -> str | None:
+    """A note's language as typed in the admin: its canonical tag, or None (the site's)."""
+    return canonical(value) if value and value.strip() else None
+
+
 def _valid_tags(form: Any, field: Any) -> None:
     try:
         parse_tags(field.data)
@@ -103,12 +110,16 @@ class SecureModelView(AdminOnly, ModelView):
     page_size = 25
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _when}
     column_type_formatters_detail = column_type_formatters
-    column_labels = {"is_admin": "Admin", "created_at": "Created", "updated_at": "Updated",
-                     "published_at": "Published on", "body": "Text", "body_text": "Text"}
-    placeholder = "Search"
+    column_labels = {"id": "ID", "is_admin": _l("Admin"), "created_at": _l("Created"),
+                     "updated_at": _l("Updated"), "published_at": _l("Published on"),
+                     "body": _l("Text"), "body_text": _l("Text"), "email": _l("Email"),
+                     "display_name": _l("Display name"), "active": _l("Active"),
+                     "title": _l("Title"), "author": _l("Author"), "tags": _l("Tags"),
+                     "published": _l("Published"), "language": _l("Language")}
+    placeholder = _l("Search")
 
     def search_placeholder(self) -> str:
-        return self.placeholder
+        return str(self.placeholder)
 
     # Bad ids and pages are the visitor's mistake (404/400), not a database error (503/500).
     def get_one(self, id: Any) -> Any:
@@ -129,14 +140,14 @@ class SecureModelView(AdminOnly, ModelView):
         if isinstance(exc, ValidationError):
             return bool(super().handle_view_exception(exc))  # our own one-line message
         if isinstance(exc, StaleDataError):
-            flash("Not saved: someone else saved this note at the same instant. Your text is "
-                  "still in the form: save again to replace theirs with it.", "error")
+            flash(_("Not saved: someone else saved this note at the same instant. Your text is "
+                    "still in the form: save again to replace theirs with it."), "error")
             return True
         if not isinstance(exc, IntegrityError):
             raise exc  # the site's error pages (503 for the database, else 500)
         current_app.logger.warning("admin: %s refused by the database: %s", self.name, exc.orig)
-        flash("Not saved: another record already uses this value (emails and addresses of "
-              "notes must be unique). Change it and save again.", "error")
+        flash(_("Not saved: another record already uses this value (emails and addresses of "
+                "notes must be unique). Change it and save again."), "error")
         return True
 
 
@@ -151,23 +162,23 @@ class UserView(SecureModelView):
     form_columns = ("email", "display_name", "is_admin", "active")
     form_args = {"email": {"validators": [Email()], "filters": [_lower]}}
     can_create = False  # accounts are made by registering or `flask --app notes users create`
-    placeholder = "Search by email"
+    placeholder = _l("Search by email")
 
     def on_model_change(self, form: Any, model: User, is_created: bool) -> None:
         try:
             model.display_name = normalise_name(model.display_name) if (
                 model.display_name or "").strip() else ""
         except ValueError as e:
-            raise ValidationError(f"Not saved: {e}.") from None
+            raise ValidationError(_("Not saved: %(problem)s.", problem=e)) from None
         if model.id == current_user.id and not (model.is_admin and model.active):
-            raise ValidationError("You cannot take away your own admin rights or deactivate "
-                                  "yourself: ask another admin.")
+            raise ValidationError(_("You cannot take away your own admin rights or deactivate "
+                                    "yourself: ask another admin."))
 
     # deleting an account asks what becomes of its notes (the remove view), never a bare
     # "Are you sure?"
     can_delete = False
     column_extra_row_actions = [EndpointLinkRowAction("fa fa-trash", ".remove_view",
-                                                      title="Delete…")]
+                                                      title=_l("Delete…"))]
 
     @expose("/remove/", methods=("GET", "POST"))
     def remove_view(self) -> Any:
@@ -176,7 +187,7 @@ class UserView(SecureModelView):
             abort(404)
         back = url_for(".index_view")
         if user.id == current_user.id:
-            flash("You cannot delete your own account here.", "error")
+            flash(_("You cannot delete your own account here."), "error")
             return redirect(back)
         count = db.session.scalar(select(func.count()).select_from(Note).where(
             Note.author_id == user.id, live())) or 0
@@ -189,27 +200,31 @@ class UserView(SecureModelView):
                     if form.notes.data == "reassign" and (form.heir.data or "").isdigit()
                     else None)
             if form.notes.data == "reassign" and heir is None:
-                form.heir.errors = ["Choose who takes over the notes."]
+                form.heir.errors = [_("Choose who takes over the notes.")]
             else:
                 to_trash = heir is None
                 trash.hand_over(user, heir or current_user._get_current_object(), to_trash)
                 email = user.email
                 db.session.delete(user)
                 db.session.commit()
-                where = ("moved to your trash (restorable for "
-                         f"{current_app.config['NOTES_TRASH_DAYS']} days)" if to_trash
-                         else f"now {heir.email}'s" if heir else "")
-                flash(f"Deleted {email}; their {count} note(s) are {where}.", "success")
+                if to_trash:
+                    flash(_("Deleted %(email)s; their %(count)s note(s) are moved to your trash "
+                            "(restorable for %(days)s days).", email=email, count=count,
+                            days=current_app.config["NOTES_TRASH_DAYS"]), "success")
+                else:
+                    assert heir is not None
+                    flash(_("Deleted %(email)s; their %(count)s note(s) are now %(heir)s's.",
+                            email=email, count=count, heir=heir.email), "success")
                 return redirect(back)
         return self.render("admin/user_remove.html", user=user, count=count, form=form,
                            back=back)
 
 
 class RemoveUserForm(FlaskForm):
-    notes = RadioField("Their notes", choices=[
-        ("trash", "Move them to the trash (yours, restorable until they are purged)"),
-        ("reassign", "Give them to another user")], default="trash")
-    heir = SelectField("Give them to", choices=[], validate_choice=False)
+    notes = RadioField(_l("Their notes"), choices=[
+        ("trash", _l("Move them to the trash (yours, restorable until they are purged)")),
+        ("reassign", _l("Give them to another user"))], default="trash")
+    heir = SelectField(_l("Give them to"), choices=[], validate_choice=False)
 
 
 class NoteView(SecureModelView):
@@ -217,18 +232,21 @@ class NoteView(SecureModelView):
     column_searchable_list = ("title", "body_text")
     column_filters = ("published",)
     column_default_sort = ("updated_at", True)
-    form_columns = ("author", "title", "body", "tag_list", "published", "opened_version")
+    form_columns = ("author", "title", "body", "tag_list", "language", "published",
+                    "opened_version")
     form_overrides = {"body": TextAreaField}
-    form_args = {"body": {"validators": [Length(max=BODY_MAX)]}}
+    form_args = {"body": {"validators": [Length(max=BODY_MAX)]},
+                 "language": {"filters": [_language], "description": _l(
+                     "A language tag such as el or zh-Hant; empty: the site's.")}}
     form_extra_fields = {
-        "tag_list": StringField("Tags", description="Separated by commas",
+        "tag_list": StringField(_l("Tags"), description=_l("Separated by commas"),
                                 validators=[_valid_tags]),
         # the version the form was opened on (see notes.revisions)
         "opened_version": HiddenField(),
     }
     create_template = "admin/note_create.html"
     edit_template = "admin/note_edit.html"
-    placeholder = "Search titles and text"
+    placeholder = _l("Search titles and text")
 
     def get_query(self) -> Any:  # notes in the trash are their authors' business
         return super().get_query().filter(live())
@@ -254,7 +272,7 @@ class NoteView(SecureModelView):
         """Into the trash (its author can restore it), not deleted."""
         trash.move(model)
         db.session.commit()
-        flash(f"“{model.title}” is in its author's trash.", "info")
+        flash(_("“%(title)s” is in its author's trash.", title=model.title), "info")
         return True
 
     def on_model_change(self, form: Any, model: Note, is_created: bool) -> None:
@@ -295,10 +313,10 @@ class NoteView(SecureModelView):
 def init_app(app: Flask, views: Iterable[BaseView] = ()) -> None:
     """The admin, with the model views and ``views`` from other modules (e.g. Excel)."""
     admin = Admin(
-        app, name="notes admin", index_view=HomeView(url="/admin"),
+        app, name=_l("notes admin"), index_view=HomeView(url="/admin", name=_l("Home")),
         theme=Bootstrap4Theme(swatch="default", base_template="admin/notes_base.html"),
     )
-    admin.add_view(UserView(User, db, name="Users"))
-    admin.add_view(NoteView(Note, db, name="Notes"))
+    admin.add_view(UserView(User, db, name=_l("Users")))
+    admin.add_view(NoteView(Note, db, name=_l("Notes")))
     for view in views:
         admin.add_view(view)

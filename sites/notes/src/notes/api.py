@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, and_, select
 
 from . import revisions, search, trash
 from .extensions import csrf, db
+from .i18n import canonical, language_tags
 from .markdown import FORMATS
 from .models import ApiToken, Note, NoteRevision, Tag, User, live, note_tags, public, utcnow
 from .services import (
@@ -112,6 +113,15 @@ def _publish_at(**kwargs: Any) -> AwareDateTime:
         "to 9998.", "pattern": PUBLISH_YEARS}, **kwargs)
 
 
+def _language(**kwargs: Any) -> String:
+    # the spec lists them: every tag it allows is accepted, and only those
+    return String(validate=OneOf(language_tags(), error="Not a language tag this site knows "
+                                 "(such as en, el, zh-Hant or pt-BR)."),
+                  metadata={"description": "The language the note is written in, a language "
+                            "tag such as en, el or zh-Hant (its pages' lang attribute, its feed "
+                            "entry); default: the site's (NOTES_LANGUAGE)."}, **kwargs)
+
+
 class NoteIn(Schema):
     title = _title(required=True)
     body = String(load_default="", validate=Length(0, BODY_MAX))
@@ -119,6 +129,7 @@ class NoteIn(Schema):
     published = Boolean(metadata={"description": "Default false."})
     publish_at = _publish_at()
     tags = _tags_field(load_default=[])
+    language = _language()
 
 
 class NotePatch(Schema):
@@ -128,6 +139,7 @@ class NotePatch(Schema):
     published = Boolean()
     publish_at = _publish_at()
     tags = _tags_field()
+    language = _language()
 
 
 class NoteOut(Schema):
@@ -145,6 +157,8 @@ class NoteOut(Schema):
                     metadata={"description": "The author's display name."})
     author_id = Integer()
     tags = List(String(), attribute="tag_names")
+    language = String(attribute="lang", metadata={
+        "description": "The language the note is written in (a language tag)."})
     url = String()
     created_at = DateTime()
     updated_at = DateTime()
@@ -320,10 +334,12 @@ def create(data: dict[str, Any]) -> Tagged:
     tags = _tags(data.get("tags"))
     published = _published(data)
     try:
+        language = canonical(data["language"]) if data.get("language") else None
         note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
                                              bool(published), tags, via="api",
                                              format=data["format"],
-                                             publish_at=data.get("publish_at")))
+                                             publish_at=data.get("publish_at"),
+                                             language=language))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))
@@ -397,10 +413,11 @@ def update(note_id: int, headers: dict[str, Any], data: dict[str, Any]) -> Tagge
     tags = _tags(data.get("tags"))
     published = _published(data)
     try:
+        language = canonical(data["language"]) if data.get("language") else None
         _saved(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
                                    published=published, tags=tags, base=base,
                                    by=api_user(), via="api", format=data.get("format"),
-                                   publish_at=data.get("publish_at")))
+                                   publish_at=data.get("publish_at"), language=language))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))

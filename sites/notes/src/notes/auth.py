@@ -33,15 +33,19 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale, refresh
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import delete, event, func, inspect, select
 from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm import Session as OrmSession
-from wtforms import BooleanField, EmailField, Field, PasswordField, StringField
+from wtforms import BooleanField, EmailField, Field, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from .extensions import db, login_manager
+from .i18n import interface_choices
 from .models import ApiToken, LoginFailure, User, utcnow
 from .services import issue_token
 from .sessions import rotate
@@ -83,9 +87,9 @@ def password_problem(password: str, email: str = "") -> str | None:
     (dictionary words, names, keyboard patterns, dates, the e-mail itself) are refused by
     zxcvbn, scored offline."""
     if len(password) < PASSWORD_MIN:
-        return f"The password must have at least {PASSWORD_MIN} characters."
+        return _("The password must have at least %(count)s characters.", count=PASSWORD_MIN)
     if len(password) > PASSWORD_MAX:
-        return f"The password must have at most {PASSWORD_MAX} characters."
+        return _("The password must have at most %(count)s characters.", count=PASSWORD_MAX)
     from zxcvbn import zxcvbn  # imported here: it loads its word lists (start-up time)
 
     local = email.split("@", 1)[0]
@@ -94,8 +98,11 @@ def password_problem(password: str, email: str = "") -> str | None:
         return None
     feedback = result["feedback"]
     hint = feedback["warning"] or (feedback["suggestions"] or [""])[0]
-    return " ".join(["This password is too easy to guess.", hint,
-                     "Use a few uncommon words or a longer phrase."]).replace("  ", " ")
+    locale = get_locale()
+    if locale is not None and locale.language != "en":
+        hint = ""  # zxcvbn speaks English only
+    return " ".join([_("This password is too easy to guess."), hint,
+                     _("Use a few uncommon words or a longer phrase.")]).replace("  ", " ")
 
 
 class StrongPassword:
@@ -117,9 +124,10 @@ def normalise_name(name: str) -> str:
     too long."""
     name = " ".join(clean_text(name).split())
     if not name:
-        raise ValueError("the display name is empty")
+        raise ValueError(_("the display name is empty"))
     if len(name) > NAME_MAX:
-        raise ValueError(f"the display name has more than {NAME_MAX} characters")
+        raise ValueError(_("the display name has more than %(count)s characters",
+                           count=NAME_MAX))
     return name
 
 
@@ -134,7 +142,7 @@ def create_user(email: str, password: str, is_admin: bool = False,
     if problem:
         raise ValueError(problem)
     if db.session.scalar(select(User).where(User.email == email)):
-        raise ValueError(f"a user with the email {email} exists already")
+        raise ValueError(_("a user with the email %(email)s exists already", email=email))
     user = User(email=email, password_hash=hash_password(password), is_admin=is_admin,
                 display_name=name)
     db.session.add(user)
@@ -199,44 +207,54 @@ def load_user(user_id: str) -> User | None:
 
 
 login_manager.login_view = "auth.login"
-login_manager.login_message = "Please log in to see this page."
+login_manager.login_message = _l("Please log in to see this page.")
+login_manager.localize_callback = str  # flashed in the reader's language, as a plain string
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
-    remember = BooleanField("Remember me")
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+    remember = BooleanField(_l("Remember me"))
 
 
 class RegisterForm(FlaskForm):
     display_name = StringField(
-        "Display name", validators=[Length(max=NAME_MAX)],
-        description="Shown with your notes (you can set it later too). Your e-mail address "
-                    "is never shown.")
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), StrongPassword()])
+        _l("Display name"), validators=[Length(max=NAME_MAX)],
+        description=_l("Shown with your notes (you can set it later too). Your e-mail address "
+                       "is never shown."))
+    email = EmailField(_l("Email"), validators=[DataRequired(), Email(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), StrongPassword()])
     confirm = PasswordField(
-        "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")]
+        _l("Repeat password"),
+        validators=[DataRequired(), EqualTo("password", _l("Passwords differ."))],
     )
 
 
 class PasswordForm(FlaskForm):
-    current = PasswordField("Current password", validators=[DataRequired()])
-    password = PasswordField("New password", validators=[DataRequired(), StrongPassword()])
+    current = PasswordField(_l("Current password"), validators=[DataRequired()])
+    password = PasswordField(_l("New password"), validators=[DataRequired(), StrongPassword()])
     confirm = PasswordField(
-        "Repeat new password",
-        validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
+        _l("Repeat new password"),
+        validators=[DataRequired(), EqualTo("password", _l("Passwords differ."))],
     )
 
 
 class NameForm(FlaskForm):
     display_name = StringField(
-        "Display name", validators=[DataRequired(), Length(max=NAME_MAX)],
-        description="Shown with your notes and on your author page.")
+        _l("Display name"), validators=[DataRequired(), Length(max=NAME_MAX)],
+        description=_l("Shown with your notes and on your author page."))
 
 
 class TokenForm(FlaskForm):
-    name = StringField("Token name", validators=[DataRequired(), Length(max=100)])
+    name = StringField(_l("Token name"), validators=[DataRequired(), Length(max=100)])
+
+
+class LanguageForm(FlaskForm):
+    locale = SelectField(_l("Language of the site's pages"), choices=[])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.locale.choices = [("", _("The browser's language")), *interface_choices()]
 
 
 def _limits(email: str) -> list[tuple[str, int]]:
@@ -308,7 +326,7 @@ def login() -> ResponseReturnValue:
         limits = _limits(email)
         reserved = _reserve(limits)
         if reserved is None:
-            flash("Too many failed logins: wait 15 minutes and try again.", "error")
+            flash(_("Too many failed logins: wait 15 minutes and try again."), "error")
             return render_template("login.html", form=form), 429
         user = db.session.scalar(select(User).where(User.email == email))
         # one argon2 verification whether the account exists or not: same time either way
@@ -321,7 +339,7 @@ def login() -> ResponseReturnValue:
             sign_in(user, remember=bool(form.remember.data))
             return redirect(safe_next(request.args.get("next")))
         # a wrong guess: the rows written before it stay, as its failure
-        flash("Wrong email or password.", "error")
+        flash(_("Wrong email or password."), "error")
     return render_template("login.html", form=form)
 
 
@@ -333,14 +351,14 @@ def logout() -> ResponseReturnValue:
     session.clear()
     logout_user()  # also has Flask-Login delete the remember-me cookie
     rotate()
-    flash("You are logged out.", "info")
+    flash(_("You are logged out."), "info")
     return redirect(url_for("views.index"))
 
 
 @bp.route("/register", methods=["GET", "POST"])
 def register() -> ResponseReturnValue:
     if current_app.config["NOTES_REGISTRATION"] != "open":
-        abort(403, "Registration is closed on this site.")
+        abort(403, _("Registration is closed on this site."))
     form = RegisterForm()
     if form.validate_on_submit():
         try:
@@ -350,7 +368,7 @@ def register() -> ResponseReturnValue:
             form.email.errors = [*form.email.errors, str(e)]
         else:
             sign_in(user)
-            flash("Welcome! Your account is ready.", "info")
+            flash(_("Welcome! Your account is ready."), "info")
             return redirect(url_for("views.my_notes"))
     return render_template("register.html", form=form)
 
@@ -361,6 +379,7 @@ def account() -> ResponseReturnValue:
     password_form = PasswordForm(prefix="pw")
     token_form = TokenForm(prefix="tok")
     name_form = NameForm(prefix="name", display_name=current_user.display_name)
+    language_form = LanguageForm(prefix="lang", locale=current_user.locale or "")
     new_token = None
     if "name-display_name" in request.form and name_form.validate_on_submit():
         try:
@@ -369,24 +388,30 @@ def account() -> ResponseReturnValue:
             name_form.display_name.errors = [str(e).capitalize() + "."]
         else:
             db.session.commit()
-            flash("Your display name is changed.", "info")
+            flash(_("Your display name is changed."), "info")
             return redirect(url_for("auth.account"))
+    if "lang-locale" in request.form and language_form.validate_on_submit():
+        current_user.locale = language_form.locale.data or None
+        db.session.commit()
+        refresh()  # this answer already in the language chosen
+        flash(_("The site's language is changed."), "info")
+        return redirect(url_for("auth.account"))
     if "pw-password" in request.form and password_form.validate_on_submit():
         if not verify_password(current_user.password_hash, password_form.current.data or ""):
-            password_form.current.errors = ["This is not your current password."]
+            password_form.current.errors = [_("This is not your current password.")]
         else:
             user = current_user._get_current_object()
             user.password_hash = hash_password(password_form.password.data or "")
             db.session.commit()  # ends every session and API token of the user (see above)
             sign_in(user)  # but this one goes on, under a new id
-            flash("Your password is changed. Your other sessions and your API tokens have "
-                  "ended.", "info")
+            flash(_("Your password is changed. Your other sessions and your API tokens have "
+                    "ended."), "info")
             return redirect(url_for("auth.account"))
     if "tok-name" in request.form and token_form.validate_on_submit():
         # POST/redirect/GET: a reload shows the page again, it does not make a second token.
         # The token waits in the (server-side) session and is shown once.
         session["new_token"] = issue_token(current_user, token_form.name.data or "")
-        flash("Token created: copy it now, it is shown only once.", "info")
+        flash(_("Token created: copy it now, it is shown only once."), "info")
         return redirect(url_for("auth.account"))
     if request.method == "GET":
         new_token = session.pop("new_token", None)
@@ -395,7 +420,7 @@ def account() -> ResponseReturnValue:
     ).all()
     page = make_response(render_template(
         "account.html", password_form=password_form, token_form=token_form, tokens=tokens,
-        new_token=new_token, name_form=name_form,
+        new_token=new_token, name_form=name_form, language_form=language_form,
     ))
     page.headers["Cache-Control"] = "no-store"  # the token must not come back from a cache
     return page
@@ -409,7 +434,7 @@ def delete_token(token_id: int) -> ResponseReturnValue:
         abort(404)
     db.session.delete(token)
     db.session.commit()
-    flash("Token revoked.", "info")
+    flash(_("Token revoked."), "info")
     return redirect(url_for("auth.account"))
 
 

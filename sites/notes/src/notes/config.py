@@ -34,6 +34,15 @@ def _timezone(raw: str) -> str:
     return raw
 
 
+def _language(raw: str) -> str:
+    from .i18n import canonical
+
+    try:
+        return canonical(raw)
+    except ValueError:
+        raise ValueError("a language tag such as en, el or zh-Hant") from None
+
+
 def _bool(raw: str) -> bool:
     if raw.lower() in {"1", "true", "yes", "on"}:
         return True
@@ -115,15 +124,23 @@ VARS: tuple[Var, ...] = (
     Var("SITE_URL", _site_url, "",
         "The site's public address, e.g. https://notes.example.org: canonical links, the feed "
         "and the sitemap use it (default: the address each request came to)."),
+    Var("LANGUAGE", _language, "en",
+        "The site's language: a note's language unless its writer chooses another, and the "
+        "interface's for readers whose browser asks for none it has (en, zh-Hant, …)."),
     Var("TIMEZONE", _timezone, "UTC", "Time zone for displayed times (stored in UTC)."),
     Var("REGISTRATION", _choice("open", "closed"), "open", "Whether anyone may register."),
     Var("SECURE_COOKIES", _bool, "off",
         "Mark cookies Secure (also automatic for requests that arrived over HTTPS).",
         also=("SESSION_COOKIE_SECURE", "REMEMBER_COOKIE_SECURE")),
     Var("PER_PAGE", _int, "10", "Notes per page."),
-    Var("MAX_IMAGE", _int, "5242880", "Largest image upload in bytes."),
+    Var("MAX_IMAGE", _int, "9961472",
+        "Largest image upload in bytes (9.5 MB: within the kit's default `max_upload`, 10 MB; "
+        "raise both together)."),
     Var("MAX_IMAGE_PIXELS", _int, "40000000",
         "Largest image upload in pixels (width times height, all frames): decoding needs memory."),
+    Var("IMAGE_SIDE", _range(480, 20000), "2560",
+        "Longest side, in pixels, of a stored photo: larger ones are made this size at upload "
+        "(not animations), with smaller copies for small screens (`srcset`)."),
     Var("IMPORT_MAX_SIZE", _int, "10485760", "Largest Excel file to import, in bytes."),
     Var("IMPORT_MAX_ROWS", _int, "10000", "Most notes (rows) in one Excel import."),
     Var("IMPORT_MAX_UNPACKED", _int, "33554432",

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
-from flask import Flask, Response, g, jsonify, make_response, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request, session
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db, login_manager
 
 MESSAGES = {
-    400: "The request could not be understood (an expired form? reload the page and retry).",
-    403: "You are not allowed to see this page.",
-    404: "There is nothing at this address.",
-    405: "This page does not accept that kind of request.",
-    413: "What you sent is too large.",
-    429: "Too many attempts: please wait a little.",
-    500: "Something went wrong on our side. It has been logged.",
-    503: "The site cannot reach its database right now. Please try again in a moment.",
-    507: "The site's storage is full: what you sent was not saved. Please try again later.",
+    400: _l("The request could not be understood (an expired form? reload the page and retry)."),
+    403: _l("You are not allowed to see this page."),
+    404: _l("There is nothing at this address."),
+    405: _l("This page does not accept that kind of request."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many attempts: please wait a little."),
+    500: _l("Something went wrong on our side. It has been logged."),
+    503: _l("The site cannot reach its database right now. Please try again in a moment."),
+    507: _l("The site's storage is full: what you sent was not saved. Please try again later."),
 }
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -51,12 +55,28 @@ def wants_json() -> bool:
     )
 
 
+def signed_in() -> bool:
+    """Whether the visitor is signed in, for an error page: as Flask-Login says, or with the
+    database down (or failing now), as the session says (it needs no database)."""
+    try:
+        if not getattr(g, "database_down", False):
+            return bool(current_user.is_authenticated)
+    except Exception:  # an error page renders whatever failed: the session says the rest
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+    try:
+        return bool(session.get("_user_id"))
+    except Exception:  # the session store is down too: nothing is known
+        return False
+
+
 def error_response(code: int, message: str | None = None) -> tuple[Response, int]:
-    text = message or MESSAGES.get(code, "Something went wrong.")
+    text = str(message or MESSAGES.get(code) or _("Something went wrong."))
     if wants_json():
         response = jsonify(status=code, message=text)
     else:
-        response = make_response(render_template("error.html", code=code, message=text))
+        response = make_response(render_template("error.html", code=code, message=text,
+                                                 signed_in=signed_in()))
     if not request.path.startswith("/api/"):
         # a page's URL answers JSON or HTML by Accept: caches keep the two apart
         response.vary.add("Accept")
@@ -82,6 +102,7 @@ def init_app(app: Flask) -> None:
         # the page cannot know who is signed in (that needs the database): it is made as for
         # an anonymous visitor, instead of loading the user again and failing with a 500
         g._login_user = login_manager.anonymous_user()
+        g.database_down = True
         return error_response(507 if disk_full(e) else 503)
 
     @app.teardown_appcontext

@@ -32,6 +32,8 @@ from flask import (
     url_for,
 )
 from flask_admin import BaseView, expose
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -648,7 +650,7 @@ def import_file(source: Path | IO[bytes], limits: Limits, by: User | None = None
 
 
 class ImportForm(FlaskForm):
-    file = FileField("Excel file (.xlsx)", validators=[FileRequired()])
+    file = FileField(_l("Excel file (.xlsx)"), validators=[FileRequired()])
 
 
 class ExcelView(AdminOnly, BaseView):
@@ -684,7 +686,7 @@ class ExcelView(AdminOnly, BaseView):
         request.max_content_length = limits.size + slack
         form = ImportForm()
         if not form.validate_on_submit():
-            flash("Choose an .xlsx file to import.", "error")
+            flash(_("Choose an .xlsx file to import."), "error")
             return redirect(url_for("excel.index"))
         try:
             counts = import_file(form.file.data.stream, limits,
@@ -696,7 +698,9 @@ class ExcelView(AdminOnly, BaseView):
             failed = _fail("a user or note named in the file changed during the import; "
                            "nothing was imported: try again")
             return self.page(failed.problems), 409
-        flash(f"Imported: {counts}.", "success")
+        flash(_("Imported: %(created)s created, %(updated)s updated, %(skipped)s skipped "
+                "(unchanged).", created=counts.created, updated=counts.updated,
+                skipped=counts.skipped), "success")
         return redirect(url_for("excel.index"))
 
 
@@ -738,7 +742,7 @@ def import_command(file: Path) -> None:
 
 def admin_view() -> ExcelView:
     """The admin's "Export / import" page (given to :func:`notes.admin.init_app`)."""
-    return ExcelView(name="Export / import", endpoint="excel", url="/admin/excel")
+    return ExcelView(name=_l("Export / import"), endpoint="excel", url="/admin/excel")
 
 
 def init_app(app: Flask) -> None:

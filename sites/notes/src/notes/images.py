@@ -3,7 +3,11 @@
 Checking magic bytes is not enough: a GIF can carry HTML, a JPEG a PHP script, and photos carry
 EXIF metadata (the GPS position included). Only the decoded pixels are kept: the file that is
 stored is a new one, with the orientation applied, colours converted to sRGB, and no metadata,
-comment or trailing bytes.
+comment or trailing bytes. A photo larger than ``NOTES_IMAGE_SIDE`` is made that size (a phone's
+12-50 megapixels are more than a page shows), and still images get smaller copies for small
+screens, ``<name>-<width>w.<ext>`` beside the file: :func:`fit` lists them in the ``srcset`` of
+every ``<img>`` that shows it. HEIC/HEIF photos (iPhones) are converted to JPEG: browsers
+other than Safari do not show them.
 
 What decoding may cost is bounded before it starts, from the file's own structure (read without
 decoding a pixel): every GIF frame's size and the canvas Pillow would grow to hold them all,
@@ -16,7 +20,9 @@ foresee does, the worker that serves the site stays small and free.
 from __future__ import annotations
 
 import contextlib
+import html
 import io
+import json
 import os
 import re
 import resource
@@ -25,12 +31,13 @@ import signal
 import struct
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, has_app_context
 from flask.cli import AppGroup
 from PIL import Image, ImageCms, ImageOps, ImageSequence, UnidentifiedImageError
 from sqlalchemy import event, exists, literal, or_
@@ -39,6 +46,9 @@ from sqlalchemy.orm import Session
 from .extensions import db
 
 FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
+CONVERTED = {"HEIF": "JPEG"}  # accepted, and stored in a format every browser shows
+WIDTHS = (480, 960, 1600)  # the smaller copies made of a wider still image (srcset)
+ACCEPTED = "PNG, JPEG, GIF, WebP and HEIC"
 MAX_FRAMES = 1000  # an animation with more is not a picture for a note
 MAX_SCANS = 100  # a progressive JPEG has about 10; each scan is a pass over every pixel
 MEMORY = 1024 * 1024 * 1024  # address space the decoding child may add to the worker's
@@ -139,27 +149,46 @@ def check_structure(data: bytes, max_pixels: int) -> None:
                       "or progressive JPEG.", 413)
 
 
-def reencode(data: bytes, max_pixels: int, memory: int = MEMORY,
-             seconds: float = SECONDS) -> tuple[bytes, str]:
-    """The image in ``data`` written anew in its own format; returns (bytes, extension).
+@dataclass
+class Encoded:
+    """An image written anew: the file, its extension and size, and its smaller copies
+    (width, file), narrowest first."""
+
+    data: bytes
+    ext: str
+    width: int
+    height: int
+    copies: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+def reencode(data: bytes, max_pixels: int, max_side: int = 0, memory: int = MEMORY,
+             seconds: float = SECONDS) -> Encoded:
+    """The image in ``data`` written anew (in its own format, HEIF as JPEG), no larger than
+    ``max_side`` on its longest side if given (a still image; with smaller copies).
 
     The structure is checked first; the decoding runs in a child process that may add at
     most ``memory`` bytes of address space and run ``seconds``: past either, a 413/422.
     """
     check_structure(data, max_pixels)
-    return _in_child(data, max_pixels, memory, seconds)
+    return _in_child(data, max_pixels, max_side, memory, seconds)
 
 
-def reencode_here(data: bytes, max_pixels: int) -> tuple[bytes, str]:
+def reencode_here(data: bytes, max_pixels: int, max_side: int = 0) -> Encoded:
     """:func:`reencode`'s decoding, in this process (the child's part)."""
     try:
-        # only these four decoders: no exotic format's parser is exposed to uploads
-        with Image.open(io.BytesIO(data), formats=list(FORMATS)) as image:
-            return _reencode(image, max_pixels)
+        decoders = list(FORMATS)
+        if data[4:12] in HEIF_BRANDS:  # libheif is loaded only where it is needed
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener(thumbnails=False)
+            decoders.append("HEIF")
+        # only these decoders: no exotic format's parser is exposed to uploads
+        with Image.open(io.BytesIO(data), formats=decoders) as image:
+            return _reencode(image, max_pixels, max_side)
     except Refused:
         raise
     except UnidentifiedImageError:
-        raise Refused("Only PNG, JPEG, GIF and WebP images can be uploaded.", 415) from None
+        raise Refused(f"Only {ACCEPTED} images can be uploaded.", 415) from None
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours
         raise Refused(f"The image has more than {max_pixels / 1e6:g} megapixels.", 413) from None
     except MemoryError:
@@ -167,6 +196,11 @@ def reencode_here(data: bytes, max_pixels: int) -> tuple[bytes, str]:
     except (OSError, ValueError, SyntaxError, EOFError):
         raise Refused("The image could not be read: the file is damaged or incomplete.",
                       400) from None
+
+
+# an ISO media file's first box, ``ftyp``, and the brands of HEIF stills and sequences
+HEIF_BRANDS = {b"ftyp" + brand for brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim",
+                                             b"heis", b"hevm", b"hevs", b"mif1", b"msf1")}
 
 
 def _too_costly() -> Refused:
@@ -180,11 +214,13 @@ def _vm_size() -> int:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _in_child(data: bytes, max_pixels: int, memory: int, seconds: float) -> tuple[bytes, str]:
+def _in_child(data: bytes, max_pixels: int, max_side: int, memory: int,
+              seconds: float) -> Encoded:
     """:func:`reencode_here` in a forked child, limited; its answer comes back through a pipe.
 
-    The answer: one status byte (``0`` done, ``1`` refused), then for done the extension, a
-    newline and the file; for refused the HTTP status, a newline and the message.
+    The answer: one status byte (``0`` done, ``1`` refused), then for done a JSON line
+    (extension, size, the files' widths and lengths) and the files one after the other; for
+    refused the HTTP status, a newline and the message.
     """
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -197,8 +233,12 @@ def _in_child(data: bytes, max_pixels: int, memory: int, seconds: float) -> tupl
             cpu = int(seconds) + 1
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
             try:
-                out, ext = reencode_here(data, max_pixels)
-                answer = b"0" + ext.encode() + b"\n" + out
+                done = reencode_here(data, max_pixels, max_side)
+                files = [(0, done.data), *done.copies]
+                told = {"ext": done.ext, "size": [done.width, done.height],
+                        "files": [[width, len(file)] for width, file in files]}
+                answer = b"".join([b"0", json.dumps(told).encode(), b"\n",
+                                   *(file for _, file in files)])
             except Refused as e:
                 answer = b"1" + str(e.status).encode() + b"\n" + str(e).encode()
             with open(write_end, "wb", closefd=True) as pipe:
@@ -234,15 +274,25 @@ def _in_child(data: bytes, max_pixels: int, memory: int, seconds: float) -> tupl
     head, _, rest = answer.partition(b"\n")
     if head[:1] == b"1":
         raise Refused(rest.decode(), int(head[1:]))
-    return rest, head[1:].decode()
+    about = json.loads(head[1:])
+    files, pos = [], 0
+    for width, length in about["files"]:
+        files.append((int(width), rest[pos:pos + length]))
+        pos += length
+    width, height = (int(n) for n in about["size"])
+    return Encoded(files[0][1], str(about["ext"]), width, height, copies=files[1:])
 
 
-def _reencode(image: Any, max_pixels: int) -> tuple[bytes, str]:
-    fmt = image.format
+def _reencode(image: Any, max_pixels: int, max_side: int = 0) -> Encoded:
+    fmt = CONVERTED.get(image.format, image.format)
     width, height = image.size
     animated = fmt in ("GIF", "WEBP") and getattr(image, "is_animated", False)
     if width * height > max_pixels:
         raise _too_big(width, height, max_pixels)
+    resize = bool(not animated and max_side and max(width, height) > max_side)
+    if resize and image.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 scale: less memory
+        scale = max_side / max(width, height)
+        image.draft(image.mode, (int(width * scale) + 1, int(height * scale) + 1))
     frames = []
     total = 0
     for number, frame in enumerate(ImageSequence.Iterator(image) if animated else [image]):
@@ -251,25 +301,38 @@ def _reencode(image: Any, max_pixels: int) -> tuple[bytes, str]:
             raise _too_many_frames(max_pixels)
         duration = frame.info.get("duration", 100)
         frame = _clean(ImageOps.exif_transpose(frame) if not animated else frame.copy(), fmt)
+        if resize:
+            frame.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
         frames.append((frame, duration))
-    out = io.BytesIO()
     first = frames[0][0]
     options: dict[str, Any] = {}
     if animated:
         options = {"save_all": True, "append_images": [f for f, _ in frames[1:]],
                    "duration": [d for _, d in frames], "loop": image.info.get("loop", 0)}
-    if fmt == "JPEG":
-        options.update(quality=90, optimize=True)
-    elif fmt == "WEBP":
-        options.update(quality=90)
-    elif fmt == "PNG":
-        options.update(optimize=False)
+    options.update(_QUALITY.get(fmt, {}))
     if "transparency" in first.info and fmt in ("PNG", "GIF"):
         options["transparency"] = first.info["transparency"]
     for frame, _ in frames:
         frame.info = {key: frame.info[key] for key in ("transparency",) if key in frame.info}
+    out = io.BytesIO()
     first.save(out, format=fmt, **options)
-    return out.getvalue(), FORMATS[fmt]
+    done = Encoded(out.getvalue(), FORMATS[fmt], *first.size)
+    if not animated and fmt != "GIF" and max_side:  # (a GIF is kept as it is: small, or moving)
+        done.copies = [(w, _copy(first, w, fmt)) for w in WIDTHS if w < done.width * 0.8]
+    return done
+
+
+_QUALITY: dict[str, dict[str, Any]] = {"JPEG": {"quality": 90, "optimize": True},
+                                       "WEBP": {"quality": 90}, "PNG": {"optimize": False}}
+
+
+def _copy(image: Any, width: int, fmt: str) -> bytes:
+    """``image`` made ``width`` pixels wide, as a file."""
+    height = max(1, round(image.size[1] * width / image.size[0]))
+    out = io.BytesIO()
+    image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0).save(
+        out, format=fmt, **_QUALITY.get(fmt, {}))
+    return out.getvalue()
 
 
 def _clean(frame: Any, fmt: str) -> Any:
@@ -297,7 +360,9 @@ uploads_cli = AppGroup("uploads", help="Manage uploaded images.")
 
 @uploads_cli.command("reencode")
 def reencode_command() -> None:
-    """Write every stored upload anew, as new uploads are (for files stored before that).
+    """Write every stored upload anew, as new uploads are (for files stored before that): no
+    longer than NOTES_IMAGE_SIDE, with its smaller copies (which notes list in srcset once
+    saved again).
 
     A file that is not a readable image is moved to DATA_DIR/uploads-refused, where it is no
     longer served. Names stay the same, so notes keep showing their images.
@@ -305,22 +370,136 @@ def reencode_command() -> None:
     data = Path(current_app.config["NOTES_DATA_DIR"])
     refused = data / "uploads-refused"
     counts = {"rewritten": 0, "refused": 0}
-    for path in sorted((data / "uploads").iterdir()):
+    paths = sorted((data / "uploads").iterdir())
+    names = {path.name for path in paths}
+    for path in paths:
         if path.name.startswith(".") or not path.is_file():
             continue
+        copy = COPY_NAME.fullmatch(path.name)
+        if copy and f"{copy[1]}.{copy[3]}" in names:
+            continue  # a smaller copy: made again from its image
         try:
-            fresh, _ = reencode(path.read_bytes(), current_app.config["NOTES_MAX_IMAGE_PIXELS"])
+            fresh = reencode(path.read_bytes(), current_app.config["NOTES_MAX_IMAGE_PIXELS"],
+                             current_app.config["NOTES_IMAGE_SIDE"])
         except Refused as e:
             refused.mkdir(exist_ok=True)
             path.replace(refused / path.name)
             click.echo(f"{path.name}: moved to {refused}: {e}", err=True)
             counts["refused"] += 1
             continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(fresh)
-        tmp.replace(path)
+        stem = path.name.rsplit(".", 1)[0]
+        for width, file in [*fresh.copies, (0, fresh.data)]:  # the image last, as at upload
+            target = path.with_name(f"{stem}-{width}w.{fresh.ext}") if width else path
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(file)
+            tmp.replace(target)
         counts["rewritten"] += 1
     click.echo(f"{counts['rewritten']} rewritten, {counts['refused']} refused")
+
+
+# -- images in a note's HTML: sized to keep their ratio, with their smaller copies -----------
+
+# <img> as the sanitiser writes it: lower-case names, values in double quotes (a quote in a
+# value is written &quot;)
+_IMG = re.compile(r'<img((?:\s+[a-z][a-z0-9-]*(?:="[^"]*")?)*)\s*/?>')
+_ATTR = re.compile(r'([a-z][a-z0-9-]*)(?:="([^"]*)")?')
+_PIXELS = re.compile(r"(\d{1,5})(?:\.\d*)?(?:px)?")
+COPY_NAME = re.compile(r"(.+)-(\d+)w\.(\w+)")
+
+
+def _attributes(text: str) -> dict[str, str]:
+    return {name: html.unescape(value or "") for name, value in _ATTR.findall(text)}
+
+
+def _tag(attributes: dict[str, str]) -> str:
+    return "<img" + "".join(f' {name}="{html.escape(value)}"'
+                            for name, value in attributes.items()) + ">"
+
+
+def images_in(body: str) -> list[dict[str, str]]:
+    """The attributes of every ``<img>`` in sanitised HTML."""
+    return [_attributes(match.group(1)) for match in _IMG.finditer(body)]
+
+
+def fit(body: str) -> str:
+    """Every ``<img>`` of sanitised HTML made to keep its aspect ratio at any width.
+
+    The size the writer chose (a style's or the attributes' width) becomes ``width`` and
+    ``height`` attributes: a maximum, which the stylesheet shrinks to the screen with the
+    height following, and which the browser reserves before the image arrives. A height in a
+    style never stays (it would squash the image on a narrow screen). For an upload of this
+    site the height follows from the file's own ratio, a missing size is the file's, and
+    ``srcset`` lists its smaller copies.
+    """
+    return _IMG.sub(lambda match: _tag(_fit_one(_attributes(match.group(1)))), body)
+
+
+def _fit_one(attributes: dict[str, str]) -> dict[str, str]:
+    kept = []
+    for declaration in attributes.pop("style", "").split(";"):
+        name, _, value = declaration.partition(":")
+        pixels = _PIXELS.fullmatch(value.strip())
+        if name in ("width", "height") and pixels:
+            attributes.setdefault(name, pixels.group(1))
+        elif name == "width" or name == "float":  # a percentage stays a style
+            kept.append(declaration)
+    for name in ("width", "height"):
+        number = _PIXELS.fullmatch(attributes.get(name, ""))
+        if number and int(number.group(1)) > 0:
+            attributes[name] = number.group(1)
+        else:
+            attributes.pop(name, None)
+    if kept:
+        attributes["style"] = ";".join(kept)
+    attributes.pop("srcset", None)
+    attributes.pop("sizes", None)
+    upload = _upload(attributes.get("src", ""))
+    if upload is None:
+        return _ordered(attributes)
+    src, name, (width, height), copies = upload
+    shown = min(int(attributes.get("width", width)), width) if width else 0
+    if shown:
+        attributes["width"] = str(shown)
+        attributes["height"] = str(max(1, round(height * shown / width)))
+    if copies and shown:
+        base, ext = src.rsplit(".", 1)
+        attributes["srcset"] = ", ".join(
+            [f"{base}-{w}w.{ext} {w}w" for w in copies] + [f"{src} {width}w"])
+        attributes["sizes"] = f"(max-width: {shown}px) 100vw, {shown}px"
+    return _ordered(attributes)
+
+
+def _ordered(attributes: dict[str, str]) -> dict[str, str]:
+    """One order, whatever the input's: a body saved again is the same text."""
+    first = ("src", "alt", "width", "height")
+    return {**{n: attributes[n] for n in first if n in attributes},
+            **{n: v for n, v in attributes.items() if n not in first}}
+
+
+def _upload(src: str) -> tuple[str, str, tuple[int, int], list[int]] | None:
+    """(src, name, size, widths of its smaller copies) of the upload at ``src`` (a path on this
+    site, under the site's prefix if it has one), if it is one."""
+    match = MEDIA_NAME.search(src)
+    if (match is None or match.end() != len(src) or not src.startswith("/")
+            or src.startswith("//") or not has_app_context()):
+        return None
+    name = match.group(1)
+    folder = Path(current_app.config["NOTES_DATA_DIR"]) / "uploads"
+    try:  # the header only: no pixel is decoded (and the file is one this site wrote)
+        with Image.open(folder / name, formats=list(FORMATS)) as image:
+            size = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    stem, ext = name.rsplit(".", 1)
+    copies = [w for w in WIDTHS if (folder / f"{stem}-{w}w.{ext}").is_file()]
+    return src, name, size, copies
+
+
+def copies_of(name: str) -> list[str]:
+    """The names of an upload's smaller copies that exist."""
+    folder = Path(current_app.config["NOTES_DATA_DIR"]) / "uploads"
+    stem, ext = name.rsplit(".", 1)
+    return [copy for w in WIDTHS if (folder / (copy := f"{stem}-{w}w.{ext}")).is_file()]
 
 
 # -- uploads no note refers to any more ---------------------------------------------------------
@@ -379,6 +558,8 @@ def delete_unreferenced() -> int:
     gone = unreferenced(names)
     db.session.rollback()  # end the read
     for name in gone:
+        for copy in copies_of(name):
+            (folder / copy).unlink(missing_ok=True)
         (folder / name).unlink(missing_ok=True)
     if gone:
         current_app.logger.info("deleted %d upload(s) no note refers to any more", len(gone))

@@ -10,6 +10,7 @@ excerpts use).
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
 from markdown_it import MarkdownIt
 
 from .text import Unfit
@@ -34,12 +35,12 @@ def render(source: str) -> str:
     """The HTML of ``source`` (not sanitised yet: see notes.services.clean_body); ``Unfit``
     (one line) past the bounds above."""
     if len(source) > MARKDOWN_MAX:
-        raise Unfit(f"a Markdown text is at most {MARKDOWN_MAX} characters (write a longer "
-                    "note in rich text)")
+        raise Unfit(_("a Markdown text is at most %(count)s characters (write a longer note "
+                      "in rich text)", count=MARKDOWN_MAX))
     if sum(1 for c in source if c in MARKUP) > MARKUP_MAX:
-        raise Unfit(f"a Markdown text has at most {MARKUP_MAX} markup characters "
-                    "([ ] * _ ` < & ~ | \\ !)")
+        raise Unfit(_("a Markdown text has at most %(count)s markup characters "
+                      "([ ] * _ ` < & ~ | \\ !)", count=MARKUP_MAX))
     if source.count("\n") >= LINES_MAX:
-        raise Unfit(f"a Markdown text has at most {LINES_MAX} lines")
+        raise Unfit(_("a Markdown text has at most %(count)s lines", count=LINES_MAX))
     html: str = _parser.render(source)
     return html

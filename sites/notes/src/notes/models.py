@@ -93,6 +93,8 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     # every session of the user at once (see auth.end_sessions)
     session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                                  server_default="0")
+    # the interface language the user chose (a tag such as zh-Hant); None: the browser's
+    locale: Mapped[str | None] = mapped_column(String(35), nullable=True)
 
     notes: Mapped[list[Note]] = relationship(
         back_populates="author", cascade="all, delete-orphan", passive_deletes=True
@@ -187,6 +189,8 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     # set when the note is moved to the trash (notes.trash); see live()
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # the language it is written in (a tag such as el); None: the site's (NOTES_LANGUAGE)
+    language: Mapped[str | None] = mapped_column(String(35), nullable=True)
 
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
@@ -215,6 +219,13 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     def text(self) -> str:
         """What its writer writes: the Markdown source, or the HTML."""
         return self.source if self.format == "markdown" and self.source is not None else self.body
+
+    @property
+    def lang(self) -> str:
+        """The language it is written in: its own, else the site's (``NOTES_LANGUAGE``)."""
+        from flask import current_app
+
+        return self.language or str(current_app.config["NOTES_LANGUAGE"])
 
     @property
     def tag_names(self) -> list[str]:

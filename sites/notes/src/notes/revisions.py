@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, case, delete, func, insert, literal, select
 
 from . import images
@@ -32,6 +33,10 @@ from .models import Note, NoteRevision, User, join_tags, plain_text, utcnow
 
 # every way a change is made, as the history shows it
 VIA = ("editor", "api", "admin", "import", "restore", "publish", "migration")
+# ... and in the reader's language
+VIA_NAMES = {"editor": _l("editor"), "api": _l("API"), "admin": _l("admin"),
+             "import": _l("import"), "restore": _l("restore"), "publish": _l("publish"),
+             "migration": _l("migration")}
 
 
 class Conflict(Exception):
@@ -187,7 +192,7 @@ class Line:
 class Diff:
     """What changed between two states: fields one by one, the text line by line."""
 
-    fields: list[tuple[str, str, str]]  # (name, before, after) of the fields that changed
+    fields: list[tuple[Any, Any, Any]]  # (name, before, after) of the fields that changed
     text: list[Line]
 
     @property
@@ -202,15 +207,15 @@ CONTEXT = 2  # unchanged lines shown around a change
 def diff(old: State, new: State) -> Diff:
     fields = []
     if old.title != new.title:
-        fields.append(("Title", old.title, new.title))
+        fields.append((_l("Title"), old.title, new.title))
     if old.tags_text != new.tags_text:
-        fields.append(("Tags", ", ".join(old.tag_names) or "(none)",
-                       ", ".join(new.tag_names) or "(none)"))
+        fields.append((_l("Tags"), ", ".join(old.tag_names) or _l("(none)"),
+                       ", ".join(new.tag_names) or _l("(none)")))
     if old.published != new.published:
-        fields.append(("State", "published" if old.published else "draft",
-                       "published" if new.published else "draft"))
+        fields.append((_l("State"), _l("published") if old.published else _l("draft"),
+                       _l("published") if new.published else _l("draft")))
     if old.format != new.format:
-        fields.append(("Format", old.format, new.format))
+        fields.append((_l("Format"), old.format, new.format))
     a, b = lines(old.body, old.format), lines(new.body, new.format)
     out: list[Line] = []
     if a != b:

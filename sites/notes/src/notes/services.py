@@ -17,12 +17,13 @@ from typing import Any
 
 import nh3
 from flask import current_app, has_app_context
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, Select, bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import markdown, revisions, search
+from . import images, markdown, revisions, search
 from .extensions import db
 from .models import ApiToken, Note, OldSlug, Tag, User, fold, live, public, utcnow
 from .text import Unfit, check_markup, clean_text
@@ -55,6 +56,9 @@ CONTENT: dict[str, Allow] = {
     "td": Allow(attributes=("colspan", "rowspan")),
 }
 GLOBAL_ATTRIBUTES = ("lang", "dir")
+# read in a style (older notes, other editors) but stored as attributes (images.fit): the
+# editor is offered the attributes only, so it writes those
+AS_ATTRIBUTES = {"img": ("width", "height")}
 FORMAT_TAGS = ("p", "h1", "h2", "h3", "pre")  # the editor's Format menu
 STYLES = (  # the editor's Styles menu: each must be allowed by CONTENT
     {"name": "Marker", "element": "span", "attributes": {"class": "marker"}},
@@ -105,40 +109,58 @@ _cleaner = nh3.Cleaner(
 )
 
 
-def clean_html(html: str) -> str:
-    """Keep what :data:`CONTENT` declares; drop scripts, handlers, bad URLs and styles.
+def clean_html(html: str, alt_required: bool = True) -> str:
+    """Keep what :data:`CONTENT` declares; drop scripts, handlers, bad URLs and styles; size
+    images so they keep their ratio, with their smaller copies (:func:`notes.images.fit`).
 
     ``Unfit`` (one line) if the markup would cost the sanitiser more than linear work
     (:func:`~notes.text.check_markup`, before it runs), or if what it makes is longer than
-    :data:`CLEAN_MAX` or :data:`GROWTH` times the input. Control characters go first
-    (:func:`~notes.text.clean_text`).
+    :data:`CLEAN_MAX` or :data:`GROWTH` times the input, or (``alt_required``) if an image
+    has no description. Control characters go first (:func:`~notes.text.clean_text`).
     """
     html = clean_text(html, multiline=True)
     check_markup(html)
     cleaned = _cleaner.clean(html)
     if len(cleaned) > CLEAN_MAX:
-        raise Unfit(f"the text is longer than {CLEAN_MAX} characters once cleaned")
+        raise Unfit(_("the text is longer than %(count)s characters once cleaned",
+                      count=CLEAN_MAX))
     if len(cleaned) > GROWTH * len(html) + 1000:
-        raise Unfit(f"the text grows more than {GROWTH}-fold once cleaned (bold or italic "
-                    "left open, reopened in every paragraph?)")
-    return cleaned
+        raise Unfit(_("the text grows more than %(count)s-fold once cleaned (bold or italic "
+                      "left open, reopened in every paragraph?)", count=GROWTH))
+    if "<img" not in cleaned:
+        return cleaned
+    if alt_required:
+        check_alt(cleaned)
+    return images.fit(cleaned)
 
 
-def clean_body(text: str, format: str = "html") -> tuple[str, str | None]:
+def check_alt(html: str) -> None:
+    """``Unfit`` naming the first image of (sanitised) ``html`` that has no alt text."""
+    for image in images.images_in(html):
+        if not image.get("alt", "").strip():
+            src = image.get("src", "")
+            shown = src if len(src) <= 80 else src[:77] + "..."
+            raise Unfit(_("the image %(image)s has no description (alt text): describe every "
+                          "image for people who cannot see it", image=repr(shown)))
+
+
+def clean_body(text: str, format: str = "html",
+               alt_required: bool = True) -> tuple[str, str | None]:
     """A note's text as stored: its sanitised HTML and, for Markdown, its source (cleaned of
     control characters). ``Unfit`` for a format that is not one of
-    :data:`notes.markdown.FORMATS`."""
+    :data:`notes.markdown.FORMATS`; ``alt_required``: see :func:`clean_html`."""
     if format == "html":
-        return clean_html(text), None
+        return clean_html(text, alt_required), None
     if format != "markdown":
-        raise Unfit(f"the format {format[:20]!r} is not one of {', '.join(markdown.FORMATS)}")
+        raise Unfit(_("the format %(format)s is not one of %(formats)s",
+                      format=repr(format[:20]), formats=", ".join(markdown.FORMATS)))
     source = clean_text(text, multiline=True)
-    return clean_html(markdown.render(source)), source
+    return clean_html(markdown.render(source), alt_required), source
 
 
-def set_text(note: Note, text: str, format: str) -> None:
+def set_text(note: Note, text: str, format: str, alt_required: bool = True) -> None:
     """Give ``note`` this text in this format (see :func:`clean_body`)."""
-    note.body, note.source = clean_body(text, format)
+    note.body, note.source = clean_body(text, format, alt_required)
     note.format = format
 
 
@@ -161,7 +183,7 @@ def clean_title(title: str) -> str:
     """A title as stored: one line, no control characters; ``Unfit`` if nothing is left."""
     title = clean_text(title).strip()
     if not title:
-        raise Unfit("the title is empty")
+        raise Unfit(_("the title is empty"))
     return title
 
 
@@ -170,8 +192,9 @@ def editor_config() -> dict[str, Any]:
     rules = []
     for tag, rule in CONTENT.items():
         text = tag + "[" + ",".join((*rule.attributes, *GLOBAL_ATTRIBUTES)) + "]"
-        if rule.styles:
-            text += "{" + ",".join(rule.styles) + "}"
+        styles = [name for name in rule.styles if name not in AS_ATTRIBUTES.get(tag, ())]
+        if styles:
+            text += "{" + ",".join(styles) + "}"
         if rule.classes:
             text += "(" + ",".join(rule.classes) + ")"
         rules.append(text)
@@ -324,10 +347,11 @@ def parse_tags(raw: str | Iterable[str] | None) -> list[str]:
         if not name or name in names:
             continue
         if len(name) > TAG_MAX:
-            raise ValueError(f"the tag {name[:20]!r}… is longer than {TAG_MAX} characters")
+            raise ValueError(_("the tag %(name)s… is longer than %(count)s characters",
+                               name=repr(name[:20]), count=TAG_MAX))
         names.append(name)
     if len(names) > TAGS_PER_NOTE:
-        raise ValueError(f"a note has at most {TAGS_PER_NOTE} tags")
+        raise ValueError(_("a note has at most %(count)s tags", count=TAGS_PER_NOTE))
     return names
 
 
@@ -381,7 +405,8 @@ def notes_query(
 
 def create_note(author: User, title: str, body: str, published: bool = False,
                 tags: list[str] | None = None, *, by: User | None = None, via: str = "editor",
-                format: str = "html", publish_at: datetime | None = None) -> Note:
+                format: str = "html", publish_at: datetime | None = None,
+                language: str | None = None) -> Note:
     """Add a note to the session, with its first revision (the caller commits). ``by``: who
     writes it (default: ``author``), ``via``: how (see :data:`notes.revisions.VIA`);
     ``format``: how ``body`` is written (html or markdown); ``publish_at``: when a published
@@ -389,7 +414,7 @@ def create_note(author: User, title: str, body: str, published: bool = False,
     title = clean_title(title)
     html, source = clean_body(body, format)  # refused before a note exists
     note = Note(author=author, title=title, slug=unique_slug(title), body=html, source=source,
-                format=format, published=False)
+                format=format, published=False, language=language or None)
     schedule(note, published, publish_at)
     set_tags(note, tags or [])
     db.session.add(note)
@@ -410,6 +435,7 @@ def update_note(
     via: str = "editor",
     format: str | None = None,
     publish_at: datetime | None = None,
+    language: str | None = None,
 ) -> Note:
     """Change the given fields and record the change as a revision (the caller commits). The
     slug follows the title; the old one keeps answering (a permanent redirect). ``format``
@@ -430,11 +456,14 @@ def update_note(
         wanted = format or note.format
         if body is None:
             body = note.body if wanted == "html" else note.text
-        set_text(note, body, wanted)
+        # (a restored version is taken as it was, described or not)
+        set_text(note, body, wanted, alt_required=via != "restore")
     if publish_at is not None and published is not False:
         schedule(note, True, publish_at)
     elif published is not None and published != note.published:
         schedule(note, published, None)
+    if language is not None:
+        note.language = language or None
     revisions.record(note, before, by, via)
     db.session.flush()
     return note

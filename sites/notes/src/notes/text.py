@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext as _
+
 # XML 1.0's Char production excludes these; Unicode's non-characters and C1 go too
 _REMOVED = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
@@ -60,7 +62,7 @@ def check_markup(html: str) -> None:
     for match in _TAG.finditer(html):
         elements += 1
         if elements > MAX_ELEMENTS:
-            raise Unfit(f"the text has more than {MAX_ELEMENTS} HTML elements")
+            raise Unfit(_("the text has more than %(count)s HTML elements", count=MAX_ELEMENTS))
         name = match.group(2).lower()
         if match.group(1):  # an end tag closes its element and what is open inside it
             if name in stack:
@@ -72,10 +74,10 @@ def check_markup(html: str) -> None:
             continue
         stack.append(name)
         if len(stack) > MAX_DEPTH:
-            raise Unfit(f"the text nests HTML elements more than {MAX_DEPTH} deep "
-                        "(an unclosed list or quote?)")
+            raise Unfit(_("the text nests HTML elements more than %(count)s deep (an unclosed "
+                          "list or quote?)", count=MAX_DEPTH))
         if name in FORMATTING:
             unclosed.append(name)
             if len(unclosed) > MAX_FORMATTING:
-                raise Unfit(f"the text leaves more than {MAX_FORMATTING} bold, italic or "
-                            "link elements open")
+                raise Unfit(_("the text leaves more than %(count)s bold, italic or link "
+                              "elements open", count=MAX_FORMATTING))

@@ -14,8 +14,10 @@ import time
 from datetime import timedelta
 
 import click
+from babel.dates import format_skeleton
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from flask_babel import get_locale
 from sqlalchemy import Select, select, update
 
 from . import images
@@ -64,7 +66,8 @@ def expires(note: Note) -> str:
     """When the note will be purged, as a date."""
     assert note.deleted_at is not None
     days = current_app.config["NOTES_TRASH_DAYS"]
-    return (note.deleted_at + timedelta(days=days)).strftime("%Y-%m-%d")
+    return format_skeleton("yMMMd", note.deleted_at + timedelta(days=days),
+                           locale=get_locale() or "en")
 
 
 def purge_expired(batch: int = 100) -> int:

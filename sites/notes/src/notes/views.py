@@ -26,13 +26,16 @@ from flask import (
     request,
     send_from_directory,
     session,
-    stream_template,
+    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
+from markupsafe import escape
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, select, true
 from sqlalchemy.orm import lazyload
 from wtforms import (  # type: ignore[attr-defined]  # (SelectChoice: the stubs describe 3.2)
@@ -49,6 +52,7 @@ from wtforms.validators import DataRequired, Length
 from . import images, lists, revisions, search, trash
 from .errors import disk_full
 from .extensions import db
+from .i18n import html_lang, language_names, localtime
 from .models import Note, Tag, User, live, note_tags, public, utcnow
 from .services import (
     BODY_MAX,
@@ -109,10 +113,11 @@ def parse_local(raw: str) -> datetime:
         except ValueError:
             continue
         if not 1970 <= value.year <= 9998:
-            raise ValueError("a publication time is between the years 1970 and 9998")
+            raise ValueError(_("a publication time is between the years 1970 and 9998"))
         return value.replace(tzinfo=ZoneInfo(current_app.config["NOTES_TIMEZONE"])
                              ).astimezone(UTC)
-    raise ValueError(f"{raw[:30]!r} is not a date and time like 2030-01-31T09:30")
+    raise ValueError(_("%(value)s is not a date and time like 2030-01-31T09:30",
+                       value=repr(raw[:30])))
 
 
 def _when(form: FlaskForm, field: StringField) -> None:
@@ -124,22 +129,33 @@ def _when(form: FlaskForm, field: StringField) -> None:
 
 
 class NoteForm(FlaskForm):
-    title = StringField("Title", validators=[DataRequired(), Length(max=TITLE_MAX), _title])
-    format = SelectField("Written in", choices=[SelectChoice("html", "Rich text"),
-                                                SelectChoice("markdown", "Markdown")],
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=TITLE_MAX), _title])
+    format = SelectField(_l("Written in"), choices=[SelectChoice("html", _l("Rich text")),
+                                                    SelectChoice("markdown", _l("Markdown"))],
                          default="html")
     # the format the text in the form was written in (see _convert)
     shown_format = HiddenField(default="html")
-    body = TextAreaField("Text", validators=[Length(max=BODY_MAX), _markup])
-    tags = StringField("Tags", validators=[Length(max=2000), _tags],
-                       description="Separated by commas, e.g. travel, recipes")
-    published = BooleanField("Published")
-    publish_at = StringField("Publish at", validators=[Length(max=40), _when],
+    body = TextAreaField(_l("Text"), validators=[Length(max=BODY_MAX), _markup])
+    tags = StringField(_l("Tags"), validators=[Length(max=2000), _tags],
+                       description=_l("Separated by commas, e.g. travel, recipes"))
+    language = SelectField(_l("Language of the note"), choices=[],
+                           description=_l("For readers' browsers, screen readers and feeds."))
+    published = BooleanField(_l("Published"))
+    publish_at = StringField(_l("Publish at"), validators=[Length(max=40), _when],
                              render_kw={"type": "datetime-local"},
-                             description="Empty: when you publish it. A time to come schedules "
-                             "it: nobody sees it before.")
+                             description=_l("Empty: when you publish it. A time to come "
+                                            "schedules it: nobody sees it before."))
     # the version of the note the editor was opened on (see notes.revisions)
     version = HiddenField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = language_names(html_lang().replace("-", "_"))
+        if not self.language.data:
+            self.language.data = current_app.config["NOTES_LANGUAGE"]
+        if self.language.data not in {value for value, _ in choices}:  # set through the API
+            choices = [(self.language.data, self.language.data), *choices]
+        self.language.choices = choices
 
     def base(self) -> int | None:
         raw = self.version.data
@@ -306,6 +322,8 @@ def absolute_html(body: str, base: str) -> str:
 # one request for a part stays small, and the index lists ranges up to the highest id.
 SITEMAP_PART = 10_000
 SITEMAP_BATCH = 1000
+SITEMAP_HEAD = ('<?xml version="1.0" encoding="utf-8"?>\n'
+                '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n')
 
 
 @bp.route("/sitemap.xml")
@@ -325,21 +343,27 @@ def sitemap_part(part: int) -> ResponseReturnValue:
         abort(404)
 
     # a note's address built once, its slug put in for each (url_for per note was most of
-    # the cost of a part)
-    before, _, after = absolute("views.note", slug="0").rpartition("0")
+    # the cost of a part); each batch of rows written as one chunk (a chunk per address was
+    # a write per address through uWSGI)
+    before, _, after = str(escape(absolute("views.note", slug="0"))).rpartition("0")
 
-    def rows() -> Iterator[tuple[str, datetime]]:
+    def chunks() -> Iterator[str]:
+        yield SITEMAP_HEAD
+        if not part:
+            yield f"  <url><loc>{escape(absolute('views.index'))}</loc></url>\n"
         high = low + SITEMAP_PART
         for start in range(low, high, SITEMAP_BATCH) if part else ():
-            for slug, updated in db.session.execute(
+            yield "".join(
+                f"  <url><loc>{before}{quote(slug)}{after}</loc>"
+                f"<lastmod>{isotime(updated)}</lastmod></url>\n"
+                for slug, updated in db.session.execute(
                     select(Note.slug, Note.updated_at).where(
                         Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high),
                         public(by_time_index=False))
-                    .order_by(Note.id)):
-                yield f"{before}{quote(slug)}{after}", updated
+                    .order_by(Note.id)))
+        yield "</urlset>\n"
 
-    chunks = stream_template("sitemap.xml", rows=rows(), home=part == 0)
-    return current_app.response_class(chunks, mimetype="application/xml")
+    return current_app.response_class(stream_with_context(chunks()), mimetype="application/xml")
 
 
 @bp.route("/robots.txt")
@@ -432,7 +456,8 @@ def new_note() -> ResponseReturnValue:
                                                     bool(form.published.data),
                                                     parse_tags(form.tags.data),
                                                     format=form.format.data or "html",
-                                                    publish_at=_publish_at(form, None)))
+                                                    publish_at=_publish_at(form, None),
+                                                    language=form.language.data))
         except Unfit as e:
             return _unfit(form, e, None)
         _saved()
@@ -487,12 +512,12 @@ def _editor(form: NoteForm, found: Note | None, conflict: revisions.ConflictView
 
 def _saved() -> None:
     """Say so, and tell the page to drop this editor's local draft (static/editor.js)."""
-    flash("Note saved.", "info")
+    flash(_("Note saved."), "info")
     flash(request.path, "draft-saved")
 
 
-EDITOR_FIELDS = ("title", "format", "shown_format", "body", "tags", "published", "publish_at",
-                 "version")
+EDITOR_FIELDS = ("title", "format", "shown_format", "body", "tags", "language", "published",
+                 "publish_at", "version")
 
 
 def keep_form() -> str | None:
@@ -520,8 +545,8 @@ def _pending_form(form: NoteForm) -> bool:
                 form.published.data = value in ("y", "on", "1", "true")
             else:
                 getattr(form, name).data = value
-    flash("Your session had ended before this was saved: here is your text again. It is not "
-          "saved yet: save it now.", "info")
+    flash(_("Your session had ended before this was saved: here is your text again. It is not "
+            "saved yet: save it now."), "info")
     return True
 
 
@@ -549,7 +574,8 @@ def edit_note(note_id: int) -> ResponseReturnValue:
                                           published=bool(form.published.data),
                                           tags=parse_tags(form.tags.data), base=base, by=me(),
                                           format=form.format.data or "html",
-                                          publish_at=_publish_at(form, found)))
+                                          publish_at=_publish_at(form, found),
+                                          language=form.language.data))
         except revisions.Conflict:
             mine = revisions.State((form.title.data or "").strip(), form.body.data or "",
                                    "\n".join(sorted(set(parse_tags(form.tags.data)))),
@@ -571,7 +597,7 @@ def publish_note(note_id: int) -> ResponseReturnValue:
     wanted = request.form.get("published")
     target = not found.published if wanted not in ("0", "1") else wanted == "1"
     save_note(lambda: update_note(found, published=target, by=me(), via="publish"))
-    flash("Note published." if found.published else "Note unpublished.", "info")
+    flash(_("Note published.") if found.published else _("Note unpublished."), "info")
     return redirect(url_for("views.my_notes"))
 
 
@@ -582,13 +608,13 @@ def preview_link(note_id: int) -> ResponseReturnValue:
     found = own_note(note_id)
     if request.form.get("action") == "revoke":
         found.preview_token = None
-        flash("The preview link is revoked: it shows nothing any more.", "info")
+        flash(_("The preview link is revoked: it shows nothing any more."), "info")
     elif found.is_public:
-        flash("This note is published: its own address is the link to share.", "info")
+        flash(_("This note is published: its own address is the link to share."), "info")
     else:
         found.preview_token = found.preview_token or secrets.token_urlsafe(24)
-        flash("Anyone with the preview link can now read this note until you revoke it or "
-              "it is published.", "info")
+        flash(_("Anyone with the preview link can now read this note until you revoke it or "
+                "it is published."), "info")
     db.session.commit()
     return redirect(url_for("views.edit_note", note_id=found.id))
 
@@ -622,8 +648,8 @@ def delete_note(note_id: int) -> ResponseReturnValue:
     found = own_note(note_id)
     trash.move(found)
     db.session.commit()
-    flash(f"“{found.title}” is in the trash: you can restore it there for "
-          f"{current_app.config['NOTES_TRASH_DAYS']} days.", "info")
+    flash(_("“%(title)s” is in the trash: you can restore it there for %(days)s days.",
+            title=found.title, days=current_app.config["NOTES_TRASH_DAYS"]), "info")
     return redirect(url_for("views.my_notes"))
 
 
@@ -646,7 +672,7 @@ def trash_restore(note_id: int) -> ResponseReturnValue:
     found = _trashed(note_id)
     trash.restore(found)
     db.session.commit()
-    flash(f"“{found.title}” is restored.", "info")
+    flash(_("“%(title)s” is restored.", title=found.title), "info")
     return redirect(url_for("views.my_notes"))
 
 
@@ -657,7 +683,7 @@ def trash_purge(note_id: int) -> ResponseReturnValue:
     title = found.title
     trash.purge(found)
     db.session.commit()
-    flash(f"“{title}” is deleted for good.", "info")
+    flash(_("“%(title)s” is deleted for good.", title=title), "info")
     return redirect(url_for("views.trash_list"))
 
 
@@ -687,7 +713,8 @@ def history_restore(note_id: int, rev: int) -> ResponseReturnValue:
     if revision is None:
         abort(404)
     save_note(lambda: (revisions.restore(found, revision, me()), found)[1])
-    flash(f"Version {revision.version} is restored (as version {found.version}).", "info")
+    flash(_("Version %(old)s is restored (as version %(new)s).", old=revision.version,
+            new=found.version), "info")
     return redirect(url_for("views.history", note_id=found.id))
 
 
@@ -708,36 +735,48 @@ def _upload_error(message: str, status: int = 400) -> ResponseReturnValue:
 @bp.route("/upload", methods=["POST"])
 @login_required
 def upload() -> ResponseReturnValue:
-    """CKEditor image upload: decoded and written anew (:mod:`notes.images`), under a random
-    name."""
+    """CKEditor image upload: decoded and written anew (:mod:`notes.images`), no larger than
+    NOTES_IMAGE_SIDE, with its smaller copies, under a random name."""
     file = request.files.get("upload")
     if file is None:
-        return _upload_error("No file was sent.")
+        return _upload_error(_("No file was sent."))
     limit = current_app.config["NOTES_MAX_IMAGE"]
     data = file.read(limit + 1)
     if len(data) > limit:
-        return _upload_error(f"The image is too large: at most {megabytes(limit)}. Make it "
-                             "smaller and upload it again.", 413)
+        return _upload_error(_("The image is too large: at most %(size)s. Make it smaller and "
+                               "upload it again.", size=megabytes(limit)), 413)
     try:
-        data, ext = images.reencode(data, current_app.config["NOTES_MAX_IMAGE_PIXELS"])
+        image = images.reencode(data, current_app.config["NOTES_MAX_IMAGE_PIXELS"],
+                                current_app.config["NOTES_IMAGE_SIDE"])
     except images.Refused as e:
         return _upload_error(str(e), e.status)
-    name = f"{secrets.token_urlsafe(16)}.{ext}"
+    stem = secrets.token_urlsafe(16)
+    name = f"{stem}.{image.ext}"
     folder = Path(current_app.config["NOTES_DATA_DIR"]) / "uploads"
-    tmp = folder / f".{name}.tmp"
-    try:  # all of it under its final name, or nothing (a full disk fails the write)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(folder / name)
+    # the smaller copies first, the image last: once it is there, they all are
+    files = [(f"{stem}-{width}w.{image.ext}", copy) for width, copy in image.copies]
+    files.append((name, image.data))
+    written: list[Path] = []
+    try:  # each under its final name complete, or nothing (a full disk fails the write)
+        for file_name, content in files:
+            tmp = folder / f".{file_name}.tmp"
+            written.append(tmp)
+            with open(tmp, "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(folder / file_name)
+            written[-1] = folder / file_name
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         current_app.logger.error("upload not stored: %s", e)
         if disk_full(e):
-            return _upload_error("The server's storage is full: the image was not saved.", 507)
-        return _upload_error("The image could not be stored. Please try again.", 503)
-    return jsonify(uploaded=1, fileName=name, url=url_for("views.media", name=name))
+            return _upload_error(_("The server's storage is full: the image was not saved."),
+                                 507)
+        return _upload_error(_("The image could not be stored. Please try again."), 503)
+    return jsonify(uploaded=1, fileName=name, url=url_for("views.media", name=name),
+                   width=image.width, height=image.height)
 
 
 # What the app serves from the uploads folder is an image and nothing else: no sniffing it into
@@ -757,13 +796,6 @@ def media(name: str) -> ResponseReturnValue:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = MEDIA_CSP
     return response
-
-
-def localtime(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    zone = ZoneInfo(current_app.config["NOTES_TIMEZONE"])
-    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def absolute(endpoint: str, **values: Any) -> str:
@@ -811,6 +843,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(describe)
     app.add_template_filter(absolute_html)
     app.add_template_global(search.highlight)
+    app.jinja_env.globals["via_names"] = revisions.VIA_NAMES
     app.add_template_global(editor_config)
     app.add_template_global(absolute)
     app.add_template_global(link)

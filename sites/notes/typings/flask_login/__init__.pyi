@@ -26,8 +26,9 @@ class UserMixin:
 
 class LoginManager:
     login_view: str | None
-    login_message: str | None
+    login_message: Any
     login_message_category: str
+    localize_callback: Callable[[Any], str] | None
     session_protection: str | None
     def __init__(self, app: Flask | None = ..., add_context_processor: bool = ...) -> None: ...
     def init_app(self, app: Flask, add_context_processor: bool = ...) -> None: ...

@@ -4,6 +4,7 @@ the start of a word (anywhere in scripts written without spaces), ignoring case 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
@@ -56,13 +57,17 @@ def _first_chunk(text: str, words: list[str]) -> int:
 
 def _marks(text: str, words: list[str]) -> list[bool]:
     """For each character of ``text``, whether it is part of a match of one of ``words``."""
-    folded: list[str] = []
-    owner: list[int] = []  # owner[i]: the index in text of folded character i
-    for pos, ch in enumerate(text):
-        f = fold(ch)
-        folded.append(f)
-        owner.extend([pos] * len(f))
-    haystack = "".join(folded)
+    owner: Sequence[int]  # owner[i]: the index in text of folded character i
+    if text.isascii():  # folding is lowering, character for character
+        haystack, owner = text.lower(), range(len(text))
+    else:
+        folded: list[str] = []
+        owned: list[int] = []
+        for pos, ch in enumerate(text):
+            f = ch.lower() if ch.isascii() else fold(ch)
+            folded.append(f)
+            owned.extend([pos] * len(f))
+        haystack, owner = "".join(folded), owned
     marked = [False] * len(text)
     for word in words:
         at = haystack.find(word)

@@ -20,19 +20,38 @@
   var uploadUrl = meta("upload-url");
   var settings = JSON.parse(meta("editor-config") || "{}");
   var maxImage = parseInt(meta("max-image") || "0", 10);
+  var stylesheet = function () {
+    var link = document.querySelector('link[rel=stylesheet][href*="style.css"]');
+    var own = document.querySelector('script[src*="/editor.js"]');  // (the admin's pages)
+    return link ? link.href : own ? own.src.replace(/\/editor\.js(\?.*)?$/, "/style.css") : "";
+  };
   var megabytes = function (size) { return (size / 1024 / 1024).toPrecision(3).replace(/\.?0+$/, "") + " MB"; };
-  var tooLarge = "This image is too large: images can be at most " + megabytes(maxImage) +
-      ". Make it smaller (or save it as JPEG) and insert it again.";
-  var askAlt = "Describe this image for people who cannot see it (alt text):";
+  // what it says, in the page's language (notes.i18n.editor_messages)
+  var messages = JSON.parse(meta("editor-messages") || "{}");
+  var say = function (key, values) {
+    return (messages[key] || key).replace(/%\((\w+)\)s/g, function (all, name) {
+      return values && name in values ? values[name] : all;
+    });
+  };
+  var tooLarge = say("tooLarge", {size: megabytes(maxImage)});
+  var askAlt = say("askAlt");
+  var askAgain = say("askAgain");
 
   var config = {
     customConfig: "",  // everything is set here: no config.js to fetch
+    language: meta("editor-language") || "en",  // CKEditor's own, from its package
     versionCheck: false,
     removePlugins: "scayt,wsc,exportpdf,easyimage,cloudservices,embed,embedsemantic,autoembed,mathjax,iframe,flash,forms",
     removeButtons: "Underline,Subscript,Superscript",
     removeDialogTabs: "image:advanced;link:advanced",
     disableNativeSpellChecker: false,
     height: 360,
+    // the text as the page shows it: the site's stylesheet (its light and dark colours) in the
+    // editing area, whose body is styled as a note's body
+    contentsCss: [stylesheet()],
+    bodyClass: "body",
+    // photos pasted or dropped: every format the site takes (HEIC is converted to JPEG)
+    uploadImage_supportedTypes: /image\/(jpeg|png|gif|webp|heic|heif)/,
     allowedContent: settings.allowedContent || true,
     // the upload widget's own markers while a pasted image uploads (never in saved content)
     extraAllowedContent: "img[data-cke-upload-id,data-widget]",
@@ -53,13 +72,13 @@
     if (event.data.name !== "image") { return; }
     var alt = event.data.definition.getContents("info").get("txtAlt");
     alt.validate = CKEDITOR.dialog.validate.notEmpty(
-      "Please describe the image (alt text) for people who cannot see it.");
+      say("altRequired"));
   });
 
   var setUp = function (editor, form) {
     var lang = editor.lang.filetools;
     if (maxImage) { lang.httpError413 = tooLarge; }
-    lang.httpError415 = "Only PNG, JPEG, GIF and WebP images can be uploaded.";
+    lang.httpError415 = say("onlyImages");
     editor.on("fileUploadRequest", function (evt) {
       var loader = evt.data.fileLoader;
       if (maxImage && loader.file && loader.file.size > maxImage) {
@@ -77,7 +96,9 @@
       widget.notesAlt = true;
       widget.onUploaded = function (upload) {
         uploaded.call(this, upload);
+        // asked again once if left blank (a note with an undescribed image is not saved)
         var alt = window.prompt(askAlt, "");
+        if (alt !== null && !alt.trim()) { alt = window.prompt(askAgain, ""); }
         editor.editable().find("img").toArray().forEach(function (img) {
           var src = img.data("cke-saved-src") || img.getAttribute("src");
           if (src === upload.url && !img.getAttribute("alt")) { img.setAttribute("alt", alt || ""); }
@@ -128,10 +149,16 @@
       offered = document.createElement("div");
       offered.className = "draft-offer";
       offered.setAttribute("role", "alert");
-      var when = draft.at ? new Date(draft.at).toLocaleString() : "earlier";
-      offered.innerHTML = "<p>This browser kept text you typed here (" + when + ") that was " +
-          "not saved. <button type=\"button\" data-draft=\"restore\">Restore it</button> " +
-          "<button type=\"button\" class=\"link\" data-draft=\"discard\">Discard it</button></p>";
+      var when = draft.at ? new Date(draft.at).toLocaleString(document.documentElement.lang)
+          : say("earlier");
+      var text = document.createElement("p");
+      text.textContent = say("draftOffer", {when: when}) + " ";
+      text.insertAdjacentHTML("beforeend",
+          "<button type=\"button\" data-draft=\"restore\"></button> " +
+          "<button type=\"button\" class=\"link\" data-draft=\"discard\"></button>");
+      text.querySelector("[data-draft=restore]").textContent = say("restore");
+      text.querySelector("[data-draft=discard]").textContent = say("discard");
+      offered.appendChild(text);
       form.parentNode.insertBefore(offered, form);
       offered.addEventListener("click", function (event) {
         var choice = event.target.getAttribute && event.target.getAttribute("data-draft");
@@ -157,7 +184,7 @@
       now.at = new Date().toISOString();
       try {
         store.setItem(key, JSON.stringify(now));
-        if (status) { status.textContent = "Draft kept in this browser at " + new Date().toLocaleTimeString() + "."; }
+        if (status) { status.textContent = say("draftKept", {time: new Date().toLocaleTimeString(document.documentElement.lang)}); }
       } catch (e) { /* storage full or refused: the server copy is what counts */ }
     };
     var later = function () { if (!timer) { timer = window.setTimeout(save, 800); } };
@@ -189,8 +216,7 @@
           if (response.status === 204) { return; }
           var status = document.getElementById("draft-status");
           if (status) {
-            status.textContent = "Your session has ended. Your text is kept in this browser: " +
-                "press Save, sign in, and it will be back here to save.";
+            status.textContent = say("sessionEnded");
           }
         }).catch(function () { /* offline for a moment: try again next time */ });
     }, every);
