@@ -469,7 +469,8 @@ def _convert(form: NoteForm) -> None:
     """The text in the form as written in the format chosen: switched from Markdown to rich
     text, it becomes its rendered HTML (HTML is Markdown already: it stays)."""
     if form.shown_format.data == "markdown" and form.format.data == "html":
-        form.body.data = clean_body(form.body.data or "", "markdown")[0]
+        # (an image not described yet is left for the save to ask about)
+        form.body.data = clean_body(form.body.data or "", "markdown", alt_required=False)[0]
     form.shown_format.data = form.format.data
 
 
