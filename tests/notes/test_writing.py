@@ -112,6 +112,15 @@ def test_markdown_in_the_editor_with_a_preview_and_switching(app, client, user, 
     page = r.get_data(as_text=True)
     assert 'name="shown_format" type="hidden" value="html"' in page
     assert "&lt;h2&gt;Sub&lt;/h2&gt;" in page  # in the textarea, for CKEditor
+    # an image not described yet does not stop the switch or the preview; the save asks for it
+    undescribed = {**form, "body": "![](/media/x.png)\n", "format": "html", "preview": "1"}
+    r = client.post(f"/notes/{nid}/edit", data={
+        **undescribed, "csrf_token": csrf(client, f"/notes/{nid}/edit")})
+    assert r.status_code == 200 and "Preview (not saved)" in r.get_data(as_text=True)
+    del undescribed["preview"]
+    r = client.post(f"/notes/{nid}/edit", data={
+        **undescribed, "format": "markdown", "csrf_token": csrf(client, f"/notes/{nid}/edit")})
+    assert r.status_code == 422 and "no description" in r.get_data(as_text=True)
     # and Markdown that makes markup too costly is refused with the reason, nothing saved
     r = client.post(f"/notes/{nid}/edit", data={
         **form, "body": "*a " * 20 + "\n" + "<b>" * 50,

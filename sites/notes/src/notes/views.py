@@ -492,7 +492,8 @@ def _preview(form: NoteForm, found: Note | None) -> ResponseReturnValue:
     chosen: the way to switch formats)."""
     try:
         _convert(form)
-        shown = clean_body(form.body.data or "", form.format.data or "html")[0]
+        shown = clean_body(form.body.data or "", form.format.data or "html",
+                           alt_required=False)[0]
     except Unfit as e:
         return _unfit(form, e, found)
     return render_template("edit.html", form=form, note=found, conflict=None, preview=shown)
