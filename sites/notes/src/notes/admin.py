@@ -285,6 +285,8 @@ class NoteView(SecureModelView):
                     f"(it is at version {model.version} now). Your text is still in the form: "
                     "save again to replace theirs with it, or reload the page to see theirs "
                     "(the author's History page shows the difference).")
+        if model.format == "markdown" and inspect(model).attrs.body.history.has_changes():
+            model.format, model.source = "html", None  # its HTML edited here: an HTML note now
         try:
             model.title = clean_title(model.title or "")
             model.body = clean_html(model.body or "")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from typing import Any
 
 import click
 from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
-from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
+from apiflask.fields import AwareDateTime, Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import request, url_for
 from sqlalchemy import ColumnElement, and_, select
@@ -16,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, select
 from . import revisions, search, trash
 from .extensions import csrf, db
 from .i18n import canonical, language_tags
+from .markdown import FORMATS
 from .models import ApiToken, Note, NoteRevision, Tag, User, live, note_tags, public, utcnow
 from .services import (
     BODY_MAX,
@@ -93,6 +95,24 @@ def _title(**kwargs: Any) -> String:
                   **kwargs)
 
 
+def _format(**kwargs: Any) -> String:
+    return String(validate=OneOf(FORMATS), metadata={
+        "description": "How `body` is written: `html` (sanitised) or `markdown` (CommonMark "
+        "with tables, rendered and sanitised the same way). Changed without `body`, the note's "
+        "text is taken as written in the new format."}, **kwargs)
+
+
+# the years a publication time may have (in the spec, so generated clients know)
+PUBLISH_YEARS = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+
+
+def _publish_at(**kwargs: Any) -> AwareDateTime:
+    return AwareDateTime(default_timezone=UTC, metadata={
+        "description": "When the note becomes public (implies `published`): a time to come "
+        "schedules it, nobody but you sees it before. Without an offset: UTC. Years 1970 "
+        "to 9998.", "pattern": PUBLISH_YEARS}, **kwargs)
+
+
 def _language(**kwargs: Any) -> String:
     # the spec lists them: every tag it allows is accepted, and only those
     return String(validate=OneOf(language_tags(), error="Not a language tag this site knows "
@@ -105,7 +125,9 @@ def _language(**kwargs: Any) -> String:
 class NoteIn(Schema):
     title = _title(required=True)
     body = String(load_default="", validate=Length(0, BODY_MAX))
-    published = Boolean(load_default=False)
+    format = _format(load_default="html")
+    published = Boolean(metadata={"description": "Default false."})
+    publish_at = _publish_at()
     tags = _tags_field(load_default=[])
     language = _language()
 
@@ -113,7 +135,9 @@ class NoteIn(Schema):
 class NotePatch(Schema):
     title = _title()
     body = String(validate=Length(0, BODY_MAX))
+    format = _format()
     published = Boolean()
+    publish_at = _publish_at()
     tags = _tags_field()
     language = _language()
 
@@ -122,8 +146,13 @@ class NoteOut(Schema):
     id = Integer()
     title = String()
     slug = String()
-    body = String(metadata={"description": "Sanitised HTML."})
+    body = String(metadata={"description": "Sanitised HTML (of a Markdown note: rendered)."})
+    format = String(metadata={"description": "html or markdown."})
+    source = String(allow_none=True, metadata={
+        "description": "A Markdown note's text as written; null for HTML."})
     published = Boolean()
+    scheduled = Boolean(attribute="is_scheduled", metadata={
+        "description": "Published for a time still to come (published_at)."})
     author = String(attribute="author.public_name",
                     metadata={"description": "The author's display name."})
     author_id = Integer()
@@ -172,7 +201,8 @@ class RevisionList(Schema):
 
 
 class RevisionOut(RevisionSummary):
-    body = String()
+    body = String(metadata={"description": "As written: HTML, or Markdown (see format)."})
+    format = String()
     tags = List(String(), attribute="tag_names")
     published = Boolean()
 
@@ -240,7 +270,9 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
     user = reader()
     size = query["per_page"]
     where: list[ColumnElement[bool]] = [
-        public() if user is None else and_(live(), public() | (Note.author_id == user.id))]
+        # (by id: the time compared so that no index on it is taken for the list)
+        public(False) if user is None
+        else and_(live(), public(False) | (Note.author_id == user.id))]
     if query.get("author"):
         where.append(Note.author_id == query["author"])
     if query.get("published") is not None:
@@ -300,15 +332,30 @@ def get_note(note_id: int) -> Tagged:
 @bp.doc(summary="Create a note")
 def create(data: dict[str, Any]) -> Tagged:
     tags = _tags(data.get("tags"))
+    published = _published(data)
     try:
         language = canonical(data["language"]) if data.get("language") else None
         note = save_note(lambda: create_note(api_user(), data["title"], data["body"],
-                                             data["published"], tags, via="api",
+                                             bool(published), tags, via="api",
+                                             format=data["format"],
+                                             publish_at=data.get("publish_at"),
                                              language=language))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))
     return tagged(note, 201)
+
+
+def _published(data: dict[str, Any]) -> bool | None:
+    """``published`` as asked: ``publish_at`` implies it, and contradicts ``false``."""
+    if data.get("publish_at") is not None:
+        if data.get("published") is False:
+            abort(422, "publish_at publishes the note: it cannot go with published: false.")
+        if not 1970 <= data["publish_at"].year <= 9998:  # (as PUBLISH_YEARS declares)
+            abort(422, "publish_at must be a time between the years 1970 and 9998.")
+        return True
+    published: bool | None = data.get("published")
+    return published
 
 
 def api_user() -> User:
@@ -364,11 +411,13 @@ def update(note_id: int, headers: dict[str, Any], data: dict[str, Any]) -> Tagge
     note = own(note_id)
     base = if_match(note)
     tags = _tags(data.get("tags"))
+    published = _published(data)
     try:
         language = canonical(data["language"]) if data.get("language") else None
         _saved(lambda: update_note(note, title=data.get("title"), body=data.get("body"),
-                                   published=data.get("published"), tags=tags, base=base,
-                                   by=api_user(), via="api", language=language))
+                                   published=published, tags=tags, base=base,
+                                   by=api_user(), via="api", format=data.get("format"),
+                                   publish_at=data.get("publish_at"), language=language))
     except Unfit as e:
         db.session.rollback()
         abort(422, str(e))
@@ -415,7 +464,7 @@ def list_revisions(note_id: int) -> dict[str, Any]:
 def get_revision(note_id: int, rev: int) -> dict[str, Any]:
     found = _revision(own(note_id), rev)
     return {**revisions.describe(found), "body": found.body, "tag_names": found.tag_names,
-            "published": found.published}
+            "published": found.published, "format": found.format}
 
 
 @bp.post("/notes/<int(max=2147483647):note_id>/revisions/<int(max=2147483647):rev>/restore")
@@ -490,13 +539,19 @@ OPTIONAL_AUTH = (("/api/notes", "get"), ("/api/notes/{note_id}", "get"))
 
 def _complete_spec(spec: dict[str, Any] | str) -> dict[str, Any] | str:
     """Say what the decorators cannot: reads work without a token (an empty security
-    requirement), and every request body is required."""
+    requirement), every request body is required, and ``publish_at`` never goes with
+    ``published: false``."""
     if isinstance(spec, str):  # only asked for the JSON or YAML text
         return spec
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
             if isinstance(operation, dict) and "requestBody" in operation:
                 operation["requestBody"]["required"] = True
+    for name in ("NoteIn", "NotePatch"):  # publish_at publishes: never with published false
+        schema = spec.get("components", {}).get("schemas", {}).get(name)
+        if schema is not None:
+            schema["not"] = {"required": ["publish_at", "published"],
+                             "properties": {"published": {"enum": [False]}}}
     for path, method in OPTIONAL_AUTH:
         operation = spec.get("paths", {}).get(path, {}).get(method)
         if operation and operation.get("security") and {} not in operation["security"]:

@@ -15,14 +15,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, current_app, request
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstanceState, ORMExecuteState, Session
 
-from .models import Note, Tag, User
+from .extensions import db
+from .models import Note, Tag, User, next_scheduled, utcnow
 
 # cacheable for anonymous readers
 PUBLIC_ENDPOINTS = frozenset({"views.index", "views.note", "views.author", "views.tag",
-                              "views.feed", "views.sitemap", "views.robots"})
+                              "views.feed", "views.tag_feed", "views.author_feed",
+                              "views.sitemap", "views.robots"})
+UNSCHEDULED = frozenset({"views.robots"})  # and a note's page that is found (below)
 STATIC_ENDPOINTS = frozenset({"static", "views.media", "admin.static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CACHED_STATUSES = frozenset({200, 404})
@@ -57,11 +61,37 @@ def cache_policy(response: Response, personal: bool) -> None:
         # stale-while-revalidate meant for the shared cache); stale-while-revalidate: the
         # shared cache serves its expired copy at most this much longer while one request
         # refreshes it; stale-if-error: while the app cannot be reached at all.
-        seconds = config["NOTES_CACHE_SECONDS"]
+        # A note scheduled within that time: the shared cache keeps the page no longer than
+        # until then, and serves no expired copy after (stale-while-revalidate=0), so no reader
+        # waits for the note longer than the cache bound (nor sees it early: it is not on the
+        # page before its time).
+        # (A note's own page, found, does not change when another note is published.)
+        seconds = stale = config["NOTES_CACHE_SECONDS"]
+        unchanged = request.endpoint in UNSCHEDULED or (
+            request.endpoint == "views.note" and response.status_code == 200)
+        due = None if unchanged else until_scheduled(seconds)
+        if due is not None:
+            seconds, stale = due, 0
         response.headers["Cache-Control"] = (
             f"public, max-age=0, must-revalidate, s-maxage={seconds}, "
-            f"stale-while-revalidate={seconds}, stale-if-error={STALE_IF_ERROR}")
+            f"stale-while-revalidate={stale}, stale-if-error={STALE_IF_ERROR}")
         compress(response)
+
+
+def until_scheduled(within: int) -> int | None:
+    """Whole seconds (rounded down) until the next scheduled note becomes public, if that is
+    within ``within`` seconds."""
+    now = utcnow()
+    try:
+        at = db.session.scalar(select(Note.published_at).where(next_scheduled())
+                               .order_by(Note.published_at).limit(1))
+    except SQLAlchemyError as e:  # the page is made: it is sent, not kept
+        log.warning("the next scheduled note is not known (%s): the page is not cached", e)
+        db.session.rollback()
+        return 0
+    if at is None or (at - now).total_seconds() >= within:
+        return None
+    return max(0, int((at - now).total_seconds()))
 
 
 def compress(response: Response) -> None:
@@ -98,8 +128,9 @@ def note_paths(note: Note) -> set[str]:
     tags.update(t.name for t in state.attrs.tags.history.deleted if isinstance(t, Tag))
     tags.update(t.name for t in state.attrs.tags.history.added if isinstance(t, Tag))
     paths.update(f"/n/{slug}" for slug in slugs if slug)
-    paths.update(f"/a/{a}" for a in authors if a)
-    paths.update(f"/t/{name}" for text in tags for name in (text or "").split("\n") if name)
+    paths.update(f"/a/{a}{feed}" for a in authors if a for feed in ("", "/feed.xml"))
+    paths.update(f"/t/{name}{feed}" for text in tags for name in (text or "").split("\n")
+                 if name for feed in ("", "/feed.xml"))
     return paths
 
 

@@ -44,12 +44,13 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import revisions
 from .admin import AdminOnly
 from .extensions import db
+from .markdown import FORMATS
 from .models import Note, Tag, User, fold, join_tags, note_tags, plain_text, utcnow
 from .search.tokens import index_text
 from .services import (
     BODY_MAX,
     TITLE_MAX,
-    clean_html,
+    clean_body,
     notes_query,
     parse_tags,
     slugify,
@@ -60,8 +61,9 @@ from .text import Unfit, clean_text
 
 # "version": the note's version when exported (notes.revisions): a row from an older export
 # than the note's current version is a conflict, not applied
+# "format": how body is written, html or markdown (its Markdown text, then); empty: html
 COLUMNS = ("id", "title", "author", "published", "body", "slug", "created_at", "updated_at",
-           "tags", "version")
+           "tags", "version", "format")
 REQUIRED = ("title", "author", "body")
 TRUE = {"true", "yes", "1", "y", "on"}
 FALSE = {"false", "no", "0", "n", "off", ""}
@@ -107,7 +109,8 @@ def export(stmt: Any, out: IO[bytes], progress: Callable[[int], None] | None = N
     from openpyxl import Workbook  # here, not at the top: serving pages never loads openpyxl
 
     zone = ZoneInfo(current_app.config["NOTES_TIMEZONE"])
-    longest = db.session.scalar(select(func.max(func.length(Note.body)))) or 0
+    longest = max(db.session.scalar(select(func.max(func.length(column)))) or 0
+                  for column in (Note.body, Note.source))
     parts = max(1, -(-longest // CELL_MAX))
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("notes")
@@ -118,12 +121,12 @@ def export(stmt: Any, out: IO[bytes], progress: Callable[[int], None] | None = N
         return value.astimezone(zone).replace(tzinfo=None)
 
     for note in db.session.scalars(stmt.execution_options(yield_per=1000)):
-        body = [_text(sheet, note.body[i:i + CELL_MAX])
-                for i in range(0, max(len(note.body), 1), CELL_MAX)]
+        text = note.text
+        body = [_text(sheet, text[i:i + CELL_MAX]) for i in range(0, max(len(text), 1), CELL_MAX)]
         sheet.append([
             note.id, _text(sheet, note.title), _text(sheet, note.author.email), note.published,
             body[0], _text(sheet, note.slug), when(note.created_at), when(note.updated_at),
-            _text(sheet, ", ".join(note.tag_names)), note.version, *body[1:],
+            _text(sheet, ", ".join(note.tag_names)), note.version, note.format, *body[1:],
         ])
         count += 1
         if progress and count % 1000 == 0:
@@ -265,6 +268,8 @@ class Row:
     tags: list[str] | None = None  # None: the file has no tags column (tags stay as they are)
     version: int | None = None  # the note's version when it was exported
     exported: datetime | None = None  # its updated_at then (files exported before versions)
+    format: str = "html"
+    source: str | None = None  # a Markdown note's text
 
 
 @dataclass
@@ -384,22 +389,27 @@ def read(source: Path | IO[bytes], limits: Limits) -> list[Row]:
             problem("version", f"{str(values.get('version'))[:50]!r} is not a version number")
             version = None
         exported = values.get("updated_at")
+        written = str(values.get("format") or "").strip().lower() or "html"
+        if written not in FORMATS:
+            problem("format", f"{written[:20]!r} is not one of {', '.join(FORMATS)}")
         if total == 0:  # only rows that will be written are kept
             try:
-                cleaned = clean_html(body)
+                cleaned, markdown_text = clean_body(body, written)
             except Unfit as e:
                 problem("body", str(e))
                 continue
             found.append(Row(number, title, users[author], cleaned, published,
                              note_id, slug, tags, version,
-                             exported if isinstance(exported, datetime) else None))
+                             exported if isinstance(exported, datetime) else None,
+                             written, markdown_text))
     if total:
         raise ImportFailed(problems, total)
     return found
 
 
 _NOTE = (Note.id, Note.slug, Note.title, Note.body, Note.published, Note.author_id,
-         Note.published_at, Note.version, Note.updated_at, Note.deleted_at)
+         Note.published_at, Note.version, Note.updated_at, Note.deleted_at, Note.format,
+         Note.source)
 
 
 def _existing(column: Any, keys: Iterable[Any]) -> dict[Any, Any]:
@@ -446,8 +456,9 @@ def plan(rows: list[Row]) -> Plan:
                                     "trash: restore it first, or remove the row"))
             continue
         retag = row.tags is not None and row.tags != tagged.get(note.id, [])
-        same = (note.title, note.body, note.published, note.author_id) == (
-            row.title, row.body, row.published, row.author_id)
+        same = (note.title, note.body, note.published, note.author_id, note.format,
+                note.source) == (row.title, row.body, row.published, row.author_id, row.format,
+                                 row.source)
         stale = _stale(row, note) if retag or not same else None  # (unchanged: no conflict)
         if stale:
             problems.append(Problem(row.number, "version", stale))
@@ -470,6 +481,7 @@ def plan(rows: list[Row]) -> Plan:
             "id": note.id, "title": row.title, "body": row.body, "body_text": plain_text(row.body),
             "search_text": index_text(row.title, plain_text(row.body)),
             "published": row.published, "author_id": row.author_id, "published_at": published_at,
+            "format": row.format, "source": row.source,
             "updated_at": now, "version": note.version,  # (checked, then raised: see write)
         })
     if problems:
@@ -480,7 +492,7 @@ def plan(rows: list[Row]) -> Plan:
             "body_text": plain_text(row.body), "published": row.published, "tags": row.tags,
             "search_text": index_text(row.title, plain_text(row.body)),
             "author_id": row.author_id, "published_at": now if row.published else None,
-            "created_at": now, "updated_at": now,
+            "format": row.format, "source": row.source, "created_at": now, "updated_at": now,
         })
     _choose_slugs(result.inserts)
     return result
@@ -579,7 +591,7 @@ def write(todo: Plan, attempts: int = 3, by: User | None = None) -> Counts:
     slugs are chosen again (with random suffixes) and the write retried.
     """
     columns = ("title", "slug", "body", "body_text", "search_text", "published", "author_id",
-               "published_at", "created_at", "updated_at")
+               "published_at", "format", "source", "created_at", "updated_at")
     for attempt in range(attempts):
         try:
             # in chunks: each statement's parameters stay small whatever the file's size; by

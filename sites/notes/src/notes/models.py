@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     event,
+    func,
     inspect,
     text,
     true,
@@ -41,9 +42,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# inline elements end no word: "<strong>more</strong>." reads "more.", not "more ."
+_INLINE_TAG = re.compile(r"</?(?:a|b|strong|em|i|s|code|kbd|span|mark|small|sub|sup|u)\b[^>]*>",
+                         re.IGNORECASE)
+
+
 def plain_text(body: str) -> str:
-    """The words of a note's (sanitised) HTML, for search: tags, entities and runs of space go."""
-    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body or "")).split())
+    """The words of a note's (sanitised) HTML, for search and excerpts: tags, entities and
+    runs of space go (block elements separate words, inline ones do not)."""
+    body = _INLINE_TAG.sub("", body or "")
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body)).split())
 
 
 # A note's HTML and text: up to 1,000,000 characters. MariaDB/MySQL's TEXT holds 64 KiB.
@@ -141,6 +149,7 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (
         Index("ix_notes_public_order", "published", "published_at", "id"),
         Index("ix_notes_author_order", "author_id", "published", "published_at", "id"),
+        Index("ix_notes_preview_token", "preview_token", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -158,7 +167,17 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
     )
+    # when it is (or will be: scheduled) public; see public()
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # how it is written: "html" (CKEditor) or "markdown" (notes.markdown); a Markdown note
+    # keeps its text in ``source`` and its rendered, sanitised HTML in ``body`` (what pages,
+    # feeds, search and excerpts use)
+    format: Mapped[str] = mapped_column(String(10), nullable=False, default="html",
+                                        server_default="html")
+    source: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    # a draft's private preview link (/p/<token>): readable without signing in until it is
+    # revoked (set to None) or the note is public
+    preview_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # the names of its tags as pages show them (see join_tags), written whenever the tags
     # change: showing a note, or a page of them, needs no query for their tags
     tags_text: Mapped[str] = mapped_column(Text, nullable=False, default="",
@@ -187,7 +206,19 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     @property
     def is_public(self) -> bool:
         """Whether anyone may read it: :func:`public` for a loaded note."""
-        return self.published and self.deleted_at is None
+        return (self.published and self.deleted_at is None and self.published_at is not None
+                and self.published_at <= utcnow())
+
+    @property
+    def is_scheduled(self) -> bool:
+        """Published for a time still to come: nobody but its author sees it yet."""
+        return (self.published and self.published_at is not None
+                and self.published_at > utcnow())
+
+    @property
+    def text(self) -> str:
+        """What its writer writes: the Markdown source, or the HTML."""
+        return self.source if self.format == "markdown" and self.source is not None else self.body
 
     @property
     def lang(self) -> str:
@@ -231,6 +262,9 @@ class NoteRevision(db.Model):  # type: ignore[name-defined,misc]
     body: Mapped[str] = mapped_column(LongText, nullable=False, default="")
     tags_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # the note's format then: ``body`` is its Markdown source when "markdown"
+    format: Mapped[str] = mapped_column(String(10), nullable=False, default="html",
+                                        server_default="html")
     # who saved it: kept by name too, so the history still says it once the account is gone
     by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
@@ -244,12 +278,25 @@ class NoteRevision(db.Model):  # type: ignore[name-defined,misc]
         return self.tags_text.split("\n") if self.tags_text else []
 
 
-def public() -> ColumnElement[bool]:
+def public(by_time_index: bool = True) -> ColumnElement[bool]:
     """The notes anyone may read, in every public list, search, feed and sitemap: the one
     place to add a condition (e.g. not in the trash). The list indexes (migration 0008)
     start with its columns, and the trash's condition (:func:`live`) filters what they
-    find. (``= true``: MariaDB uses no index for ``IS true``.)"""
-    return and_(Note.published == true(), live())
+    find. (``= true``: MariaDB uses no index for ``IS true``.) A note scheduled for later
+    (``published_at`` still to come) is not public yet: the time is taken when the
+    statement is built, i.e. per request. ``by_time_index=False``: for a list read along
+    another index (a tag's links), the time is compared in a form no index serves, so the
+    planner keeps to that index rather than range-scan the public order and sort."""
+    now = utcnow()
+    due = (Note.published_at <= now if by_time_index
+           else func.coalesce(Note.published_at, now) <= now)
+    return and_(Note.published == true(), due, live())
+
+
+def next_scheduled() -> ColumnElement[bool]:
+    """The notes published for a time still to come (see notes.caching: no shared cache
+    keeps a page past the next of them)."""
+    return and_(Note.published == true(), Note.published_at > utcnow(), live())
 
 
 class OldSlug(db.Model):  # type: ignore[name-defined,misc]

@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, delete, func, insert, literal, select
+from sqlalchemy import Select, case, delete, func, insert, literal, select
 
 from . import images
 from .extensions import db
@@ -52,9 +52,10 @@ class State:
     """What a revision keeps of a note."""
 
     title: str
-    body: str
+    body: str  # as written: the HTML, or the Markdown source of a Markdown note
     tags_text: str
     published: bool
+    format: str = "html"
 
     @property
     def tag_names(self) -> list[str]:
@@ -64,7 +65,8 @@ class State:
 def state(note: Note | NoteRevision) -> State:
     tags = (join_tags(t.name for t in note.tags) if isinstance(note, Note)
             else note.tags_text)
-    return State(note.title, note.body, tags, bool(note.published))
+    body = note.text if isinstance(note, Note) else note.body
+    return State(note.title, body, tags, bool(note.published), note.format or "html")
 
 
 def check(note: Note, base: int | None) -> None:
@@ -88,7 +90,7 @@ def record(note: Note, before: State | None, by: User | None, via: str) -> NoteR
     note.tags_text = after.tags_text  # (models keeps it in step too, at the flush)
     revision = NoteRevision(
         note_id=note.id, version=note.version, title=after.title, body=after.body,
-        tags_text=after.tags_text, published=after.published,
+        tags_text=after.tags_text, published=after.published, format=after.format,
         by_id=by.id if by is not None else None,
         by_name=by.public_name if by is not None else "", via=via, created_at=utcnow())
     db.session.add(revision)
@@ -103,9 +105,12 @@ def record_rows(note_ids: list[int], by: User | None, via: str) -> None:
     for start in range(0, len(note_ids), 500):
         batch = note_ids[start:start + 500]
         db.session.execute(insert(NoteRevision).from_select(
-            ["note_id", "version", "title", "body", "tags_text", "published", "by_id",
-             "by_name", "via", "created_at"],
-            select(Note.id, Note.version, Note.title, Note.body, Note.tags_text, Note.published,
+            ["note_id", "version", "title", "body", "tags_text", "published", "format",
+             "by_id", "by_name", "via", "created_at"],
+            select(Note.id, Note.version, Note.title,
+                   case((Note.format == "markdown", func.coalesce(Note.source, Note.body)),
+                        else_=Note.body),
+                   Note.tags_text, Note.published, Note.format,
                    literal(by.id if by else None), literal(by.public_name if by else ""),
                    literal(via), literal(now, NoteRevision.created_at.type))
             .where(Note.id.in_(batch))))
@@ -157,7 +162,7 @@ def restore(note: Note, revision: NoteRevision, by: User | None) -> NoteRevision
     from .services import update_note  # services calls this module on every write
 
     update_note(note, title=revision.title, body=revision.body, tags=revision.tag_names,
-                by=by, via="restore")
+                format=revision.format or "html", by=by, via="restore")
     return at_version(note, note.version)
 
 
@@ -168,9 +173,11 @@ BLOCK_END = re.compile(
 IMAGE = re.compile(r'(?i)<img\b[^>]*?\balt="([^"]*)"[^>]*>|<img\b[^>]*>')
 
 
-def lines(body: str) -> list[str]:
+def lines(body: str, format: str = "html") -> list[str]:
     """The text of a note's HTML as lines (a paragraph, heading or list item each); an image
-    is shown as ``[image: its alt text]``."""
+    is shown as ``[image: its alt text]``. Markdown: its own lines."""
+    if format == "markdown":
+        return [line.rstrip() for line in body.splitlines() if line.strip()]
     body = IMAGE.sub(lambda m: f" [image: {html.unescape(m.group(1) or '')}] ", body or "")
     return [text for text in (plain_text(block) for block in BLOCK_END.split(body)) if text]
 
@@ -207,7 +214,9 @@ def diff(old: State, new: State) -> Diff:
     if old.published != new.published:
         fields.append((_l("State"), _l("published") if old.published else _l("draft"),
                        _l("published") if new.published else _l("draft")))
-    a, b = lines(old.body), lines(new.body)
+    if old.format != new.format:
+        fields.append((_l("Format"), old.format, new.format))
+    a, b = lines(old.body, old.format), lines(new.body, new.format)
     out: list[Line] = []
     if a != b:
         groups = list(difflib.SequenceMatcher(a=a, b=b, autojunk=False)

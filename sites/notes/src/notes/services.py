@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import nh3
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import images, revisions, search
+from . import images, markdown, revisions, search
 from .extensions import db
 from .models import ApiToken, Note, OldSlug, Tag, User, fold, live, public, utcnow
 from .text import Unfit, check_markup, clean_text
@@ -141,6 +142,41 @@ def check_alt(html: str) -> None:
             shown = src if len(src) <= 80 else src[:77] + "..."
             raise Unfit(_("the image %(image)s has no description (alt text): describe every "
                           "image for people who cannot see it", image=repr(shown)))
+
+
+def clean_body(text: str, format: str = "html",
+               alt_required: bool = True) -> tuple[str, str | None]:
+    """A note's text as stored: its sanitised HTML and, for Markdown, its source (cleaned of
+    control characters). ``Unfit`` for a format that is not one of
+    :data:`notes.markdown.FORMATS`; ``alt_required``: see :func:`clean_html`."""
+    if format == "html":
+        return clean_html(text, alt_required), None
+    if format != "markdown":
+        raise Unfit(_("the format %(format)s is not one of %(formats)s",
+                      format=repr(format[:20]), formats=", ".join(markdown.FORMATS)))
+    source = clean_text(text, multiline=True)
+    return clean_html(markdown.render(source), alt_required), source
+
+
+def set_text(note: Note, text: str, format: str, alt_required: bool = True) -> None:
+    """Give ``note`` this text in this format (see :func:`clean_body`)."""
+    note.body, note.source = clean_body(text, format, alt_required)
+    note.format = format
+
+
+def schedule(note: Note, published: bool, at: datetime | None) -> None:
+    """Publish ``note`` now (``at`` None), at a time (a future one: scheduled), or make it a
+    draft. A note that becomes public loses its preview link (see views.preview)."""
+    if not published:
+        note.published, note.published_at = False, None
+        return
+    if at is not None:
+        note.published_at = at
+    elif not note.published or note.published_at is None:
+        note.published_at = utcnow()
+    note.published = True
+    if note.published_at <= utcnow():
+        note.preview_token = None
 
 
 def clean_title(title: str) -> str:
@@ -369,19 +405,17 @@ def notes_query(
 
 def create_note(author: User, title: str, body: str, published: bool = False,
                 tags: list[str] | None = None, *, by: User | None = None, via: str = "editor",
+                format: str = "html", publish_at: datetime | None = None,
                 language: str | None = None) -> Note:
     """Add a note to the session, with its first revision (the caller commits). ``by``: who
-    writes it (default: ``author``), ``via``: how (see :data:`notes.revisions.VIA`)."""
-    title, body = clean_title(title), clean_html(body)  # refused before a note exists
-    note = Note(
-        author=author,
-        title=title,
-        slug=unique_slug(title),
-        body=body,
-        published=published,
-        published_at=utcnow() if published else None,
-        language=language or None,
-    )
+    writes it (default: ``author``), ``via``: how (see :data:`notes.revisions.VIA`);
+    ``format``: how ``body`` is written (html or markdown); ``publish_at``: when a published
+    note becomes public (default: now)."""
+    title = clean_title(title)
+    html, source = clean_body(body, format)  # refused before a note exists
+    note = Note(author=author, title=title, slug=unique_slug(title), body=html, source=source,
+                format=format, published=False, language=language or None)
+    schedule(note, published, publish_at)
     set_tags(note, tags or [])
     db.session.add(note)
     db.session.flush()
@@ -399,10 +433,15 @@ def update_note(
     base: int | None = None,
     by: User | None = None,
     via: str = "editor",
+    format: str | None = None,
+    publish_at: datetime | None = None,
     language: str | None = None,
 ) -> Note:
     """Change the given fields and record the change as a revision (the caller commits). The
-    slug follows the title; the old one keeps answering (a permanent redirect).
+    slug follows the title; the old one keeps answering (a permanent redirect). ``format``
+    without ``body``: the note's text is taken as written in the new format (HTML is valid
+    Markdown; a Markdown note becomes its rendered HTML). ``publish_at``: the time a published
+    note becomes public (``published`` not False).
 
     ``base``: the version the writer started from; if the note has changed since,
     :class:`notes.revisions.Conflict` is raised and nothing is changed.
@@ -413,11 +452,16 @@ def update_note(
         retitle(note, title)
     if tags is not None:
         set_tags(note, tags)
-    if body is not None:  # (a restored version is taken as it was, described or not)
-        note.body = clean_html(body, alt_required=via != "restore")
-    if published is not None and published != note.published:
-        note.published = published
-        note.published_at = utcnow() if published else None
+    if body is not None or (format is not None and format != note.format):
+        wanted = format or note.format
+        if body is None:
+            body = note.body if wanted == "html" else note.text
+        # (a restored version is taken as it was, described or not)
+        set_text(note, body, wanted, alt_required=via != "restore")
+    if publish_at is not None and published is not False:
+        schedule(note, True, publish_at)
+    elif published is not None and published != note.published:
+        schedule(note, published, None)
     if language is not None:
         note.language = language or None
     revisions.record(note, before, by, via)

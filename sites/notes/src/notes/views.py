@@ -8,10 +8,11 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -35,11 +36,12 @@ from flask_login import current_user, login_required
 from flask_sqlalchemy.pagination import Pagination
 from flask_wtf import FlaskForm
 from markupsafe import escape
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, select, true
 from sqlalchemy.orm import lazyload
-from wtforms import (
+from wtforms import (  # type: ignore[attr-defined]  # (SelectChoice: the stubs describe 3.2)
     BooleanField,
     HiddenField,
+    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -51,10 +53,11 @@ from . import images, lists, revisions, search, trash
 from .errors import disk_full
 from .extensions import db
 from .i18n import html_lang, language_names, localtime
-from .models import Note, Tag, User, live, note_tags, public
+from .models import Note, Tag, User, live, note_tags, public, utcnow
 from .services import (
     BODY_MAX,
     TITLE_MAX,
+    clean_body,
     clean_title,
     create_note,
     editor_config,
@@ -81,21 +84,67 @@ def _title(form: FlaskForm, field: StringField) -> None:
         raise ValidationError(str(e).capitalize() + ".") from None
 
 
-def _markup(form: FlaskForm, field: TextAreaField) -> None:
+def _markup(form: Any, field: TextAreaField) -> None:  # (a NoteForm, declared below)
+    if form.format.data == form.shown_format.data == "markdown":
+        return  # Markdown: its rendered HTML is checked when saved (services.clean_body)
     try:
         check_markup(field.data or "")
     except Unfit as e:
         raise ValidationError(str(e).capitalize() + ".") from None
 
 
+LOCAL_INPUT = "%Y-%m-%dT%H:%M"  # <input type="datetime-local">, to the minute
+
+
+def local_input(value: datetime | None) -> str:
+    """``value`` as the editor's publication time shows it (the site's time zone)."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(current_app.config["NOTES_TIMEZONE"])).strftime(LOCAL_INPUT)
+
+
+def parse_local(raw: str) -> datetime:
+    """The editor's publication time (the site's time zone, seconds optional), in UTC;
+    ``ValueError`` if it is no such time."""
+    raw = raw.strip()
+    for pattern in (LOCAL_INPUT, LOCAL_INPUT + ":%S", "%Y-%m-%d %H:%M"):
+        try:
+            value = datetime.strptime(raw, pattern)
+        except ValueError:
+            continue
+        if not 1970 <= value.year <= 9998:
+            raise ValueError(_("a publication time is between the years 1970 and 9998"))
+        return value.replace(tzinfo=ZoneInfo(current_app.config["NOTES_TIMEZONE"])
+                             ).astimezone(UTC)
+    raise ValueError(_("%(value)s is not a date and time like 2030-01-31T09:30",
+                       value=repr(raw[:30])))
+
+
+def _when(form: FlaskForm, field: StringField) -> None:
+    if (field.data or "").strip():
+        try:
+            parse_local(field.data or "")
+        except (ValueError, OverflowError) as e:
+            raise ValidationError(str(e).capitalize() + ".") from None
+
+
 class NoteForm(FlaskForm):
     title = StringField(_l("Title"), validators=[DataRequired(), Length(max=TITLE_MAX), _title])
+    format = SelectField(_l("Written in"), choices=[SelectChoice("html", _l("Rich text")),
+                                                    SelectChoice("markdown", _l("Markdown"))],
+                         default="html")
+    # the format the text in the form was written in (see _convert)
+    shown_format = HiddenField(default="html")
     body = TextAreaField(_l("Text"), validators=[Length(max=BODY_MAX), _markup])
     tags = StringField(_l("Tags"), validators=[Length(max=2000), _tags],
                        description=_l("Separated by commas, e.g. travel, recipes"))
     language = SelectField(_l("Language of the note"), choices=[],
                            description=_l("For readers' browsers, screen readers and feeds."))
     published = BooleanField(_l("Published"))
+    publish_at = StringField(_l("Publish at"), validators=[Length(max=40), _when],
+                             render_kw={"type": "datetime-local"},
+                             description=_l("Empty: when you publish it. A time to come "
+                                            "schedules it: nobody sees it before."))
     # the version of the note the editor was opened on (see notes.revisions)
     version = HiddenField()
 
@@ -175,26 +224,39 @@ def _first_image(body: str) -> str | None:
     return urljoin(absolute("views.index"), match.group(1)) if match else None
 
 
-@bp.route("/a/<int(max=2147483647):user_id>")
-def author(user_id: int) -> str:
+def _author(user_id: int) -> User:
     person = db.session.get(User, user_id)
     if person is None or not person.active:
         abort(404)
+    return person
+
+
+@bp.route("/a/<int(max=2147483647):user_id>")
+def author(user_id: int) -> str:
+    person = _author(user_id)
     page = lists.window(public_list(Note.author_id == person.id))
     return render_template("author.html", person=person, page=page)
 
 
-@bp.route("/t/<name>")
-def tag(name: str) -> str:
-    found = db.session.scalar(select(Tag).where(Tag.name == name))
+def _tag(name: str) -> Tag:
+    found: Tag | None = db.session.scalar(select(Tag).where(Tag.name == name))
     if found is None or found.name != name:
         abort(404)
-    # newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
-    # the notes it shows, however few of all notes carry the tag
-    listing = lists.Listing((note_tags.c.tag_id == found.id, public()),
-                            lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
-                            join=(note_tags, note_tags.c.note_id == Note.id))
-    return render_template("tag.html", tag=found, page=lists.window(listing))
+    return found
+
+
+def _tag_listing(found: Tag) -> lists.Listing:
+    """Newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
+    the notes it shows, however few of all notes carry the tag."""
+    return lists.Listing((note_tags.c.tag_id == found.id, public(by_time_index=False)),
+                         lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
+                         join=(note_tags, note_tags.c.note_id == Note.id))
+
+
+@bp.route("/t/<name>")
+def tag(name: str) -> str:
+    found = _tag(name)
+    return render_template("tag.html", tag=found, page=lists.window(_tag_listing(found)))
 
 
 FEED_SIZE = 20
@@ -202,13 +264,57 @@ FEED_SIZE = 20
 
 @bp.route("/feed.xml")
 def feed() -> ResponseReturnValue:
-    """Atom: the latest published notes, with their tags as categories."""
-    notes: list[Note] = list(db.session.scalars(
-        public_list().notes().order_by(*lists.BY_PUBLISHED.newest()).limit(FEED_SIZE)))
+    """Atom: the latest published notes, with their tags as categories. (``?tag=``, as feed
+    readers guess it: the tag's own feed.)"""
+    if request.args.get("tag"):
+        return redirect(url_for("views.tag_feed", name=_tag(request.args["tag"]).name), 301)
+    notes = public_list().notes().order_by(*lists.BY_PUBLISHED.newest())
+    return _atom(notes, config_title(), "views.feed", "views.index", {})
+
+
+@bp.route("/t/<name>/feed.xml")
+def tag_feed(name: str) -> ResponseReturnValue:
+    """Atom: the latest notes carrying a tag (in the tag page's order)."""
+    found = _tag(name)
+    notes = _tag_listing(found).notes().order_by(note_tags.c.note_id.desc())
+    return _atom(notes, f"#{found.name} · {config_title()}", "views.tag_feed", "views.tag",
+                 {"name": found.name})
+
+
+@bp.route("/a/<int(max=2147483647):user_id>/feed.xml")
+def author_feed(user_id: int) -> ResponseReturnValue:
+    """Atom: an author's latest notes."""
+    person = _author(user_id)
+    notes = public_list(Note.author_id == person.id).notes().order_by(
+        *lists.BY_PUBLISHED.newest())
+    return _atom(notes, f"{person.public_name} · {config_title()}", "views.author_feed",
+                 "views.author", {"user_id": person.id})
+
+
+def config_title() -> str:
+    title: str = current_app.config["NOTES_SITE_TITLE"]
+    return title
+
+
+def _atom(stmt: Select[Any], title: str, endpoint: str, page: str, args: dict[str, Any]
+          ) -> ResponseReturnValue:
+    notes: list[Note] = list(db.session.scalars(stmt.limit(FEED_SIZE)))
     updated = max((n.updated_at for n in notes), default=None)
     # whatever was stored before text was cleaned on the way in, the feed stays XML
-    xml = xml_safe(render_template("feed.xml", notes=notes, updated=updated))
+    xml = xml_safe(render_template("feed.xml", notes=notes, updated=updated, title=title,
+                                   self_url=absolute(endpoint, **args),
+                                   page_url=absolute(page, **args)))
     return current_app.response_class(xml, mimetype="application/atom+xml")
+
+
+# an attribute holding an address, in sanitised HTML (nh3 writes them in double quotes)
+_ADDRESS = re.compile(r'(\s(?:src|href)=")([^"]*)"')
+
+
+def absolute_html(body: str, base: str) -> str:
+    """``body`` with every relative address (``/media/…``, ``other-note``) made absolute on
+    ``base``: feed readers show an entry away from the site, often ignoring xml:base."""
+    return _ADDRESS.sub(lambda m: f'{m.group(1)}{urljoin(base, m.group(2))}"', body)
 
 
 # The sitemap protocol allows 50,000 addresses a file; a part here holds the notes of a range
@@ -252,7 +358,8 @@ def sitemap_part(part: int) -> ResponseReturnValue:
                 f"<lastmod>{isotime(updated)}</lastmod></url>\n"
                 for slug, updated in db.session.execute(
                     select(Note.slug, Note.updated_at).where(
-                        Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high), public())
+                        Note.id > start, Note.id <= min(start + SITEMAP_BATCH, high),
+                        public(by_time_index=False))
                     .order_by(Note.id)))
         yield "</urlset>\n"
 
@@ -262,7 +369,7 @@ def sitemap_part(part: int) -> ResponseReturnValue:
 @bp.route("/robots.txt")
 def robots() -> ResponseReturnValue:
     text = ("User-agent: *\nDisallow: /admin/\nDisallow: /my\nDisallow: /notes/\n"
-            "Disallow: /account\nDisallow: /api/\n"
+            "Disallow: /account\nDisallow: /api/\nDisallow: /p/\n"
             f"Sitemap: {absolute('views.sitemap')}\n")
     return current_app.response_class(text, mimetype="text/plain")
 
@@ -273,12 +380,48 @@ def favicon() -> ResponseReturnValue:
     return redirect(url_for("static", filename="favicon.svg"))
 
 
+# "My notes" filters: which of the writer's notes each shows
+MY_STATES = ("draft", "scheduled", "published", "trash")
+
+
+def _my_state(state: str) -> ColumnElement[bool]:
+    now = utcnow()
+    if state == "trash":
+        return Note.deleted_at.is_not(None)
+    if state == "draft":
+        return and_(live(), Note.published == false())
+    if state == "scheduled":
+        return and_(live(), Note.published == true(), Note.published_at > now)
+    if state == "published":
+        return and_(live(), Note.published == true(), Note.published_at <= now)
+    return live()
+
+
 @bp.route("/my")
 @login_required
 def my_notes() -> str:
-    stmt = (select(Note).where(Note.author_id == current_user.id, live())
-            .order_by(Note.updated_at.desc()))
-    return render_template("my_notes.html", page=paginate(stmt))
+    """The writer's notes, last changed first; ``?state=`` one of :data:`MY_STATES`, ``?q=``
+    words (most relevant first)."""
+    q = request.args.get("q", "").strip()[:search.QUERY_MAX]
+    state = request.args.get("state", "")
+    state = state if state in MY_STATES else ""
+    mine = and_(Note.author_id == current_user.id, _my_state(state))
+    page: Pagination | lists.Window
+    if q:
+        page = lists.numbered(search.ranked(q, mine), lists.shown)
+    else:
+        page = paginate(select(Note).where(mine).order_by(Note.updated_at.desc(), Note.id.desc()))
+    now = utcnow()
+    counts = db.session.execute(select(*(
+        func.coalesce(func.sum(case((condition, 1), else_=0)), 0) for condition in (
+            Note.published == false(), Note.published_at > now,
+            and_(Note.published == true(), Note.published_at <= now))))
+        .where(Note.author_id == current_user.id, live())).one()
+    trashed = db.session.scalar(select(func.count()).select_from(Note).where(
+        Note.author_id == current_user.id, Note.deleted_at.is_not(None)))
+    return render_template("my_notes.html", page=page, q=q, state=state,
+                           counts=dict(zip(MY_STATES, (*counts, trashed), strict=True)),
+                           expires=trash.expires)
 
 
 def me() -> User:
@@ -304,17 +447,56 @@ def new_note() -> ResponseReturnValue:
     if request.method == "GET":
         _pending_form(form)
     if form.validate_on_submit():
+        if "preview" in request.form:
+            return _preview(form, None)
         try:
+            _convert(form)
             created = save_note(lambda: create_note(me(), form.title.data or "",
                                                     form.body.data or "",
                                                     bool(form.published.data),
                                                     parse_tags(form.tags.data),
+                                                    format=form.format.data or "html",
+                                                    publish_at=_publish_at(form, None),
                                                     language=form.language.data))
         except Unfit as e:
             return _unfit(form, e, None)
         _saved()
         return redirect(url_for("views.note", slug=created.slug))
     return _editor(form, None)
+
+
+def _convert(form: NoteForm) -> None:
+    """The text in the form as written in the format chosen: switched from Markdown to rich
+    text, it becomes its rendered HTML (HTML is Markdown already: it stays)."""
+    if form.shown_format.data == "markdown" and form.format.data == "html":
+        # (an image not described yet is left for the save to ask about)
+        form.body.data = clean_body(form.body.data or "", "markdown", alt_required=False)[0]
+    form.shown_format.data = form.format.data
+
+
+def _publish_at(form: NoteForm, found: Note | None) -> datetime | None:
+    """The publication time the editor asks for: None when it is left as it was (or empty:
+    when published); a scheduled note whose time is emptied is published now."""
+    raw = (form.publish_at.data or "").strip()
+    if not form.published.data:
+        return None
+    if not raw:
+        return utcnow() if found is not None and found.is_scheduled else None
+    if found is not None and found.published and raw == local_input(found.published_at):
+        return None
+    return parse_local(raw)
+
+
+def _preview(form: NoteForm, found: Note | None) -> ResponseReturnValue:
+    """The editor again, unsaved, with the text as it would be published (and in the format
+    chosen: the way to switch formats)."""
+    try:
+        _convert(form)
+        shown = clean_body(form.body.data or "", form.format.data or "html",
+                           alt_required=False)[0]
+    except Unfit as e:
+        return _unfit(form, e, found)
+    return render_template("edit.html", form=form, note=found, conflict=None, preview=shown)
 
 
 def _unfit(form: NoteForm, e: Unfit, found: Note | None) -> ResponseReturnValue:
@@ -336,7 +518,8 @@ def _saved() -> None:
     flash(request.path, "draft-saved")
 
 
-EDITOR_FIELDS = ("title", "body", "tags", "language", "published", "version")
+EDITOR_FIELDS = ("title", "format", "shown_format", "body", "tags", "language", "published",
+                 "publish_at", "version")
 
 
 def keep_form() -> str | None:
@@ -377,20 +560,28 @@ def edit_note(note_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         form.tags.data = ", ".join(found.tag_names)
         form.version.data = str(found.version)
+        form.body.data = found.text
+        form.shown_format.data = found.format
+        form.publish_at.data = local_input(found.published_at) if found.published else ""
         _pending_form(form)
     if form.validate_on_submit():
+        if "preview" in request.form:
+            return _preview(form, found)
         base = form.base()
         if request.form.get("overwrite") == str(found.version):  # "save mine anyway"
             base = found.version
         try:
+            _convert(form)
             save_note(lambda: update_note(found, title=form.title.data, body=form.body.data or "",
                                           published=bool(form.published.data),
                                           tags=parse_tags(form.tags.data), base=base, by=me(),
+                                          format=form.format.data or "html",
+                                          publish_at=_publish_at(form, found),
                                           language=form.language.data))
         except revisions.Conflict:
             mine = revisions.State((form.title.data or "").strip(), form.body.data or "",
                                    "\n".join(sorted(set(parse_tags(form.tags.data)))),
-                                   bool(form.published.data))
+                                   bool(form.published.data), form.format.data or "html")
             return _editor(form, found, revisions.conflict(found, base, mine))
         except Unfit as e:
             return _unfit(form, e, found)
@@ -410,6 +601,47 @@ def publish_note(note_id: int) -> ResponseReturnValue:
     save_note(lambda: update_note(found, published=target, by=me(), via="publish"))
     flash(_("Note published.") if found.published else _("Note unpublished."), "info")
     return redirect(url_for("views.my_notes"))
+
+
+@bp.route("/notes/<int(max=2147483647):note_id>/preview-link", methods=["POST"])
+@login_required
+def preview_link(note_id: int) -> ResponseReturnValue:
+    """Make (``action=create``) or revoke (``revoke``) the note's private preview link."""
+    found = own_note(note_id)
+    if request.form.get("action") == "revoke":
+        found.preview_token = None
+        flash(_("The preview link is revoked: it shows nothing any more."), "info")
+    elif found.is_public:
+        flash(_("This note is published: its own address is the link to share."), "info")
+    else:
+        found.preview_token = found.preview_token or secrets.token_urlsafe(24)
+        flash(_("Anyone with the preview link can now read this note until you revoke it or "
+                "it is published."), "info")
+    db.session.commit()
+    return redirect(url_for("views.edit_note", note_id=found.id))
+
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
+
+
+@bp.route("/p/<token>")
+def preview(token: str) -> ResponseReturnValue:
+    """A draft (or scheduled note) as saved, for whoever has its preview link: never cached
+    nor indexed, and its address is not sent on to the sites it links to. Once the note is
+    public the link leads to it; revoked (or the note in the trash), it is a 404."""
+    found = db.session.scalar(select(Note).where(Note.preview_token == token, live())
+                              ) if TOKEN.fullmatch(token) else None
+    if found is None or found.preview_token != token:
+        abort(404)
+    if found.is_public:
+        return redirect(url_for("views.note", slug=found.slug))
+    response = current_app.make_response(render_template(
+        "note.html", note=found, image=None, url=absolute("views.note", slug=found.slug),
+        description=describe(found.body_text) or found.title, preview=True))
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.route("/notes/<int(max=2147483647):note_id>/delete", methods=["POST"])
@@ -611,6 +843,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(isotime)
     app.add_template_filter(megabytes)
     app.add_template_filter(describe)
+    app.add_template_filter(absolute_html)
     app.add_template_global(search.highlight)
     app.jinja_env.globals["via_names"] = revisions.VIA_NAMES
     app.add_template_global(editor_config)

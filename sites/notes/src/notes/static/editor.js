@@ -222,7 +222,19 @@
     }, every);
   };
 
+  // Markdown is written in the plain textarea; choosing another format shows the editor again
+  // in it, unsaved (the form's Preview, which converts the text)
+  document.querySelectorAll("select[name=format]").forEach(function (select) {
+    select.addEventListener("change", function () {
+      var preview = select.form && select.form.querySelector("button[name=preview]");
+      if (!preview) { return; }
+      if (select.form.requestSubmit) { select.form.requestSubmit(preview); } else { preview.click(); }
+    });
+  });
+
   document.querySelectorAll("textarea[name=body]").forEach(function (area) {
+    var shown = area.form && area.form.elements.shown_format;
+    if (shown && shown.value === "markdown") { return; }
     if (!area.id) { area.id = "body"; }
     if (CKEDITOR.instances[area.id]) { return; }
     var editor = CKEDITOR.replace(area, config);

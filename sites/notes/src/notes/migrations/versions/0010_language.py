@@ -2,7 +2,7 @@
 language a note is written in); both empty by default: the browser's, the site's
 
 Revision ID: 0010_language
-Revises: 0008_scale
+Revises: 0009_writing
 Create Date: 2026-12-05 03:00:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010_language'
-down_revision = '0008_scale'
+down_revision = '0009_writing'
 branch_labels = None
 depends_on = None
 
