@@ -13,14 +13,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
+from PIL import Image
 from sqlalchemy import select
 
 from notes.extensions import db
 from notes.models import Note
 
-from .conftest import csrf
+from .conftest import csrf, xlsx
 from .test_api import token_for
-from .test_data import xlsx
 from .test_site import write
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -296,9 +296,14 @@ def test_a_draft_has_a_private_preview_link_until_revoked_or_published(
 def test_feeds_per_tag_and_per_author_are_atom_with_absolute_addresses(
         app, client, user, other, login) -> None:
     login(client, user[0].email)
+    picture = io.BytesIO()
+    Image.new("RGB", (1200, 600), (200, 30, 30)).save(picture, "PNG")
+    uploaded = client.post("/upload", data={"upload": (io.BytesIO(picture.getvalue()), "p.png")},
+                           headers={"X-CSRFToken": csrf(client, "/notes/new")},
+                           content_type="multipart/form-data").json["url"]
     body = ('<p>See <img src="/media/abcdefgh.png" alt="a photo"> and '
             '<a href="/n/other">another</a> or <a href="https://example.org/x?a=1&amp;b=2">'
-            'this</a>.</p>')
+            f'this</a>.</p><p><img src="{uploaded}" alt="red"></p>')
     write(client, "Tagged one", body)
     with app.app_context():
         nid = db.session.scalar(select(Note.id).where(Note.title == "Tagged one"))
@@ -336,12 +341,17 @@ def test_feeds_per_tag_and_per_author_are_atom_with_absolute_addresses(
         assert [e.findtext(f"{ATOM}title") for e in entries] == titles
         for entry in entries:
             content = entry.findtext(f"{ATOM}content") or ""
-            addresses = re.findall(r'(?:src|href)="([^"]*)"', content)
+            addresses = re.findall(r'(?:src|href)="([^"]*)"', content) + [
+                c.strip().split(" ")[0] for found in re.findall(r'srcset="([^"]*)"', content)
+                for c in found.split(",")]
             assert all(a.startswith(("http://localhost/", "https://")) for a in addresses), \
                 addresses
     content = ET.fromstring(reader.get("/t/news/feed.xml").data).findtext(
         f"{ATOM}entry/{ATOM}content") or ""
     assert 'src="http://localhost/media/abcdefgh.png"' in content
+    # the uploaded picture's smaller copies (srcset) too
+    assert re.search(r'srcset="http://localhost/media/[^" ]+-480w\.png 480w, '
+                     r'http://localhost/media/[^" ]+\.png 1200w"', content), content
     assert 'href="http://localhost/n/other"' in content
     assert 'href="https://example.org/x?a=1&amp;b=2"' in content
     moved = reader.get("/feed.xml?tag=news")  # as feed readers guess it

@@ -311,10 +311,23 @@ def _atom(stmt: Select[Any], title: str, endpoint: str, page: str, args: dict[st
 _ADDRESS = re.compile(r'(\s(?:src|href)=")([^"]*)"')
 
 
+_SRCSET = re.compile(r'(\ssrcset=")([^"]*)"')
+
+
 def absolute_html(body: str, base: str) -> str:
-    """``body`` with every relative address (``/media/…``, ``other-note``) made absolute on
-    ``base``: feed readers show an entry away from the site, often ignoring xml:base."""
-    return _ADDRESS.sub(lambda m: f'{m.group(1)}{urljoin(base, m.group(2))}"', body)
+    """``body`` with every relative address (``/media/…``, ``other-note``, each candidate of
+    a ``srcset``) made absolute on ``base``: feed readers show an entry away from the site,
+    often ignoring xml:base."""
+    body = _ADDRESS.sub(lambda m: f'{m.group(1)}{urljoin(base, m.group(2))}"', body)
+
+    def candidates(m: re.Match[str]) -> str:
+        absolute = []
+        for candidate in m.group(2).split(","):
+            address, _sep, size = candidate.strip().partition(" ")
+            absolute.append(f"{urljoin(base, address)} {size}".strip())
+        return f'{m.group(1)}{", ".join(absolute)}"'
+
+    return _SRCSET.sub(candidates, body)
 
 
 # The sitemap protocol allows 50,000 addresses a file; a part here holds the notes of a range
