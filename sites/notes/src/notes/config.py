@@ -7,8 +7,11 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from babel import Locale
 
 PREFIX = "NOTES_"
 
@@ -34,16 +37,28 @@ def _timezone(raw: str) -> str:
     return raw
 
 
-def _language(raw: str) -> str:
-    """As ``notes.i18n.canonical`` (which this module cannot import: the prestart reads it
-    alone, outside the package, to start quickly)."""
+def parse_language(raw: str) -> Locale:
+    """A language tag (``el``, ``zh-Hant``, ``pt_BR``) as a Babel ``Locale``; ValueError if
+    Babel does not know it. (Here, not in notes.i18n: the prestart reads this module alone,
+    outside the package, to start quickly.)"""
     from babel import Locale, UnknownLocaleError
 
     try:
-        locale = Locale.parse(raw.strip().replace("_", "-"), sep="-")
+        return Locale.parse(raw.strip().replace("_", "-"), sep="-")
     except (UnknownLocaleError, ValueError, TypeError):
-        raise ValueError("a language tag such as en, el or zh-Hant") from None
+        raise ValueError(f"unknown language {raw!r}") from None
+
+
+def language_tag(locale: Locale) -> str:
+    """The BCP 47 tag of a Babel ``locale`` (``zh-Hant``), for ``lang`` and ``xml:lang``."""
     return "-".join(p for p in (locale.language, locale.script, locale.territory) if p)
+
+
+def _language(raw: str) -> str:
+    try:
+        return language_tag(parse_language(raw))
+    except ValueError:
+        raise ValueError("a language tag such as en, el or zh-Hant") from None
 
 
 def _bool(raw: str) -> bool:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from babel.core import get_global
 from babel.dates import format_skeleton
 from babel.support import NullTranslations, Translations
@@ -29,24 +29,24 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
+from .config import language_tag, parse_language
+
 TRANSLATIONS = Path(__file__).parent / "translations"
 SOURCE = Locale("en")  # the language the interface is written in
 CKEDITOR_LANG = Path(__file__).parent / "static" / "vendor" / "ckeditor" / "lang"
 
 
-def parse(tag: str) -> Locale:
-    """A language tag (``el``, ``zh-Hant``, ``pt_BR``) as a Babel locale; ValueError if Babel
-    does not know it."""
+def parse(raw: str) -> Locale:
+    """A language tag (``el``, ``zh-Hant``, ``pt_BR``) as a Babel locale; ValueError (said
+    in the reader's language) if Babel does not know it."""
     try:
-        return Locale.parse(tag.strip().replace("_", "-"), sep="-")
-    except (UnknownLocaleError, ValueError, TypeError):
+        return parse_language(raw)
+    except ValueError:
         raise ValueError(_("unknown language %(tag)s: expected a language tag such as en, el "
-                           "or zh-Hant", tag=repr(tag))) from None
+                           "or zh-Hant", tag=repr(raw))) from None
 
 
-def tag(locale: Locale) -> str:
-    """The BCP 47 tag of ``locale`` (``zh-Hant``), for ``lang`` and ``xml:lang`` attributes."""
-    return "-".join(p for p in (locale.language, locale.script, locale.territory) if p)
+tag = language_tag
 
 
 def canonical(raw: str) -> str:
