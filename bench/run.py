@@ -127,9 +127,13 @@ def wrk_failures(output: str) -> int:
 # -- processes ------------------------------------------------------------------------------------
 
 
-def spawn(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, **kwargs)  # type: ignore[call-overload]
+def spawn(argv: list[str], log: Path | None = None, **kwargs: object
+          ) -> subprocess.Popen[bytes]:
+    """``argv`` in a session of its own; its output into ``log`` (or nowhere)."""
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+        return subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True,
+                                **kwargs)  # type: ignore[call-overload]
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -190,9 +194,9 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> float:
-        self.proc = spawn(self.argv, env=self.env)
-        return first_200(self.url + "/", self.proc)
+    def start(self, log: Path | None = None, timeout: float = 60) -> float:
+        self.proc = spawn(self.argv, log, env=self.env)
+        return first_200(self.url + "/", self.proc, timeout)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -182,19 +182,15 @@ def served(url: str, tmp: str) -> Iterator[Callable[[str], tuple[int, float]]]:
     """``flaskstack serve`` of notes on ``url`` with the response cache off."""
     import requests
 
-    from bench.run import serve, served_at
+    from bench.run import serve
 
     stack = serve("notes", Path(tmp), "--app-dir", tmp, env={
         "NOTES_DATABASE_URL": url, "NOTES_DATA_DIR": f"{tmp}/data",
         "NOTES_SECRET_KEY": "bench-" + "x" * 32, "FLASKSTACK_CACHE": "off",
         "FLASKSTACK_ACCESS_LOG": "off"})
     log = Path(tmp) / "serve.log"
-    with log.open("wb") as out:
-        stack.proc = subprocess.Popen(stack.argv, env=stack.env, stdout=out, stderr=out,
-                                      start_new_session=True)
-    try:
-        served_at(stack.url + "/", lambda: stack.proc is not None and stack.proc.poll() is None,
-                  120)
+    try:  # (a kept database may have migrations to run first)
+        stack.start(log, timeout=120)
     except (RuntimeError, TimeoutError):
         stack.stop()
         sys.exit(f"flaskstack serve did not answer; its log ends:\n"
