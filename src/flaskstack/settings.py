@@ -8,7 +8,6 @@ environment < flags.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import re
@@ -379,7 +378,9 @@ def default_run_dir(app_dir: str | None = None) -> str:
     BASE/NAME-HASH, NAME the site folder's name, HASH eight hex digits of its path."""
     app_dir = os.path.abspath(app_dir or os.getcwd())
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", os.path.basename(app_dir)).strip("-.") or "site"
-    digest = hashlib.sha256(app_dir.encode(errors="surrogateescape")).hexdigest()[:8]
+    from hashlib import sha256  # (not at import: it loads OpenSSL into the supervisor)
+
+    digest = sha256(app_dir.encode(errors="surrogateescape")).hexdigest()[:8]
     return os.path.join(run_dir_base(), f"{name[:40]}-{digest}")
 
 
@@ -572,6 +573,8 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "values":  # not set yet (unpickling)
+            raise AttributeError(name)
         try:
             return self.values[name]
         except KeyError:
