@@ -29,6 +29,7 @@ from . import (
     runtime,
     site,
     status,
+    supervise,
     upstreams,
 )
 from . import plan as planning
@@ -39,7 +40,6 @@ from .logs import log
 from .plan import Plan
 from .rundir import RunDir
 from .settings import SECTIONS, SETTINGS, SettingError, Settings, format_value, host_port
-from .supervisor import Supervisor
 
 EPILOG = describe()
 
@@ -136,15 +136,14 @@ def serve(**options: Any) -> None:
                                        or plan.settings.nginx_conf):
             preflight.nginx_test(plan, facts)  # the site's own lines, before they can fail
         rundir.write_state(run, running.state(plan))
-        code = Supervisor(plan, facts).serve()
+        supervise.replace_process(plan, facts, lock)  # the supervisor without the CLI
     except SettingError as e:
         fail(str(e))
     except OSError as e:
         fail(str(e), Exit.ERROR)
-    finally:
+    finally:  # reached only when the supervisor could not be started
         rundir.drop_state(run)
         os.close(lock)
-    sys.exit(code)
 
 
 @main.command(epilog=EPILOG)

@@ -10,7 +10,6 @@ import functools
 import json
 import os
 import re
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +43,8 @@ def _env() -> Environment:
 
 
 def _static_file(name: str) -> str:
+    from importlib import resources  # (in the rendering child: not the supervisor's memory)
+
     return (resources.files("flaskstack") / "templates" / name).read_text()
 
 

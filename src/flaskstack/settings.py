@@ -8,7 +8,6 @@ environment < flags.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import re
@@ -379,7 +378,9 @@ def default_run_dir(app_dir: str | None = None) -> str:
     BASE/NAME-HASH, NAME the site folder's name, HASH eight hex digits of its path."""
     app_dir = os.path.abspath(app_dir or os.getcwd())
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", os.path.basename(app_dir)).strip("-.") or "site"
-    digest = hashlib.sha256(app_dir.encode(errors="surrogateescape")).hexdigest()[:8]
+    from hashlib import sha256  # (not at import: it loads OpenSSL into the supervisor)
+
+    digest = sha256(app_dir.encode(errors="surrogateescape")).hexdigest()[:8]
     return os.path.join(run_dir_base(), f"{name[:40]}-{digest}")
 
 
@@ -510,10 +511,11 @@ SETTINGS: tuple[Setting, ...] = (
             "than the app's Python workers answer, and a second cost 13-14 % more CPU per "
             "request and 8 MB (docs/benchmarks/memory-and-cpu.md); raise it for heavy static or "
             "TLS traffic."),
-    Setting("nginx_connections", "http", Integer(64, 65535), 16384,
-            "Connections per Nginx worker (idle and slow clients included, and one more for "
-            "each request passed to the app): 10,000 idle or slow clients are held while "
-            "others are served. Nginx allocates about 450 bytes per slot at start (7 MB for "
+    Setting("nginx_connections", "http", Integer(64, 65535), 12288,
+            "Connections per Nginx worker: a client takes one, a request passed to the app one "
+            "more (1,024 clients at once: 2,048), and Nginx closes idle ones once fewer than "
+            "1/16 are free. The default holds 10,000 idle or slow clients with 1,520 slots left "
+            "for others; Nginx allocates about 430 bytes per slot at start (5.3 MB; 7 MB for "
             "16,384). Its open-files limit is sized with it, within the host's hard limit "
             "(serve says when that caps it)."),
     Setting("nginx_open_files", "http", Integer(0, 10**7), 0,
@@ -572,6 +574,8 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "values":  # not set yet (unpickling)
+            raise AttributeError(name)
         try:
             return self.values[name]
         except KeyError:

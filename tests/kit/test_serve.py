@@ -299,3 +299,24 @@ def test_every_response_carries_the_request_id_the_app_saw(make_stack) -> None:
     again = stack.start()
     assert requests.get(f"{again.url}/request-id", timeout=10).text.split("-")[0] != (
         rid.split("-")[0])
+
+
+def test_the_long_running_process_is_the_supervisor_alone(make_stack) -> None:
+    """`serve` replaces itself (the same pid) with `python -P -m flaskstack.supervise`: the
+    command line's modules and OpenSSL are not kept for the stack's life, and the stack still
+    serves and stops cleanly."""
+    stack = make_stack("--app", "probe:application").start()
+    pid = stack.proc.pid
+    assert (stack.run_dir / "flaskstack.pid").read_text().strip() == str(pid)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[1:4] == [b"-P", b"-m", b"flaskstack.supervise"]
+    assert b"serve" in argv and str(stack.port).encode() in argv  # as given, for ps
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "_hashlib" not in maps and "libcrypto" not in maps
+    fds = {os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()}  # (an idle supervisor)
+    assert str(stack.run_dir / "flaskstack.lock") in fds  # the run dir stayed locked
+    assert not any(x.startswith("/memfd:") for x in fds)  # the plan's file is closed
+    assert requests.get(f"{stack.url}/lean", timeout=10).text == "v1 /lean"
+    stack.proc.send_signal(signal.SIGTERM)
+    assert stack.proc.wait(30) == 0
+    assert not (stack.run_dir / "flaskstack.json").exists()

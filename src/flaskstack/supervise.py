@@ -1,0 +1,64 @@
+"""The long-running process of ``flaskstack serve``: the supervisor and nothing else.
+
+``serve`` reads the settings and the site, takes the run directory's lock and makes the plan
+with the whole command line loaded (click and the other commands' modules); then it replaces
+itself with this module (``exec``: the same pid, so still PID 1 in a container), which imports
+only what the supervisor uses. What the command line imported would otherwise stay in memory
+for the stack's whole life: about 2 MB, measured in docs/benchmarks/memory-and-cpu.md. The
+plan comes pickled in an anonymous file; the lock's descriptor is inherited, so the run
+directory is never unlocked in between. Signals stay blocked across the ``exec``: one that
+arrives meanwhile waits for the supervisor, which takes them all with ``sigtimedwait``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+from typing import NoReturn
+
+from . import rundir
+from .exits import Exit, fail
+from .host import HostFacts
+from .plan import Plan
+from .process import HANDLED
+from .settings import SettingError
+from .supervisor import Supervisor
+
+
+def replace_process(plan: Plan, facts: HostFacts, lock: int) -> NoReturn:
+    """Become ``python -m flaskstack.supervise`` for ``plan``; ``lock`` is the run
+    directory's lock. The original command line follows ``--``, for ``ps`` to show."""
+    data = os.memfd_create("flaskstack-plan", 0)  # inherited, unlike the default CLOEXEC
+    with open(data, "wb", closefd=False) as f:
+        pickle.dump((plan, facts), f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.lseek(data, 0, os.SEEK_SET)
+    os.set_inheritable(lock, True)
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # -P: the working directory (the site's, perhaps) is not searched for modules
+    os.execv(sys.executable, [sys.executable, "-P", "-m", __name__, str(data), str(lock),
+                              "--", *sys.argv])
+
+
+def main() -> NoReturn:
+    data, lock = int(sys.argv[1]), int(sys.argv[2])
+    with open(data, "rb") as f:
+        plan, facts = pickle.load(f)
+    os.set_inheritable(lock, False)  # uWSGI and Nginx must not hold the run directory
+    try:
+        code = Supervisor(plan, facts).serve()
+    except SettingError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(str(e), Exit.ERROR)
+    finally:
+        rundir.drop_state(plan.run)
+        os.close(lock)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
