@@ -172,8 +172,8 @@ def window(listing: Listing, size: int | None = None) -> Window:
 
 def by_days(at: int) -> tuple[Any, ...] | None:
     """The key of the public note at place ``at`` (0: the newest) of all, in
-    :data:`BY_PUBLISHED` order, as ``OFFSET`` would find it: the days before its own are
-    passed by their counts (:class:`~notes.models.NoteDay`), then the notes of its day are
+    :data:`BY_PUBLISHED` order, as ``OFFSET`` would find it: the days newer than its own
+    are passed by their counts (:class:`~notes.models.NoteDay`), then the notes of its day are
     skipped along the index. Scheduled notes are counted (they are the newest): they are
     passed first."""
     ahead = db.session.scalar(select(func.count()).select_from(Note).where(
