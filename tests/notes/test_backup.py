@@ -22,6 +22,7 @@ from notes.models import ApiToken, Note, User
 from notes.services import create_note, issue_token
 from tests import servers
 from tests.notes.conftest import PASSWORD, _account, csrf, make_app
+from tests.notes.test_pages import check_days_counted
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 
@@ -103,6 +104,7 @@ def test_backup_under_writes_then_wipe_and_restore(app: Any, db_url: str, tmp_pa
     assert restored.exit_code == 0, restored.output
     got = counts(target)
     assert got == {"notes": manifest["tables"]["notes"], "users": 2, "tokens": 1}
+    check_days_counted(target)  # counted again as the notes came back (note_days: derived)
     assert (tmp_path / "wiped" / "uploads" / image).read_bytes() == IMAGE
     assert (tmp_path / "wiped" / "secret_key").read_text().strip() == app.config["SECRET_KEY"]
 
@@ -127,6 +129,7 @@ def test_backup_under_writes_then_wipe_and_restore(app: Any, db_url: str, tmp_pa
     forced = cli(target, "restore", "--force", str(path))
     assert forced.exit_code == 0, forced.output
     assert counts(target) == got
+    check_days_counted(target)
 
 
 @pytest.mark.skipif("postgresql" not in os.environ.get("NOTES_TEST_DBS", "postgresql"),

@@ -61,10 +61,11 @@ def test_pages_run_the_same_few_statements_whatever_they_show(app, client, user,
     assert len(seen) == 1, seen  # the note with its author and its tags
     assert tags_shown(page) == ["alice", "common", "own 1"]
     # the notes (with authors and tag names), never counted (notes.lists); an old page
-    # number first finds its place along the index; the tag and author pages first find their
+    # number first finds its place by the notes counted per day (the scheduled notes, the
+    # days, the notes of one day: notes.lists.by_days); the tag and author pages first find their
     # tag or author; a list kept by the shared cache asks when the next scheduled note is due
     # (notes.caching: no list is kept past it)
-    for path, count in (("/", 2), ("/?page=2", 3), ("/t/common", 3), (f"/a/{user[0].id}", 3),
+    for path, count in (("/", 2), ("/?page=2", 5), ("/t/common", 3), (f"/a/{user[0].id}", 3),
                         ("/feed.xml", 2)):
         with statements(app) as seen:
             page = client.get(path).get_data(as_text=True)

@@ -158,8 +158,9 @@ def snapshot_database(engine: Engine, target: Path) -> str:
 
 def derived(name: str) -> bool:
     """A table the database keeps from others (SQLite's full-text index and its shadow tables,
-    filled by triggers): never copied, never counted as data; rebuilt from the notes."""
-    return name.startswith("notes_fts")
+    the notes counted per day: filled by triggers): never copied, never counted as data;
+    rebuilt from the notes."""
+    return name.startswith("notes_fts") or name == "note_days"
 
 
 def _copied(table: Table) -> list[Column[Any]]:

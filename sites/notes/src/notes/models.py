@@ -6,7 +6,7 @@ import hashlib
 import html
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask_login import UserMixin
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -147,8 +148,9 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     # public lists in their order (see public()); the full-text index of search_text is made
     # by migration 0008 (notes.search)
     __table_args__ = (
-        Index("ix_notes_public_order", "published", "published_at", "id"),
-        Index("ix_notes_author_order", "author_id", "published", "published_at", "id"),
+        Index("ix_notes_public_order", "published", "published_at", "id", "deleted_at"),
+        Index("ix_notes_author_order", "author_id", "published", "published_at", "id",
+              "deleted_at"),
         Index("ix_notes_preview_token", "preview_token", unique=True),
     )
 
@@ -286,17 +288,38 @@ def public(by_time_index: bool = True) -> ColumnElement[bool]:
     (``published_at`` still to come) is not public yet: the time is taken when the
     statement is built, i.e. per request. ``by_time_index=False``: for a list read along
     another index (a tag's links), the time is compared in a form no index serves, so the
-    planner keeps to that index rather than range-scan the public order and sort."""
+    planner keeps to that index rather than range-scan the public order and sort; and for a
+    list entered at a place of its own (a page by its link, ``published_at <= K``): given
+    two upper bounds of one column as parameters, SQLite enters the index at the first (the
+    time) and skips every note down to the other (170 ms at a million notes)."""
     now = utcnow()
     due = (Note.published_at <= now if by_time_index
            else func.coalesce(Note.published_at, now) <= now)
     return and_(Note.published == true(), due, live())
 
 
+def counted() -> ColumnElement[bool]:
+    """The notes :class:`NoteDay` counts (its triggers say the same in SQL): :func:`public`
+    without the time, so scheduled notes too."""
+    return and_(Note.published == true(), Note.published_at.is_not(None), live())
+
+
 def next_scheduled() -> ColumnElement[bool]:
     """The notes published for a time still to come (see notes.caching: no shared cache
     keeps a page past the next of them)."""
     return and_(Note.published == true(), Note.published_at > utcnow(), live())
+
+
+class NoteDay(db.Model):  # type: ignore[name-defined,misc]
+    """How many notes are published (with a time, not in the trash) under each day (UTC) of
+    their publication: written by triggers on notes (migration 0012), whoever writes them;
+    an old ``?page=N`` address finds its place by them (notes.lists). Scheduled notes count
+    too: they are the newest."""
+
+    __tablename__ = "note_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    notes: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
 class OldSlug(db.Model):  # type: ignore[name-defined,misc]

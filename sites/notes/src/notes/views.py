@@ -188,8 +188,11 @@ def paginate(stmt: Select[Any]) -> Pagination:
 
 def public_list(*where: ColumnElement[bool]) -> lists.Listing:
     """Public notes, newest published first (the order of ``ix_notes_public_order`` and
-    ``ix_notes_author_order``)."""
-    return lists.Listing((public(), *where), lists.BY_PUBLISHED)
+    ``ix_notes_author_order``); all of them: a place found by their count per day. (The
+    time is no bound of the index: a page's place is, see public().)"""
+    return lists.Listing((public(by_time_index=False), *where), lists.BY_PUBLISHED,
+                         place=None if where else lists.by_days,
+                         index="ix_notes_author_order" if where else "ix_notes_public_order")
 
 
 @bp.route("/")
