@@ -22,8 +22,7 @@ class MariaDB:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return self._match(query) > 0
 
-    def ranked(self, query: Query, where: ColumnElement[bool], limit: int
-               ) -> Executable:
-        score = self._match(query)
-        return (select(Note.id, score, Note.published_at)
-                .where(score > 0, where).order_by(Note.id.desc()).limit(limit))
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int
+                   ) -> Executable:
+        return (select(Note.id).where(self.condition(query), where)
+                .order_by(Note.id.desc()).limit(limit))

@@ -25,8 +25,7 @@ class PostgreSQL:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return vector.op("@@")(self._query(query))
 
-    def ranked(self, query: Query, where: ColumnElement[bool], limit: int
-               ) -> Executable:
-        q = self._query(query)
-        return (select(Note.id, func.ts_rank(vector, q), Note.published_at)
-                .where(vector.op("@@")(q), where).order_by(Note.id.desc()).limit(limit))
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int
+                   ) -> Executable:
+        return (select(Note.id).where(self.condition(query), where)
+                .order_by(Note.id.desc()).limit(limit))
