@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from notes import search
 from notes.extensions import db
+from notes.search import mariadb as mariadb_search
 from notes.search import sqlite as sqlite_search
 
 from .test_data import flask_cli
@@ -42,7 +43,11 @@ def written(client: Any, user: Any, login: Any) -> None:
         assert write(client, title, f"<p>{body}</p>").status_code == 302
 
 
-def test_search_ranks_the_same_on_every_database(app, client, written, monkeypatch) -> None:
+@pytest.mark.parametrize("recent", [5000, 2, 0])
+def test_search_ranks_the_same_on_every_database(app, client, written, monkeypatch,
+                                                 recent) -> None:
+    # MariaDB reads the newest notes one by one, then asks its full-text index: either way
+    monkeypatch.setattr(mariadb_search, "RECENT", recent)
     # the title, then how often (for its length), then the newest: "Plain two" and "Plain one"
     # say the same
     kites = ["Kites kites", "Kites in the title", "Plain two", "Plain one"]
@@ -50,6 +55,7 @@ def test_search_ranks_the_same_on_every_database(app, client, written, monkeypat
     assert ordered(client, "KITES about") == ["Plain two", "Plain one"]
     assert ordered(client, "kite") == kites  # the start of a word ranks as the word
     assert ordered(client, "kit") == [kites[0], "Kitchen", *kites[1:]]  # twice in it
+    assert ordered(client, "kites absent") == ordered(client, "kitt") == []
     page = client.get("/", query_string={"q": "kites"}).get_data(as_text=True)
     assert re.findall(r'<h2 dir="auto"><a href="/n/([^"]+)"', page) == [
         "kites-kites", "kites-in-the-title", "plain-two", "plain-one"]  # the site's own page

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, func, literal, literal_column, select
 
+from ..extensions import db
 from ..models import Note
 from .query import Query
 
@@ -25,7 +26,6 @@ class PostgreSQL:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return vector.op("@@")(self._query(query))
 
-    def candidates(self, query: Query, where: ColumnElement[bool], limit: int
-                   ) -> Executable:
-        return (select(Note.id).where(self.condition(query), where)
-                .order_by(Note.id.desc()).limit(limit))
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[int]:
+        return list(db.session.scalars(select(Note.id).where(self.condition(query), where)
+                                       .order_by(Note.id.desc()).limit(limit)))

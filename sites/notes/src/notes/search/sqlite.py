@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from sqlalchemy import (
     ColumnElement,
-    Executable,
     Integer,
     column,
     literal,
@@ -56,9 +55,8 @@ class SQLite:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return Note.id.in_(select(fts.c.rowid).where(self._match(match(query))))
 
-    def candidates(self, query: Query, where: ColumnElement[bool], limit: int
-                   ) -> Executable:
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[int]:
         text = " AND ".join(expand(term) for term in query.terms)
-        return (select(fts.c.rowid).join(Note, Note.id == fts.c.rowid)
-                .where(self._match(text), where)
-                .order_by(fts.c.rowid.desc()).limit(limit))
+        return list(db.session.scalars(
+            select(fts.c.rowid).join(Note, Note.id == fts.c.rowid)
+            .where(self._match(text), where).order_by(fts.c.rowid.desc()).limit(limit)))
