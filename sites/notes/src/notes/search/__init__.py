@@ -20,14 +20,14 @@ by recency. The cap bounds the cost of a word found in most notes.
 from __future__ import annotations
 
 import functools
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, false, func, select
+from sqlalchemy import ColumnElement, false
 
 from ..extensions import db
 from .highlight import highlight
 from .query import QUERY_MAX, WORDS_MAX, Query, Term, parse
-from .rank import RANK_CHARS, Scorer
+from .rank import Scorer
 
 __all__ = [
     "CANDIDATES",
@@ -59,8 +59,9 @@ class Backend(Protocol):
     def condition(self, query: Query) -> ColumnElement[bool]:
         """Notes matching every term of ``query`` (a WHERE clause on ``notes``)."""
 
-    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[int]:
-        """The ids of the ``limit`` newest (by id) notes matching ``query`` and ``where``."""
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[Any]:
+        """The ``limit`` newest (by id) notes matching ``query`` and ``where``, as
+        :data:`.rows.COLUMNS`."""
 
 
 @functools.cache
@@ -95,20 +96,11 @@ def ranked(query: Query | str, where: ColumnElement[bool], limit: int | None = N
     query = parse(query) if isinstance(query, str) else query
     if not query:
         return []
-    ids = _current().candidates(query, where, limit or CANDIDATES)
-    if not ids:
-        return []
-    from ..models import Note  # (models import search.tokens: not at the top)
-
+    rows = _current().candidates(query, where, limit or CANDIDATES)
     score = Scorer(query)
-    details = select(
-        Note.id, Note.title, func.substr(Note.search_text, 1, RANK_CHARS), Note.published_at,
-    ).where(Note.id.in_(ids))
-    for dialect in ("mysql", "mariadb"):  # (it reads the table whole when the ids are many)
-        details = details.with_hint(Note, "FORCE INDEX (PRIMARY)", dialect)
-    rows = list(db.session.execute(details).all())
-    rows.sort(key=lambda r: (-score(r[1] or "", r[2] or ""),
-                             -(r[3].timestamp() if r[3] else 0), -r[0]))
+    # newest first, then (a stable sort) most relevant first
+    rows.sort(key=lambda r: (r[3] is not None, r[3] or "", r[0]), reverse=True)
+    rows.sort(key=lambda r: score(r[1] or "", r[2] or ""), reverse=True)
     return [int(r[0]) for r in rows]
 
 

@@ -12,12 +12,15 @@ enough (fewer than ``limit`` in :data:`RECENT` notes) that their matches are few
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, func, literal, select
 from sqlalchemy.dialects.mysql import match
 
 from ..extensions import db
 from ..models import Note
 from .query import Query
+from .rows import details
 
 RECENT = 5000  # the newest notes read one by one before the full-text index is asked
 
@@ -33,7 +36,10 @@ class MariaDB:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return self._match(query) > 0
 
-    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[int]:
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[Any]:
+        return details(self._ids(query, where, limit))
+
+    def _ids(self, query: Query, where: ColumnElement[bool], limit: int) -> list[int]:
         top = db.session.scalar(select(func.max(Note.id)))
         if top is None:
             return []

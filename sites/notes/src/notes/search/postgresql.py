@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, func, literal, literal_column, select
 from ..extensions import db
 from ..models import Note
 from .query import Query
+from .rows import details
 
 vector: ColumnElement[Any] = literal_column("notes.search_vector")
 
@@ -26,6 +27,6 @@ class PostgreSQL:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return vector.op("@@")(self._query(query))
 
-    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[int]:
-        return list(db.session.scalars(select(Note.id).where(self.condition(query), where)
-                                       .order_by(Note.id.desc()).limit(limit)))
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[Any]:
+        return details(list(db.session.scalars(select(Note.id).where(self.condition(query), where)
+                                               .order_by(Note.id.desc()).limit(limit))))

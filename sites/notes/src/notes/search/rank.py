@@ -46,4 +46,4 @@ class Scorer:
         if title:
             folded = title.lower() if title.isascii() else fold(title)
             score += TITLE * sum(1 for word in self.title if word.search(folded))
-        return round(score, 9)
+        return score

@@ -10,6 +10,8 @@ words is looked up in ``search_words`` (every token of the index, kept by trigge
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -23,6 +25,7 @@ from sqlalchemy import (
 from ..extensions import db
 from ..models import Note
 from .query import Query, Term
+from .rows import COLUMNS
 
 fts = table("notes_fts", column("rowid", Integer))
 words = table("search_words", column("word"))
@@ -55,8 +58,8 @@ class SQLite:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return Note.id.in_(select(fts.c.rowid).where(self._match(match(query))))
 
-    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[int]:
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[Any]:
         text = " AND ".join(expand(term) for term in query.terms)
-        return list(db.session.scalars(
-            select(fts.c.rowid).join(Note, Note.id == fts.c.rowid)
-            .where(self._match(text), where).order_by(fts.c.rowid.desc()).limit(limit)))
+        return list(db.session.execute(
+            select(*COLUMNS).select_from(fts).join(Note, Note.id == fts.c.rowid)
+            .where(self._match(text), where).order_by(fts.c.rowid.desc()).limit(limit)).all())
