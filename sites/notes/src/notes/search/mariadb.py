@@ -43,10 +43,11 @@ class MariaDB:
         top = db.session.scalar(select(func.max(Note.id)))
         if top is None:
             return []
-        # the tokens are letters and digits between spaces: no LIKE wildcard among them
+        # the tokens are letters and digits between spaces: no LIKE wildcard among them; and
+        # compared byte for byte (a collation's comparison costs ten times more)
         spaced = func.concat(" ", Note.search_text, " ")
-        holds = and_(*(spaced.like(literal(f"% {t.token}%" if t.prefix else f"% {t.token} %"))
-                       for t in query.terms))
+        holds = and_(*(spaced.op("LIKE BINARY")(
+            literal(f"% {t.token}%" if t.prefix else f"% {t.token} %")) for t in query.terms))
         recent = list(db.session.scalars(
             select(Note.id).where(Note.id > top - RECENT, holds, where)
             .order_by(Note.id.desc()).limit(limit)))
