@@ -114,3 +114,18 @@ def test_upgrade_to_0011_knows_the_words_already_written(db_url: str, tmp_path: 
         assert flask_cli(env, "db", "upgrade").returncode == 0  # and up again
     finally:
         engine.dispose()
+
+
+def test_a_search_text_of_other_words_is_still_written(app, user) -> None:
+    """search_words is split by SQLite from search_text; a text that is not index tokens (a row
+    restored from before 0008) is written all the same, and adds no words."""
+    with app.app_context():
+        db.session.execute(text(
+            "INSERT INTO notes (author_id, title, slug, body, body_text, search_text, "
+            "published, created_at, updated_at, published_at, tags_text) VALUES (:a, 'Odd', "
+            "'odd', '<p>x</p>', 'x', :s, :t, :now, :now, :now, '')"),
+            {"a": user[0].id, "s": 'say "hi" \\ there', "t": True, "now": "2026-01-01 00:00:00"})
+        db.session.commit()
+        assert db.session.scalar(text("SELECT count(*) FROM notes WHERE slug = 'odd'")) == 1
+        if db.engine.dialect.name == "sqlite":
+            assert db.session.scalars(text("SELECT word FROM search_words")).all() == []
