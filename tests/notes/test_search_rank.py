@@ -43,10 +43,11 @@ def written(client: Any, user: Any, login: Any) -> None:
         assert write(client, title, f"<p>{body}</p>").status_code == 302
 
 
-@pytest.mark.parametrize("recent", [5000, 2, 0])
+@pytest.mark.parametrize(("first", "recent"), [(1000, 5000), (1, 5000), (2, 2), (0, 0)])
 def test_search_ranks_the_same_on_every_database(app, client, written, monkeypatch,
-                                                 recent) -> None:
+                                                 first, recent) -> None:
     # MariaDB reads the newest notes one by one, then asks its full-text index: either way
+    monkeypatch.setattr(mariadb_search, "FIRST", first)
     monkeypatch.setattr(mariadb_search, "RECENT", recent)
     # the title, then how often (for its length), then the newest: "Plain two" and "Plain one"
     # say the same

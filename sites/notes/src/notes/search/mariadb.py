@@ -3,11 +3,12 @@
 and digits), and none is shorter than its minimum or one of its stopwords.
 
 InnoDB's full-text search hands back every match, unordered, before the newest are sorted out:
-a word in most notes would cost what the number of notes costs. So the newest :data:`RECENT`
-notes are first read newest first along the primary key, each matched by its tokens
-(``LIKE``, the same tokens the index holds), stopping at the ``limit``-th match; only when they
-hold fewer matches than that is the full-text index asked, and then the query's words are rare
-enough (fewer than ``limit`` in :data:`RECENT` notes) that their matches are few.
+a word in most notes would cost what the number of notes costs. So the newest notes are first
+read newest first along the primary key, each matched by its tokens (``LIKE``, the same tokens
+the index holds), stopping at the ``limit``-th match: the newest :data:`FIRST`, then, if their
+matches promise ``limit`` in :data:`RECENT`, the rest of the newest :data:`RECENT`. Only when
+that finds fewer is the full-text index asked, and then the query's words are rare enough
+(fewer than ``limit`` in :data:`RECENT` notes, about) that their matches are few.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .query import Query
 from .rows import details
 
 RECENT = 5000  # the newest notes read one by one before the full-text index is asked
+FIRST = 1000  # read first: when they hold too few matches to promise enough, the index is asked
 
 
 def against(query: Query) -> str:
@@ -48,10 +50,18 @@ class MariaDB:
         spaced = func.concat(" ", Note.search_text, " ")
         holds = and_(*(spaced.op("LIKE BINARY")(
             literal(f"% {t.token}%" if t.prefix else f"% {t.token} %")) for t in query.terms))
-        recent = list(db.session.scalars(
-            select(Note.id).where(Note.id > top - RECENT, holds, where)
-            .order_by(Note.id.desc()).limit(limit)))
-        if len(recent) >= limit or top <= RECENT:  # the newest matches, or every match
-            return recent
+
+        def newest(low: int, high: int, count: int) -> list[int]:
+            return list(db.session.scalars(
+                select(Note.id).where(Note.id > low, Note.id <= high, holds, where)
+                .order_by(Note.id.desc()).limit(count)))
+
+        # the newest FIRST notes, then, if their matches promise enough, the rest of RECENT
+        found, read = newest(top - FIRST, top, limit), FIRST
+        if len(found) < limit and len(found) * RECENT >= limit * FIRST and top > FIRST:
+            found += newest(top - RECENT, top - FIRST, limit - len(found))
+            read = RECENT
+        if len(found) >= limit or top <= read:
+            return found  # the newest matches, or every match (every note was read)
         return list(db.session.scalars(select(Note.id).where(self.condition(query), where)
                                        .order_by(Note.id.desc()).limit(limit)))
