@@ -12,21 +12,22 @@ any part of a word matches. Each database only looks the tokens up in its own fu
 Each follows every write of ``search_text`` by itself (triggers, a generated column, the index):
 whatever writes a note (pages, admin, API, import, a restore) keeps it searchable.
 
-Ranking: the newest :data:`CANDIDATES` matching notes are ranked by the database's relevance
-(BM25, ``ts_rank``, InnoDB's), ties broken by recency. The cap bounds the cost of a word found
-in most notes.
+Ranking: the database hands the newest :data:`CANDIDATES` matching notes, read along its index
+newest first; they are ranked in Python (:mod:`.rank`, the same on every database), ties broken
+by recency. The cap bounds the cost of a word found in most notes.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Executable, false
+from sqlalchemy import ColumnElement, false
 
 from ..extensions import db
 from .highlight import highlight
 from .query import QUERY_MAX, WORDS_MAX, Query, Term, parse
+from .rank import Scorer
 
 __all__ = [
     "CANDIDATES",
@@ -42,9 +43,10 @@ __all__ = [
     "ranked",
 ]
 
-CANDIDATES = 1000  # the newest matching notes a search ranks
-# what migration 0008 makes for each database, beside the models (see migrations/env.py)
-INDEX_OBJECTS = ("notes_fts", "search_vector", "ix_notes_search_vector", "ix_notes_search_text")
+CANDIDATES = 200  # the newest matching notes a search ranks
+# what migrations 0008 and 0011 make for each database, beside the models (see migrations/env.py)
+INDEX_OBJECTS = ("notes_fts", "search_vector", "ix_notes_search_vector", "ix_notes_search_text",
+                 "search_words")
 
 
 def outside_models(name: str | None) -> bool:
@@ -57,10 +59,9 @@ class Backend(Protocol):
     def condition(self, query: Query) -> ColumnElement[bool]:
         """Notes matching every term of ``query`` (a WHERE clause on ``notes``)."""
 
-    def ranked(self, query: Query, where: ColumnElement[bool], limit: int
-               ) -> Executable:
-        """The ``limit`` newest (by id) notes matching ``query`` and ``where``: their id,
-        relevance (higher is better) and time of publication."""
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[Any]:
+        """The ``limit`` newest (by id) notes matching ``query`` and ``where``, as
+        :data:`.rows.COLUMNS`."""
 
 
 @functools.cache
@@ -87,15 +88,19 @@ def condition(query: Query | str) -> ColumnElement[bool]:
     return _current().condition(query) if query else false()
 
 
-def ranked(query: Query | str, where: ColumnElement[bool], limit: int = CANDIDATES
+def ranked(query: Query | str, where: ColumnElement[bool], limit: int | None = None
            ) -> list[int]:
     """The ids of the notes matching ``query`` and ``where``: the newest ``limit`` of them,
-    most relevant first, then most recently published."""
+    most relevant first (:mod:`.rank`), then most recently published (``limit``: at most
+    :data:`CANDIDATES`)."""
     query = parse(query) if isinstance(query, str) else query
     if not query:
         return []
-    rows = list(db.session.execute(_current().ranked(query, where, limit)).all())
-    rows.sort(key=lambda r: (-r[1], -(r[2].timestamp() if r[2] else 0), -r[0]))
+    rows = _current().candidates(query, where, limit or CANDIDATES)
+    score = Scorer(query)
+    # newest first, then (a stable sort) most relevant first
+    rows.sort(key=lambda r: (r[3] is not None, r[3] or "", r[0]), reverse=True)
+    rows.sort(key=lambda r: score(r[1] or "", r[2] or ""), reverse=True)
     return [int(r[0]) for r in rows]
 
 

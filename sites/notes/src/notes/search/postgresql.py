@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, func, literal, literal_column, select
 
+from ..extensions import db
 from ..models import Note
 from .query import Query
+from .rows import details
 
 vector: ColumnElement[Any] = literal_column("notes.search_vector")
 
@@ -25,8 +27,6 @@ class PostgreSQL:
     def condition(self, query: Query) -> ColumnElement[bool]:
         return vector.op("@@")(self._query(query))
 
-    def ranked(self, query: Query, where: ColumnElement[bool], limit: int
-               ) -> Executable:
-        q = self._query(query)
-        return (select(Note.id, func.ts_rank(vector, q), Note.published_at)
-                .where(vector.op("@@")(q), where).order_by(Note.id.desc()).limit(limit))
+    def candidates(self, query: Query, where: ColumnElement[bool], limit: int) -> list[Any]:
+        return details(list(db.session.scalars(select(Note.id).where(self.condition(query), where)
+                                               .order_by(Note.id.desc()).limit(limit))))

@@ -3,7 +3,7 @@ old ?page=N address finds its place without skipping along the list (notes.lists
 indexes hold deleted_at, so what a list skips is read from the index alone
 
 Revision ID: 0012_pages
-Revises: 0010_language
+Revises: 0011_search
 Create Date: 2026-12-05 06:30:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0012_pages'
-down_revision = '0010_language'
+down_revision = '0011_search'
 branch_labels = None
 depends_on = None
 
