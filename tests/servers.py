@@ -93,8 +93,10 @@ def _serving(name: str, url: str, argv: list[str], folder: Path, port: int,
 
 
 @contextlib.contextmanager
-def mariadb(*options: str) -> Iterator[Server]:
-    """A MariaDB server sized for tests; ``options`` (e.g. a larger buffer pool) override."""
+def mariadb(*options: str, accounts: bool = False) -> Iterator[Server]:
+    """A MariaDB server sized for tests; ``options`` (e.g. a larger buffer pool) override.
+    ``accounts``: privileges are checked (root from 127.0.0.1 may do anything; accounts made
+    by the test, what they are granted) instead of skipped."""
     mariadbd = need("/usr/sbin/mariadbd")
     install = need("mariadb-install-db")
     folder = Path(tempfile.mkdtemp(prefix="notes-mariadb-"))
@@ -103,8 +105,14 @@ def mariadb(*options: str) -> Iterator[Server]:
     subprocess.run([install, f"--datadir={folder / 'data'}", "--skip-test-db", *user,
                     "--auth-root-authentication-method=normal"],
                    check=True, capture_output=True, timeout=120)
+    grants = ["--skip-grant-tables"]
+    if accounts:
+        (folder / "init.sql").write_text(
+            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\n"
+            "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n")
+        grants = [f"--init-file={folder / 'init.sql'}"]
     argv = [mariadbd, "--no-defaults", f"--datadir={folder / 'data'}", f"--port={port}",
-            "--bind-address=127.0.0.1", f"--socket={folder / 'sock'}", "--skip-grant-tables",
+            "--bind-address=127.0.0.1", f"--socket={folder / 'sock'}", *grants,
             "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
             "--innodb-flush-log-at-trx-commit=0", f"--pid-file={folder / 'pid'}", *user, *options]
     with _serving("mariadb", f"mysql+pymysql://root@127.0.0.1:{port}", argv, folder,

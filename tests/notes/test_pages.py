@@ -164,3 +164,44 @@ def test_upgrade_to_0012_counts_the_notes_and_downgrade_keeps_them(
         assert rows == {"2026-01-01": 1, "2026-01-03": 2}
     finally:
         engine.dispose()
+
+
+def test_mariadb_refusing_triggers_changes_nothing_and_says_what_to_set(tmp_path: Path
+                                                                         ) -> None:
+    """With binary logging on, MariaDB refuses triggers to an account without SUPER (error
+    1419): the upgrade to 0012 stops before any change, naming the setting; with it set, the
+    same upgrade runs."""
+    from tests import servers
+
+    with servers.mariadb("--log-bin=binlog", "--server-id=1", accounts=True) as server:
+        server.wait_ready()
+        root = create_engine(server.url, isolation_level="AUTOCOMMIT")
+        try:
+            with root.connect() as conn:
+                for statement in ("CREATE DATABASE notes_binlog",
+                                  "CREATE USER 'site'@'127.0.0.1' IDENTIFIED BY 'site-pw'",
+                                  "GRANT ALL ON notes_binlog.* TO 'site'@'127.0.0.1'"):
+                    conn.exec_driver_sql(statement)
+            url = f"mysql+pymysql://site:site-pw@127.0.0.1:{server.port}/notes_binlog"
+            env = {"NOTES_DATABASE_URL": url, "NOTES_DATA_DIR": str(tmp_path)}
+            refused = flask_cli(env, "db", "upgrade")
+            assert refused.returncode != 0
+            last = refused.stderr.strip().splitlines()[-1]
+            assert "1419" in last and "log_bin_trust_function_creators=1" in last, last
+            with root.connect() as conn:
+                assert conn.exec_driver_sql("SELECT version_num FROM notes_binlog."
+                                            "alembic_version").scalar() == "0011_search"
+                assert conn.exec_driver_sql("SHOW TABLES FROM notes_binlog LIKE 'note_days'"
+                                            ).first() is None
+                columns = conn.exec_driver_sql("SHOW INDEX FROM notes_binlog.notes WHERE "
+                                               "Key_name = 'ix_notes_public_order'").all()
+                assert len(columns) == 3  # as 0008 made it
+                assert conn.exec_driver_sql("SHOW TRIGGERS FROM notes_binlog").first() is None
+                conn.exec_driver_sql("SET GLOBAL log_bin_trust_function_creators = 1")
+            again = flask_cli(env, "db", "upgrade")
+            assert again.returncode == 0, again.stderr
+            with root.connect() as conn:
+                assert conn.exec_driver_sql("SELECT version_num FROM notes_binlog."
+                                            "alembic_version").scalar() == "0012_pages"
+        finally:
+            root.dispose()

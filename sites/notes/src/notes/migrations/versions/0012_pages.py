@@ -9,6 +9,7 @@ Create Date: 2026-12-05 06:30:00
 """
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.exc import DBAPIError
 
 revision = '0012_pages'
 down_revision = '0011_search'
@@ -72,12 +73,32 @@ def _mariadb() -> list[str]:
     ]
 
 
+def _can_make_triggers() -> None:
+    """MariaDB creates a trigger only for an account with the TRIGGER privilege and, while
+    binary logging is on, SUPER unless ``log_bin_trust_function_creators`` is set (error 1419).
+    Asked before anything changes: its DDL is not transactional, and a refusal halfway would
+    leave the indexes and ``note_days`` made without the revision recorded."""
+    bind = op.get_bind()
+    try:
+        bind.exec_driver_sql("CREATE TRIGGER note_days_probe BEFORE UPDATE ON alembic_version "
+                             "FOR EACH ROW SET @note_days_probe = 1")
+    except DBAPIError as e:
+        raise RuntimeError(
+            f"MariaDB refused to create a trigger ({e.orig}): migration 0012_pages keeps "
+            "note_days with triggers; give the site's account the TRIGGER privilege and, with "
+            "binary logging on, set log_bin_trust_function_creators=1 on the server, then "
+            "upgrade again (nothing was changed)") from None
+    bind.exec_driver_sql("DROP TRIGGER note_days_probe")
+
+
 def _dialect() -> str:
     name = op.get_bind().dialect.name
     return name if name in ('sqlite', 'postgresql') else 'mariadb'
 
 
 def upgrade() -> None:
+    if _dialect() == 'mariadb':
+        _can_make_triggers()
     # the list indexes again, with deleted_at (live()) last: skipping along them reads no note
     op.drop_index('ix_notes_public_order', table_name='notes')
     op.create_index('ix_notes_public_order', 'notes',
