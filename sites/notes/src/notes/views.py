@@ -186,13 +186,16 @@ def paginate(stmt: Select[Any]) -> Pagination:
     return page
 
 
-def public_list(*where: ColumnElement[bool]) -> lists.Listing:
-    """Public notes, newest published first (the order of ``ix_notes_public_order`` and
-    ``ix_notes_author_order``); all of them: a place found by their count per day. (The
-    time is no bound of the index: a page's place is, see public().)"""
-    return lists.Listing((public(by_time_index=False), *where), lists.BY_PUBLISHED,
-                         place=None if where else lists.by_days,
-                         index="ix_notes_author_order" if where else "ix_notes_public_order")
+def public_list(author_id: int | None = None) -> lists.Listing:
+    """Public notes, newest published first: all of them along ``ix_notes_public_order``, a
+    page's place found by their count per day; or an author's, along
+    ``ix_notes_author_order``. (The time is no bound of the index: a page's place is, see
+    public().)"""
+    if author_id is None:
+        return lists.Listing((public(by_time_index=False),), lists.BY_PUBLISHED,
+                             place=lists.by_days, index="ix_notes_public_order")
+    return lists.Listing((public(by_time_index=False), Note.author_id == author_id),
+                         lists.BY_PUBLISHED, index="ix_notes_author_order")
 
 
 @bp.route("/")
@@ -237,7 +240,7 @@ def _author(user_id: int) -> User:
 @bp.route("/a/<int(max=2147483647):user_id>")
 def author(user_id: int) -> str:
     person = _author(user_id)
-    page = lists.window(public_list(Note.author_id == person.id))
+    page = lists.window(public_list(person.id))
     return render_template("author.html", person=person, page=page)
 
 
@@ -288,7 +291,7 @@ def tag_feed(name: str) -> ResponseReturnValue:
 def author_feed(user_id: int) -> ResponseReturnValue:
     """Atom: an author's latest notes."""
     person = _author(user_id)
-    notes = public_list(Note.author_id == person.id).notes().order_by(
+    notes = public_list(person.id).notes().order_by(
         *lists.BY_PUBLISHED.newest())
     return _atom(notes, f"{person.public_name} · {config_title()}", "views.author_feed",
                  "views.author", {"user_id": person.id})
