@@ -98,9 +98,9 @@ def ranked(query: Query | str, where: ColumnElement[bool], limit: int | None = N
         return []
     rows = _current().candidates(query, where, limit or CANDIDATES)
     score = Scorer(query)
-    # newest first, then (a stable sort) most relevant first
-    rows.sort(key=lambda r: (r[3] is not None, r[3] or "", r[0]), reverse=True)
-    rows.sort(key=lambda r: score(r[1] or "", r[2] or ""), reverse=True)
+    # most relevant first, then most recently published (unpublished last), then newest
+    rows.sort(key=lambda r: (score(r[1] or "", r[2] or ""), r[3] is not None, r[3] or "",
+                             r[0]), reverse=True)
     return [int(r[0]) for r in rows]
 
 
