@@ -10,6 +10,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -126,6 +127,17 @@ def flask_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Co
     return subprocess.run([sys.executable, "-m", "flask", "--app", "notes", *args], input=stdin,
                           capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
                           check=False)
+
+
+def migrations_round_trip(env: dict[str, str], engine: Any, down_to: str, notes: int) -> None:
+    """The models and the migrations agree (``db check``); a downgrade to ``down_to`` keeps the
+    ``notes`` notes there are; the upgrade runs again."""
+    check = flask_cli(env, "db", "check")
+    assert check.returncode == 0, check.stderr
+    assert flask_cli(env, "db", "downgrade", down_to).returncode == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == notes
+    assert flask_cli(env, "db", "upgrade").returncode == 0
 
 
 def test_cli_users_tokens_export_import(db_url: str, tmp_path: Path) -> None:
