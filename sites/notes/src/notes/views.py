@@ -355,7 +355,7 @@ def absolute_html(body: str, base: str) -> str:
 # note's row; the rows read as plain tuples, the time cut from its stored text, a slug quoted
 # only when it must be: see sitemap_part), so a part of 2,500 costs under 20 ms, where one of
 # 10,000 cost 150 ms (15 µs an address, most of it parsing and formatting times). A million
-# notes make an index of 400 parts (it may list 50,000: 125 million ids), which crawlers fetch
+# notes make an index of about 400 parts (it may list 50,000: 125 million ids), which crawlers fetch
 # one by one as they would any page.
 SITEMAP_PART = 2500
 SITEMAP_BATCH = 2500  # rows read and written as one chunk (of a larger part, several)
