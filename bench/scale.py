@@ -147,7 +147,7 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
         "search, no match": f"/?q={words['none']}",
         "/feed.xml (latest 20)": "/feed.xml",
         "/sitemap.xml (index)": "/sitemap.xml",
-        "a sitemap part (10,000 notes)": "/sitemap-1.xml",
+        "a sitemap part (/sitemap-1.xml, 2,500 ids)": "/sitemap-1.xml",
         "/api/notes?per_page=20": "/api/notes?per_page=20",
         "/api/notes?q=<rare word>": f"/api/notes?q={words['rare']}",
         "/api/notes?after=<middle id>": f"/api/notes?after={n // 2}",

@@ -278,3 +278,22 @@ def test_the_sitemap_index_reaches_every_published_note(app, client, user, login
     assert sorted(urls) == sorted(f"/n/note-{i}" for i in range(12) if i != 4)
     assert "<loc>http://localhost/</loc>" in client.get("/sitemap-0.xml").get_data(as_text=True)
     assert client.get("/sitemap-4.xml").status_code == 404
+
+
+def test_a_sitemap_part_gives_each_note_its_address_and_its_time(app, client, user,
+                                                                    login) -> None:
+    """The database formats ``lastmod`` (isotime's form, on each of the three), and a slug
+    outside ASCII is percent-encoded, the others written as they are."""
+    login(client, user[0].email)
+    write(client, "Plain words", "<p>x</p>")
+    write(client, "中文筆記 café", "<p>x</p>")
+    client.get("/logout")
+    with app.test_request_context():
+        notes = db.session.query(Note).order_by(Note.id).all()
+        expected = [(views.absolute("views.note", slug=n.slug), views.isotime(n.updated_at))
+                    for n in notes]
+        assert any(not n.slug.isascii() for n in notes)
+    xml = client.get("/sitemap-1.xml").get_data(as_text=True)
+    found = re.findall(r"<url><loc>([^<]+)</loc><lastmod>([^<]+)</lastmod></url>", xml)
+    assert found == expected
+    assert all(loc.isascii() and "%" in loc for loc, _ in found[1:])

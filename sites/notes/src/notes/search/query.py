@@ -8,6 +8,7 @@ limits and the meaning of a query are the same everywhere.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .tokens import TOKEN_MAX, pieces, spell, words
@@ -35,6 +36,7 @@ class Query:
         return bool(self.terms)
 
 
+@functools.lru_cache(maxsize=256)  # a results page parses its query once per title and excerpt
 def parse(text: str | None) -> Query:
     text = (text or "").strip()[:QUERY_MAX]
     found = tuple(dict.fromkeys(words(text)))[:WORDS_MAX]

@@ -29,8 +29,12 @@ _PLAIN = frozenset("abcdefghijklmnopqrstuvwyz0123456789")
 def fold(text: str) -> str:
     """Text as search compares it: case folded, accents and other combining marks dropped
     (``"Ελληνικά"`` and ``"ελληνικα"`` fold alike)."""
+    if text.isascii():  # (case folding is lowering there, and nothing decomposes)
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    # the marks among the characters present, each asked once (not once per character)
+    marks = [c for c in set(decomposed) if unicodedata.combining(c)]
+    return decomposed.translate(dict.fromkeys(map(ord, marks))) if marks else decomposed
 
 
 def spell(word: str) -> str:
