@@ -73,7 +73,7 @@ class MariaDB:
         read = min(FIRST, top)
         found = newest(top - read, top, limit) if read else []
         rarest, rate = query.terms[0], -1.0  # the term to ask the index for; its rate
-        if len(query.terms) > 1 and len(found) < limit and read:
+        if len(query.terms) > 1 and len(found) < limit and 0 < read < top:
             # how often each term is in the newest notes: the rarest is asked
             counts = db.session.execute(select(*(
                 func.sum(case((has(t), 1), else_=0)) for t in query.terms
