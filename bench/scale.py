@@ -86,7 +86,7 @@ def fill(n: int, seed: int = 19) -> dict[str, str]:
     weights = [1 / (rank + 1) for rank in range(VOCABULARY)]
     cumulative = list(__import__("itertools").accumulate(weights))
     searched = {"rare": vocab[int(VOCABULARY * 0.9)], "common": vocab[0], "second": vocab[3],
-                "none": "zzzzqqq"}
+                "middling": vocab[800], "none": "zzzzqqq"}  # (middling: in ~2 % of notes)
     if not n:
         return searched
     db.session.execute(insert(User), [
@@ -143,7 +143,9 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
         "an author page": "/a/3",
         "search, a rare word": f"/?q={words['rare']}",
         "search, a word in most notes": f"/?q={words['common']}",
+        "search, a word in ~2 % of notes": f"/?q={words['middling']}",
         "search, two words": f"/?q={words['common']}+{words['second']}",
+        "search, a common and a rare word": f"/?q={words['common']}+{words['rare']}",
         "search, no match": f"/?q={words['none']}",
         "/feed.xml (latest 20)": "/feed.xml",
         "/sitemap.xml (index)": "/sitemap.xml",
@@ -151,6 +153,7 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
         "/api/notes?per_page=20": "/api/notes?per_page=20",
         "/api/notes?q=<rare word>": f"/api/notes?q={words['rare']}",
         "/api/notes?after=<middle id>": f"/api/notes?after={n // 2}",
+        "/api/notes?page=<middle> (an old number)": f"/api/notes?page={max(1, n // 40)}",
     }
 
 

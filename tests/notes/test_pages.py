@@ -161,6 +161,49 @@ def test_upgrade_to_0012_counts_the_notes_and_downgrade_keeps_them(
         engine.dispose()
 
 
+def test_upgrade_to_0013_counts_the_notes_per_block_of_ids(db_url: str, tmp_path: Path
+                                                           ) -> None:
+    """note_blocks (the API's old page numbers, see notes.api.numbered): the published notes
+    not in the trash per 1,000 ids, counted by the upgrade, then by triggers."""
+    env = {"NOTES_DATABASE_URL": db_url, "NOTES_DATA_DIR": str(tmp_path)}
+    assert flask_cli(env, "db", "upgrade", "0012_pages").returncode == 0
+    engine = create_engine(db_url)
+
+    def blocks() -> dict[int, int]:
+        with engine.connect() as conn:
+            return {b: n for b, n in conn.execute(text("SELECT block, notes FROM note_blocks"))
+                    if n}
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO users (email, password_hash, is_admin, active, created_at) "
+                "VALUES ('old@example.com', 'x', false, true, '2026-01-01 00:00:00')"))
+            for note_id, published, deleted in ((1, True, None), (2, True, None),
+                                                (3, False, None), (1500, True, None),
+                                                (1600, True, "2026-01-04 00:00:00")):
+                conn.execute(text(
+                    "INSERT INTO notes (id, author_id, title, slug, body, body_text, published, "
+                    "published_at, deleted_at, created_at, updated_at) SELECT :id, id, 't', "
+                    ":slug, '<p>x</p>', 'x', :published, '2026-01-01 00:00:00', :deleted, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM users"),
+                    {"id": note_id, "slug": f"n{note_id}", "published": published,
+                     "deleted": deleted})
+        r = flask_cli(env, "db", "upgrade")
+        assert r.returncode == 0, r.stderr
+        assert blocks() == {0: 2, 1: 1}
+        with engine.begin() as conn:  # and follows what is written now
+            conn.execute(text("UPDATE notes SET published = true WHERE id = 3"))
+            conn.execute(text("UPDATE notes SET deleted_at = NULL WHERE id = 1600"))
+            conn.execute(text("DELETE FROM notes WHERE id = 1"))
+            conn.execute(text("UPDATE notes SET published = false WHERE id = 1500"))
+        assert blocks() == {0: 2, 1: 1}
+        migrations_round_trip(env, engine, "0012_pages", notes=4)
+        assert blocks() == {0: 2, 1: 1}
+    finally:
+        engine.dispose()
+
+
 def test_mariadb_refusing_triggers_changes_nothing_and_says_what_to_set(tmp_path: Path
                                                                          ) -> None:
     """With binary logging on, MariaDB refuses triggers to an account without SUPER (error
@@ -197,6 +240,6 @@ def test_mariadb_refusing_triggers_changes_nothing_and_says_what_to_set(tmp_path
             assert again.returncode == 0, again.stderr
             with root.connect() as conn:
                 assert conn.exec_driver_sql("SELECT version_num FROM notes_binlog."
-                                            "alembic_version").scalar() == "0012_pages"
+                                            "alembic_version").scalar() == "0013_words"
         finally:
             root.dispose()

@@ -297,3 +297,76 @@ def test_a_sitemap_part_gives_each_note_its_address_and_its_time(app, client, us
     found = re.findall(r"<url><loc>([^<]+)</loc><lastmod>([^<]+)</lastmod></url>", xml)
     assert found == expected
     assert all(loc.isascii() and "%" in loc for loc, _ in found[1:])
+
+
+
+def test_the_apis_old_page_numbers_find_their_place_by_counted_blocks(app, client, user,
+                                                                     many, monkeypatch) -> None:
+    """``/api/notes?page=N`` (an older interface beside ``after=``) answers the notes the
+    ``after=`` links walk to, for a reader and for a writer who sees their drafts too. The
+    public list finds the block of ids a page starts in by the notes counted per block
+    (note_blocks, kept by triggers: migration 0013), less those scheduled for later, and is
+    read along the primary key from that block; whatever was written since."""
+    from notes import api
+    from notes.models import NoteBlock
+
+    from .test_api import token_for
+
+    monkeypatch.setattr(NoteBlock, "BLOCK", 1000)  # (what the triggers count by)
+    with app.app_context():  # a draft, a note in the trash, one scheduled, one deleted
+        db.session.execute(text("UPDATE notes SET published = false WHERE id = 5"))
+        db.session.execute(text("UPDATE notes SET deleted_at = published_at WHERE id = 9"))
+        db.session.execute(text("UPDATE notes SET published_at = '2999-01-01 00:00:00' "
+                                "WHERE id = 12"))
+        db.session.execute(text("UPDATE notes SET author_id = :a WHERE id IN (5, 40)"),
+                           {"a": user[0].id})
+        db.session.execute(text("DELETE FROM note_tags WHERE note_id = 77"))
+        db.session.execute(text("DELETE FROM notes WHERE id = 77"))
+        db.session.commit()
+        kept = dict(db.session.execute(text("SELECT block, notes FROM note_blocks")).all())
+        assert {b: n for b, n in kept.items() if n} == {0: 300 - 3}  # 5, 9, 77: not counted
+        dialect = db.engine.dialect.name
+    writer, public = token_for(app, user[0].email), []
+    for headers, query in (({}, {}), (writer, {}), ({}, {"author": 3})):
+        walked, url = [], "/api/notes?" + "&".join(f"{k}={v}" for k, v in
+                                                     {"per_page": 7, **query}.items())
+        while url:
+            r = client.get(url, headers=headers)
+            walked.append([n["id"] for n in r.json["items"]])
+            url = r.json["next"]
+        assert walked[-1] and all(len(p) == 7 for p in walked[:-1])
+        ids = [i for p in walked for i in p]
+        assert ids == sorted(set(ids)) and not {9, 12, 77} & set(ids)
+        assert (5 in ids) == (headers == writer)
+        public = public if headers or query else walked
+        for block in (1000, 10, 7, 1):  # blocks of any size say the same
+            monkeypatch.setattr(NoteBlock, "BLOCK", block)
+            with app.app_context():
+                db.session.execute(text("DELETE FROM note_blocks"))
+                db.session.execute(text(
+                    "INSERT INTO note_blocks (block, notes) SELECT id / :b, count(*) FROM notes "
+                    "WHERE published = :t AND deleted_at IS NULL GROUP BY id / :b"
+                    if dialect in ("sqlite", "postgresql") else
+                    "INSERT INTO note_blocks (block, notes) SELECT id DIV :b, count(*) "
+                    "FROM notes WHERE published = :t AND deleted_at IS NULL GROUP BY id DIV :b"),
+                    {"b": block, "t": True})
+                db.session.commit()
+            for number in (2, len(walked) // 2, len(walked)):
+                with statements(app) as seen:
+                    r = client.get("/api/notes", query_string={
+                        "per_page": 7, "page": number, **query}, headers=headers)
+                assert [n["id"] for n in r.json["items"]] == walked[number - 1], number
+                counted = any("note_blocks" in s for s, _ in seen)
+                assert counted == (not headers and not query)
+                for statement, parameters in seen:
+                    if counted and "OFFSET" in statement.upper() and "notes" in statement:
+                        found = plan(app, statement, parameters)
+                        assert not problems(dialect, statement, found), found
+            r = client.get("/api/notes", query_string={"per_page": 7, "page": len(walked) + 1,
+                                                       **query}, headers=headers)
+            assert r.status_code == 404
+    monkeypatch.setattr(api, "SCHEDULED_MAX", 0)  # more scheduled than that: skipped to
+    with statements(app) as seen:
+        r = client.get("/api/notes", query_string={"per_page": 7, "page": 3})
+    assert [n["id"] for n in r.json["items"]] == public[2]
+    assert not any("note_blocks" in s for s, _ in seen)

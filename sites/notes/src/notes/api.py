@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import UTC
 from typing import Any
 
@@ -12,13 +13,25 @@ from apiflask import APIBlueprint, APIFlask, HTTPTokenAuth, Schema, abort
 from apiflask.fields import AwareDateTime, Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import request, url_for
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, Select, and_, false, select
 
 from . import revisions, search, trash
 from .extensions import csrf, db
 from .i18n import canonical, language_tags
 from .markdown import FORMATS
-from .models import ApiToken, Note, NoteRevision, Tag, User, live, note_tags, public, utcnow
+from .models import (
+    ApiToken,
+    Note,
+    NoteBlock,
+    NoteRevision,
+    Tag,
+    User,
+    live,
+    next_scheduled,
+    note_tags,
+    public,
+    utcnow,
+)
 from .services import (
     BODY_MAX,
     SHOWN,
@@ -259,6 +272,31 @@ def visible(note: Note | None, user: User | None) -> Note:
     return note
 
 
+SCHEDULED_MAX = 1000  # more notes scheduled for later than this: a page number is skipped to
+
+
+def numbered(stmt: Select[Any], skip: int, counted: bool) -> Select[Any]:
+    """``stmt`` (a list in id order) from its ``skip``-th note on. The public list
+    (``counted``: no filter, nobody signed in) finds the block of ids that note is in by the
+    notes counted per block (:class:`~notes.models.NoteBlock`), less those scheduled for
+    later (found along the public order's index), and skips at most one block's notes: the
+    same cost at any depth. Any other list skips along its index from its start."""
+    if counted:
+        later = list(db.session.scalars(select(Note.id).where(next_scheduled())
+                                        .limit(SCHEDULED_MAX + 1)))
+        if len(later) <= SCHEDULED_MAX:
+            scheduled = Counter(i // NoteBlock.BLOCK for i in later)
+            for block, notes in db.session.execute(
+                    select(NoteBlock.block, NoteBlock.notes).where(NoteBlock.notes > 0)
+                    .order_by(NoteBlock.block)):
+                notes -= scheduled[block]
+                if skip < notes:
+                    return stmt.where(Note.id >= block * NoteBlock.BLOCK).offset(skip)
+                skip -= notes
+            return stmt.where(false())  # past the last page
+    return stmt.offset(skip)
+
+
 @bp.get("/notes")
 @bp.auth_required(token_auth, optional=True)  # type: ignore[arg-type]
 @bp.input(ListQuery, location="query", arg_name="query")
@@ -296,8 +334,8 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         stmt = select(Note).options(*SHOWN).where(*where).order_by(Note.id)
         if "after" in query:
             stmt = stmt.where(Note.id > query["after"])
-        elif query["page"] > 1:  # an old page number: skipped along the index
-            stmt = stmt.offset((query["page"] - 1) * size)
+        elif query["page"] > 1:  # an old page number
+            stmt = numbered(stmt, (query["page"] - 1) * size, user is None and len(where) == 1)
         items = list(db.session.scalars(stmt.limit(size + 1)))
         if not items and query["page"] > 1:
             abort(404, "No such page.")

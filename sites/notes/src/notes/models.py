@@ -322,6 +322,19 @@ class NoteDay(db.Model):  # type: ignore[name-defined,misc]
     notes: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
+class NoteBlock(db.Model):  # type: ignore[name-defined,misc]
+    """How many notes are published and not in the trash in each block of :data:`BLOCK`
+    ids (``id // BLOCK``): written by triggers on notes (migration 0013), whoever writes
+    them; an old ``?page=N`` of the API's list (in id order) finds its place by them
+    (notes.api). Scheduled notes count too (the API takes them away)."""
+
+    __tablename__ = "note_blocks"
+    BLOCK = 1000  # (the migration's triggers say the same)
+
+    block: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    notes: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class OldSlug(db.Model):  # type: ignore[name-defined,misc]
     """A slug a note had before it was retitled: its address answers a permanent redirect,
     and no other note can take it (a link, once published, keeps meaning the same note)."""
