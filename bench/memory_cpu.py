@@ -7,8 +7,9 @@ For the one-route hello app and the notes site, each round (interleaved) starts 
 master loading the app once + 2 workers, Nginx with 1 worker) on the same venv, app and data;
 warms each up the same way, and sums PSS over each process tree after 1.5 s idle, then again
 after 1,000 more requests. For hello it also measures the CPU time of the whole process tree
-per request under ``wrk -t1 -c32``. Figures are medians of the rounds; the last table shows
-where the kit's hello stack's memory goes, process by process.
+per request under ``wrk -t1 -c32``, split by process (supervisor, Nginx, uWSGI master and
+workers), so that a ratio can be explained. Figures are medians of the rounds; the last table
+shows where the kit's hello stack's memory goes, process by process.
 """
 
 from __future__ import annotations
@@ -88,6 +89,33 @@ def breakdown(root: int) -> list[tuple[str, float]]:
     return rows
 
 
+def role(pid: int, title: str) -> str:
+    """What a process of a stack is, for the CPU split: Nginx's by their titles, uWSGI's
+    master (whose parent is not uWSGI) and workers, anything else the supervisor."""
+    if title.startswith("nginx: "):
+        return "nginx " + title.removeprefix("nginx: ").split(" process")[0]
+    if "uwsgi" in title:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            above = Path(f"/proc/{parent}/cmdline").read_bytes()
+            return "uwsgi worker" if b"uwsgi" in above else "uwsgi master"
+        return "uwsgi"
+    return "supervisor"
+
+
+def cpu_split(roots: list[int]) -> dict[str, float]:
+    """User + system CPU seconds of every process under ``roots``, summed by :func:`role`."""
+    found: dict[str, float] = {}
+    for root in roots:
+        for pid in tree(root):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                name = role(pid, title.strip())
+                found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12]))
+    return {k: v / os.sysconf("SC_CLK_TCK") for k, v in found.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=positive(int), default=3)
@@ -98,6 +126,7 @@ def main() -> None:
     memory: dict[str, list[tuple[float, float]]] = {}
     cpu: dict[str, list[float]] = {}
     rps: dict[str, list[float]] = {}
+    split: dict[str, list[dict[str, float]]] = {}
     where: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="flaskstack-memory-") as name:
         tmp = Path(name)
@@ -131,7 +160,12 @@ def main() -> None:
                     memory.setdefault(key, []).append(measure(running.url, running.pids, paths))
                     if app == "hello":
                         wrk(running.url, 32, 2, {})
+                        before = cpu_split(running.pids)
                         point = wrk(running.url, 32, duration, {}, running.pids)
+                        after = cpu_split(running.pids)
+                        split.setdefault(key, []).append(
+                            {k: (v - before.get(k, 0.0)) / point.requests * 1e6
+                             for k, v in after.items()})
                         cpu.setdefault(key, []).append(point.cpu_us)
                         rps.setdefault(key, []).append(point.rps)
                         if config == "flaskstack" and n == rounds - 1:
@@ -149,13 +183,24 @@ def main() -> None:
                  f"{after / statistics.median(v[1] for v in base):.2f}")
         print(f"| {key} | {idle:.1f} MB | {after:.1f} MB | {ratio} |")
     print()
-    print(f"| hello app (wrk -t1 -c32 -d{duration}s) | req/s | CPU per request | ratio |")
-    print("| --- | ---: | ---: | ---: |")
-    base_cpu = statistics.median(cpu["hello, original"])
+    print(f"| hello app (wrk -t1 -c32 -d{duration}s) | req/s | CPU per request | ratio "
+          "| each round's own ratio (min-max) |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    base = cpu["hello, original"]
     for key in cpu:
         value = statistics.median(cpu[key])
+        own = [mine / theirs for mine, theirs in zip(cpu[key], base, strict=True)]
         print(f"| {key} | {statistics.median(rps[key]):,.0f} | {value:.1f} µs "
-              f"| {value / base_cpu:.2f} |")
+              f"| {value / statistics.median(base):.2f} "
+              f"| {statistics.median(own):.2f} ({min(own):.2f}-{max(own):.2f}) |")
+    print()
+    roles = sorted({name for rows in split.values() for row in rows for name in row})
+    print("| hello app: CPU per request by process | " + " | ".join(roles) + " |")
+    print("| --- |" + " ---: |" * len(roles))
+    for key, rows in split.items():
+        cells = [f"{statistics.median(row.get(name, 0.0) for row in rows):.1f} µs"
+                 for name in roles]
+        print(f"| {key} | " + " | ".join(cells) + " |")
     print()
     print("| process (flaskstack hello, after the CPU run) | PSS |")
     print("| --- | ---: |")
