@@ -128,7 +128,7 @@ def serve(**options: Any) -> None:
         log(f"ignoring {', '.join(stray)}: uWSGI reads only the configuration the kit renders "
             "(`flaskstack config` lists the settings)")
     plan, facts = make_plan(settings)
-    try:
+    with supervise.holding(run, lock):  # let go only when the supervisor could not start
         if tiangolo is not None and plan.uwsgi is not None and plan.nginx is not None:
             compat.link_socket(plan.run.uwsgi_socket)
         preflight.check_files(plan)
@@ -137,13 +137,6 @@ def serve(**options: Any) -> None:
             preflight.nginx_test(plan, facts)  # the site's own lines, before they can fail
         rundir.write_state(run, running.state(plan))
         supervise.replace_process(plan, facts, lock)  # the supervisor without the CLI
-    except SettingError as e:
-        fail(str(e))
-    except OSError as e:
-        fail(str(e), Exit.ERROR)
-    finally:  # reached only when the supervisor could not be started
-        rundir.drop_state(run)
-        os.close(lock)
 
 
 @main.command(epilog=EPILOG)

@@ -16,6 +16,8 @@ import os
 import pickle
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from . import rundir
@@ -25,6 +27,22 @@ from .plan import Plan
 from .process import HANDLED
 from .settings import SettingError
 from .supervisor import Supervisor
+
+
+@contextmanager
+def holding(run: rundir.RunDir, lock: int) -> Iterator[None]:
+    """The run directory ``run`` held by ``lock`` while the stack is being started or runs:
+    a setting or system error is the command's one-line failure, and the directory's state
+    and lock are let go however it ends."""
+    try:
+        yield
+    except SettingError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(str(e), Exit.ERROR)
+    finally:
+        rundir.drop_state(run)
+        os.close(lock)
 
 
 def replace_process(plan: Plan, facts: HostFacts, lock: int) -> NoReturn:
@@ -48,15 +66,8 @@ def main() -> NoReturn:
     with open(data, "rb") as f:
         plan, facts = pickle.load(f)
     os.set_inheritable(lock, False)  # uWSGI and Nginx must not hold the run directory
-    try:
+    with holding(plan.run, lock):
         code = Supervisor(plan, facts).serve()
-    except SettingError as e:
-        fail(str(e))
-    except OSError as e:
-        fail(str(e), Exit.ERROR)
-    finally:
-        rundir.drop_state(plan.run)
-        os.close(lock)
     sys.exit(code)
 
 
