@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from .query import Query
-from .tokens import _UNSPACED, fold, unspaced
+from .tokens import UNSPACED, fold, unspaced
 
 K1, B = 1.2, 0.75  # BM25's usual saturation and length weight
 TYPICAL = 150  # the length of a typical note, in index tokens
@@ -29,7 +29,7 @@ class Scorer:
         self.terms = [(f" {t.token}", None) if t.prefix else
                       (f" {t.token} ", re.compile(f" {t.token}(?= )")) for t in query.terms]
         self.title = [re.compile(re.escape(word) if unspaced(word[0]) else
-                                 f"(?<![^\\W_{_UNSPACED}]){re.escape(word)}")
+                                 f"(?<![^\\W_{UNSPACED}]){re.escape(word)}")
                       for word in query.words]
 
     def __call__(self, title: str, search_text: str) -> float:

@@ -18,11 +18,11 @@ import unicodedata
 
 MARK = "qq"
 TOKEN_MAX = 80  # MariaDB indexes words of up to 84 characters: longer ones are cut here
-# scripts written without spaces between words
-_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff"
-             "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f")
+# scripts written without spaces between words (a character class: rank.py matches by it too)
+UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff"
+            "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f")
 _WORD = re.compile(r"[^\W_]+")
-_PIECE = re.compile(f"([{_UNSPACED}]+)")
+_PIECE = re.compile(f"([{UNSPACED}]+)")
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwyz0123456789")
 
 
