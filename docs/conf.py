@@ -10,7 +10,7 @@ from __future__ import annotations
 
 project = "flaskstack"
 author = "flaskstack developers"
-copyright = "flaskstack developers"  # noqa: A001 (Sphinx's name)
+copyright = "flaskstack developers"  # (Sphinx's name for it)
 
 extensions = ["myst_parser"]
 source_suffix = {".md": "markdown"}

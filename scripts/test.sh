@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/install.sh test || exit 1
 export PATH="$root/.venv/bin:$PATH"
-echo "== ruff" && ruff check src sites/notes/src tests bench || exit 1
+echo "== ruff" && ruff check . || exit 1
 echo "== mypy" && mypy || exit 1
 echo "== pytest"
 pytest "$@"
