@@ -17,6 +17,7 @@ from sqlalchemy import event, text
 from notes import views
 from notes.extensions import db
 from notes.models import Note
+from notes.search import postgresql as postgresql_search
 
 from .conftest import import_sheet
 from .test_site import write
@@ -56,6 +57,9 @@ def plan(app: Any, statement: str, parameters: Any) -> str:
         if dialect == "postgresql":
             cursor.execute("SET enable_seqscan = off")
             cursor.execute("SET enable_sort = off")
+            if postgresql_search.BITMAPS in statement:  # as the search ran it
+                for setting in postgresql_search.SCANS:
+                    cursor.execute(f"SET {setting} = off")
             cursor.execute("EXPLAIN " + statement, parameters)
             return "\n".join(str(row[0]) for row in cursor.fetchall())
         cursor.execute("EXPLAIN " + statement, parameters)
@@ -79,8 +83,12 @@ def problems(dialect: str, statement: str, found: str) -> list[str]:
                     and not limited:
                 wrong.append(line)
     elif dialect == "postgresql":
+        # a search's matches found by the GIN index are sorted (a rare word's, or those of a
+        # window of the newest ids: see notes.search.postgresql), not all notes
+        by_index = "search_vector" in statement and "ix_notes_search_vector" in found
         for line in found.splitlines():
-            if re.search(r"Seq Scan on (notes|note_tags)\b|\bSort\b", line):
+            if re.search(r"Seq Scan on (notes|note_tags)\b", line) or (
+                    re.search(r"\bSort\b", line) and not by_index):
                 wrong.append(line.strip())
     else:
         for line in found.splitlines():
