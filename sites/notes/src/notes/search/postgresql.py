@@ -37,8 +37,8 @@ vector: ColumnElement[Any] = literal_column("notes.search_vector")
 
 SPARE = 1.5  # a window is this many times as wide as should hold the matches asked for
 STEP = 4  # a window that held too few is followed by one this many times wider
-# a note read along the primary key (its tsvector checked) costs about as much as this many
-# notes of a word's start found in the GIN index
+# a note read from the table (along the primary key, its tsvector checked, or found by a
+# bitmap) costs about as much as this many notes of a word's start in the GIN index
 WALK = 8
 BITMAPS = "/* bitmap scans */"  # marks a statement run with enable_seqscan/indexscan off
 SCANS = ("enable_seqscan", "enable_indexscan")  # off for such a statement
@@ -156,8 +156,9 @@ class PostgreSQL:
         width = math.ceil(limit / share * SPARE) if share else top
         if width >= top:  # a rare word (or few notes): the index's notes, sorted
             return newest(count=limit, bitmaps=True)
-        # read along the primary key where that costs less than the word's notes in the index
-        bitmaps = share * share * top < WALK * limit
+        # by bitmaps (the word's notes in the GIN index, then the window's matches read from
+        # the table) unless reading the window along the primary key costs less
+        bitmaps = share * top + limit * SPARE * WALK < limit / share * WALK
         found = newest(Note.id > fixed(top - width), count=limit, bitmaps=bitmaps)
         high = top - width
         while len(found) < limit and high > 0:
