@@ -2,20 +2,32 @@
 ``simple`` configuration (the tokens are made in Python: no stemming, no stopwords), and a GIN
 index on it.
 
-Asked for the newest matches of a word, the planner either reads the newest notes along the
-primary key, checking each one's ``tsvector`` (about 6 µs a note: it is stored out of line),
-or takes from the GIN index every note holding the word and sorts out the newest (about 5 µs
-a match, each read from the table). A word in a few percent of the notes is dear either way,
-and dearer the more notes there are. So a word PostgreSQL's own statistics count among the
-column's most common elements (``pg_stats.most_common_elems``, gathered by ``ANALYZE`` and
-autovacuum; :func:`shares`) is asked within a window of the newest ids, wide enough to hold
-``limit`` matches at the share the statistics give its rarest term, :data:`SPARE` times over:
-``id > newest - window``. The planner then intersects the GIN index's notes with that range
-of the primary key (``BitmapAnd``) and reads only the window's matches from the table; for a
-word in most notes it reads the window along the primary key, as before. A window that holds
-fewer than ``limit`` matches is followed by one :data:`STEP` times wider. A word not among the
-common elements (rarer than the least common of them) is asked of the GIN index alone, as
-before: its notes are few.
+Told nothing, the planner finds a query's newest matches one of two ways, each dear for some
+words: along the primary key, newest first, checking each note's ``tsvector`` (about 4 µs a
+note: it is stored out of line), which costs ``limit / share`` notes; or every note the GIN
+index holds for the words, each read from the table and sorted, which costs ``share * notes``.
+It prices a word's start (``word:*``, how every query word is asked) dear in the index and the
+check cheap, so at a million notes it read 54,000 notes along the primary key for a word in
+0.4 % of them, and all of them for a word in none.
+
+So the share of the notes holding each term is taken from PostgreSQL's own statistics of the
+column (``pg_stats.most_common_elems``, gathered by ``ANALYZE`` and autovacuum; read once per
+process every :data:`STATS_SECONDS`: :func:`shares`), and a query's share estimated as the
+planner does (the terms' shares multiplied):
+
+* among the common elements: the query is asked within a window of the newest ids wide enough
+  to hold ``limit`` matches, :data:`SPARE` times over (``id > newest - window``), followed by
+  windows :data:`STEP` times wider while too few are found. The window is read by bitmap scans
+  (the GIN index's notes intersected with the window's range of the primary key: only the
+  window's matches are read from the table) unless reading it along the primary key costs less
+  (a word in most notes: :data:`WALK`);
+* rarer than the least common element (or a window as wide as the table): the GIN index's
+  notes, sorted (at most ``least share * notes`` of them).
+
+Statements that must use bitmaps run with ``enable_seqscan`` and ``enable_indexscan`` off for
+that statement (``SET LOCAL``, restored after it); the query and the bounds are written into
+the statement rather than passed as parameters, so that a statement prepared by psycopg is not
+planned once for every query (a generic plan cannot know how common the words are).
 """
 
 from __future__ import annotations
@@ -120,8 +132,7 @@ def forget() -> None:
 class PostgreSQL:
     def _query(self, query: Query) -> ColumnElement[object]:
         # written into the statement, not a parameter: psycopg prepares a statement run five
-        # times, and PostgreSQL then plans it once for any query (a generic plan, which
-        # cannot know how common the words are)
+        # times, and PostgreSQL may then plan it once for any query (a generic plan)
         return func.to_tsquery(literal_column("'simple'::regconfig"),
                                literal(tsquery(query), literal_execute=True))
 
@@ -139,9 +150,8 @@ class PostgreSQL:
                     .order_by(Note.id.desc()).limit(fixed(count)))
             if not bitmaps:
                 return list(db.session.scalars(stmt))
-            # the GIN index's notes (within the window), whatever the planner thinks: it
-            # prices a word's start in the index dear and checking each note's tsvector cheap,
-            # the reverse of what they cost; for this statement only
+            # the GIN index's notes (within the window), whatever the planner thinks (see
+            # above); for this statement only
             session = db.session
             session.execute(text("; ".join(f"SET LOCAL {s} = off" for s in SCANS)))
             found = list(session.scalars(stmt.prefix_with(BITMAPS)))
@@ -154,8 +164,8 @@ class PostgreSQL:
         share = stats.share(query)
         top = db.session.scalar(select(func.max(Note.id))) or 0
         width = math.ceil(limit / share * SPARE) if share else top
-        if width >= top:  # a rare word (or few notes): the index's notes, sorted
-            return newest(count=limit, bitmaps=True)
+        if share is None or width >= top:  # a rare word (or few notes): the index's notes,
+            return newest(count=limit, bitmaps=True)  # sorted
         # by bitmaps (the word's notes in the GIN index, then the window's matches read from
         # the table) unless reading the window along the primary key costs less
         bitmaps = share * top + limit * SPARE * WALK < limit / share * WALK
