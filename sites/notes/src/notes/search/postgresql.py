@@ -162,10 +162,12 @@ class PostgreSQL:
         if stats is None:  # never analyzed: the planner's own choice
             return newest(count=limit, bitmaps=False)
         share = stats.share(query)
+        if share is None:  # a rare word: the index's notes, sorted
+            return newest(count=limit, bitmaps=True)
         top = db.session.scalar(select(func.max(Note.id))) or 0
-        width = math.ceil(limit / share * SPARE) if share else top
-        if share is None or width >= top:  # a rare word (or few notes): the index's notes,
-            return newest(count=limit, bitmaps=True)  # sorted
+        width = math.ceil(limit / share * SPARE)
+        if width >= top:  # (few notes: all of them)
+            return newest(count=limit, bitmaps=True)
         # by bitmaps (the word's notes in the GIN index, then the window's matches read from
         # the table) unless reading the window along the primary key costs less
         bitmaps = share * top + limit * SPARE * WALK < limit / share * WALK
