@@ -15,16 +15,28 @@ read). Then the page is read as any other.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from flask import abort, current_app, request
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from .extensions import db
-from .models import Note, NoteDay, counted, utcnow
+from .models import (
+    Note,
+    NoteBlock,
+    NoteDay,
+    TagBlock,
+    counted,
+    live,
+    next_scheduled,
+    note_tags,
+    public,
+    utcnow,
+)
 from .services import SHOWN
 
 PAGE = re.compile(r"[1-9][0-9]{0,8}")
@@ -105,7 +117,8 @@ class Listing:
     key: Key
     join: tuple[Any, Any] | None = None  # (table, on)
     # the key of the note at a place in the list (0: the newest), found without skipping
-    # along the list; None: skip along the index to it
+    # along the list (None: there is none; UNCOUNTED: skip along the index to it after all);
+    # no place: skip along the index to it
     place: Callable[[int], tuple[Any, ...] | None] | None = None
     index: str | None = None  # the index of its order (MariaDB is told: see along())
 
@@ -145,9 +158,8 @@ def window(listing: Listing, size: int | None = None) -> Window:
             abort(404)
         if page != "1":  # the place of the note before page N's first
             at = (int(page) - 1) * size - 1
-            if listing.place is not None:
-                found = listing.place(at)
-            else:
+            found = UNCOUNTED if listing.place is None else listing.place(at)
+            if found == UNCOUNTED:
                 row = db.session.execute(
                     listing.keys().order_by(*key.newest()).offset(at).limit(1)).first()
                 found = None if row is None else tuple(row)
@@ -194,6 +206,71 @@ def by_days(at: int) -> tuple[Any, ...] | None:
             return None if found is None else tuple(found)
         passed += notes
     return None
+
+
+UNCOUNTED: tuple[Any, ...] = ()  # a place the counts cannot tell (see Listing.place)
+SCHEDULED_MAX = 1000  # more notes scheduled for later, or drafts of a reader: skip to a place
+OWN_MAX = 1000
+
+
+def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | None = None
+              ) -> tuple[int, ...] | None:
+    """The block of ids (:attr:`NoteBlock.BLOCK`) holding place ``at`` (0: the first) of a
+    list in id order, and the place within that block: the public notes, or the reader's
+    (the public ones and their own not in the trash), all of them or a tag's (``tag_id``).
+    The blocks before it are passed by the notes counted in each (:class:`NoteBlock`, or
+    :class:`TagBlock` for a tag: published and not in the trash), less those scheduled for
+    later (found along the public order's index; the reader's own stay), plus the reader's
+    own notes not published (along their author index). None: past the end; more scheduled
+    notes or drafts than :data:`SCHEDULED_MAX`/:data:`OWN_MAX`: :data:`UNCOUNTED` (skip
+    along the list)."""
+    later = select(Note.id).where(next_scheduled())
+    if reader is not None:
+        later = later.where(Note.author_id != reader)
+    ids = list(db.session.scalars(later.limit(SCHEDULED_MAX + 1)))
+    own: list[int] = []
+    if reader is not None:
+        own = list(db.session.scalars(select(Note.id).where(
+            Note.author_id == reader, Note.published == false(), live()).limit(OWN_MAX + 1)))
+    if len(ids) > SCHEDULED_MAX or len(own) > OWN_MAX:
+        return UNCOUNTED
+    size = NoteBlock.BLOCK
+    if tag_id is None:
+        blocks = select(NoteBlock.block, NoteBlock.notes).where(NoteBlock.notes > 0)
+    else:
+        blocks = select(TagBlock.block, TagBlock.notes).where(TagBlock.tag_id == tag_id,
+                                                              TagBlock.notes > 0)
+        if ids or own:  # only those of the tag
+            tagged = set(db.session.scalars(select(note_tags.c.note_id).where(
+                note_tags.c.tag_id == tag_id, note_tags.c.note_id.in_(ids + own))))
+            ids, own = [i for i in ids if i in tagged], [i for i in own if i in tagged]
+    notes = Counter(dict(db.session.execute(blocks).all()))
+    notes.subtract(i // size for i in ids)
+    notes.update(i // size for i in own)
+    for block in sorted(notes, reverse=newest_first):
+        if at < notes[block]:
+            return block, at
+        at -= max(notes[block], 0)
+    return None
+
+
+def by_tag_blocks(tag_id: int) -> Callable[[int], tuple[Any, ...] | None]:
+    """:attr:`Listing.place` of a tag's page (newest written first): the block holding the
+    place by :func:`in_blocks`, then the tag's notes of that block skipped along its links'
+    index (at most a block's)."""
+    def place(at: int) -> tuple[Any, ...] | None:
+        found = in_blocks(at, tag_id, newest_first=True)
+        if found is None or found == UNCOUNTED:
+            return found
+        block, skip = found
+        size = NoteBlock.BLOCK
+        row = db.session.execute(
+            select(note_tags.c.note_id).join(Note, Note.id == note_tags.c.note_id).where(
+                note_tags.c.tag_id == tag_id, note_tags.c.note_id >= block * size,
+                note_tags.c.note_id < (block + 1) * size, public(by_time_index=False))
+            .order_by(note_tags.c.note_id.desc()).offset(skip).limit(1)).first()
+        return None if row is None else tuple(row)
+    return place
 
 
 def _older(stmt: Select[Any], key: Key, at: tuple[Any, ...], size: int) -> Window:
