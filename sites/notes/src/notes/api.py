@@ -270,8 +270,8 @@ def visible(note: Note | None, user: User | None) -> Note:
     return note
 
 
-def numbered(stmt: Select[Any], skip: int, seen: ColumnElement[bool], tag_id: int | None,
-             reader: int | None) -> Select[Any]:
+def numbered(stmt: Select[Any], key: ColumnElement[int], skip: int, seen: ColumnElement[bool],
+             tag_id: int | None, reader: int | None) -> Select[Any]:
     """``stmt`` (a list in id order of the notes ``seen`` shows a reader, all or a tag's) from
     its ``skip``-th note on. The block of ids that note is in is found by the notes counted
     per block (:func:`notes.lists.in_blocks`), the note itself by skipping within that block
@@ -292,7 +292,7 @@ def numbered(stmt: Select[Any], skip: int, seen: ColumnElement[bool], tag_id: in
                  .where(note_tags.c.tag_id == tag_id, note_tags.c.note_id >= low,
                         note_tags.c.note_id < high, seen).order_by(note_tags.c.note_id))
     first = db.session.scalar(place.offset(skip).limit(1))
-    return stmt.where(false() if first is None else Note.id >= first)
+    return stmt.where(false() if first is None else key >= first)
 
 
 @bp.get("/notes")
@@ -316,9 +316,11 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
     tag_id = None
     if query.get("tag"):
         tag_id = db.session.scalar(select(Tag.id).where(Tag.name == query["tag"].strip().lower()))
-        where.append(Note.id.in_(select(note_tags.c.note_id).where(note_tags.c.tag_id == tag_id)))
     args = {k: v for k, v in query.items() if k not in ("page", "after")}
     if query.get("q"):  # ranked, not in id order: `after` means nothing here (ignored)
+        if query.get("tag"):
+            where.append(Note.id.in_(select(note_tags.c.note_id).where(
+                note_tags.c.tag_id == tag_id)))
         ids = search.ranked(query["q"], and_(*where))
         start = (query["page"] - 1) * size
         if start and start >= len(ids):
@@ -330,14 +332,20 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         more = len(ids) > start + size
         following = {**args, "page": query["page"] + 1}
     else:
-        stmt = select(Note).options(*SHOWN).where(*where).order_by(Note.id)
+        stmt, key = select(Note).options(*SHOWN).where(*where), Note.id
+        if query.get("tag"):  # along the tag's links (``IN`` would read all of them first)
+            stmt = stmt.join(note_tags, and_(note_tags.c.note_id == Note.id,
+                                             note_tags.c.tag_id == tag_id))
+            key = note_tags.c.note_id
+        stmt = stmt.order_by(key)
         if "after" in query:
-            stmt = stmt.where(Note.id > query["after"])
+            stmt = stmt.where(key > query["after"])
         elif query["page"] > 1:  # an old page number
             skip = (query["page"] - 1) * size
             counted = not query.get("author") and query.get("published") is None and (
                 tag_id is not None or not query.get("tag"))
-            stmt = (numbered(stmt, skip, where[0], tag_id, None if user is None else user.id)
+            stmt = (numbered(stmt, key, skip, where[0], tag_id,
+                             None if user is None else user.id)
                     if counted else stmt.offset(skip))
         items = list(db.session.scalars(stmt.limit(size + 1)))
         if not items and query["page"] > 1:

@@ -7,9 +7,15 @@ than K) or ``?after=K`` (newer) — so page 5,000 costs what page 2 costs. No pa
 list: a page knows whether there is a next one by asking for one note more than it shows.
 The old ``?page=N`` addresses keep answering, with what ``OFFSET`` would show: the home page's
 N-th page finds its place by the public notes counted per day of publication (``note_days``,
-kept by triggers at every write, migration 0012) and skips only within that day; other lists
-skip along their index alone (it holds every column their condition reads, so no note is
-read). Then the page is read as any other.
+kept by triggers at every write, migration 0012) and skips only within that day; a tag's page
+(newest written first, by id) by the tag's notes counted per block of 1,000 ids
+(``tag_blocks``, kept by triggers on ``note_tags`` and ``notes``, migration 0014) and skips
+only within that block (:func:`in_blocks`, :func:`by_tag_blocks`; the API's list in id order
+finds its place the same way, by ``note_blocks`` or ``tag_blocks``); an author's skips along
+its index alone (it holds every column its condition reads, so no note is read). Then the page
+is read as any other. The counts hold the notes published and not in the trash; those
+scheduled for later are taken away when a place is looked for (they are few: past
+:data:`SCHEDULED_MAX` the list is skipped along instead).
 """
 
 from __future__ import annotations
