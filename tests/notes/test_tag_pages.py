@@ -21,6 +21,7 @@ from notes.extensions import db
 from notes.models import Note, NoteBlock, Tag, TagBlock, live, note_tags
 
 from .test_data import flask_cli, migrations_round_trip
+from .test_pages import old_notes
 from .test_scale import many, plan, problems, statements  # noqa: F401 (many: a fixture)
 
 SIZE = 7
@@ -206,20 +207,8 @@ def test_upgrade_to_0014_counts_each_tags_notes_per_block(db_url: str, tmp_path:
 
     try:
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO users (email, password_hash, is_admin, active, created_at) "
-                "VALUES ('old@example.com', 'x', false, true, '2026-01-01 00:00:00')"))
+            old_notes(conn)
             conn.execute(text("INSERT INTO tags (id, name) VALUES (1, 'one'), (2, 'two')"))
-            for note_id, published, deleted in ((1, True, None), (2, True, None),
-                                                (3, False, None), (1500, True, None),
-                                                (1600, True, "2026-01-04 00:00:00")):
-                conn.execute(text(
-                    "INSERT INTO notes (id, author_id, title, slug, body, body_text, published, "
-                    "published_at, deleted_at, created_at, updated_at) SELECT :id, id, 't', "
-                    ":slug, '<p>x</p>', 'x', :published, '2026-01-01 00:00:00', :deleted, "
-                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM users"),
-                    {"id": note_id, "slug": f"n{note_id}", "published": published,
-                     "deleted": deleted})
             conn.execute(text("INSERT INTO note_tags (note_id, tag_id) VALUES (1, 1), (2, 1), "
                               "(2, 2), (3, 1), (1500, 1), (1600, 2)"))
         r = flask_cli(env, "db", "upgrade")
@@ -248,13 +237,13 @@ def test_upgrade_to_0014_counts_each_tags_notes_per_block(db_url: str, tmp_path:
 
 @pytest.mark.usefixtures("many")
 def test_a_tag_page_by_its_number_skips_within_one_block(app, client) -> None:
-    """The statement that finds a tag page's place reads the tag's links of one block of ids,
-    not the tag's links from the newest: the bounds of the block are in it."""
+    """The statement that finds a tag page's place reads the tag's links from the end of one
+    block of ids, not from the newest."""
     app.config["NOTES_PER_PAGE"] = 2
     with statements(app) as seen:
         assert client.get("/t/tag7?page=3").status_code == 200
-    within = [(s, p) for s, p in seen if s.startswith("SELECT note_tags.note_id")]
+    within = [(s, p) for s, p in seen if re.match(r"SELECT (STRAIGHT_JOIN )?note_tags.note_id", s)]
     assert len(within) == 1
     statement, _ = within[0]
-    assert re.search(r"note_tags\.note_id >= .*note_tags\.note_id < ", statement), statement
+    assert "note_tags.note_id < " in statement, statement
     check_plans(app, within)

@@ -284,13 +284,14 @@ def numbered(stmt: Select[Any], key: ColumnElement[int], skip: int, seen: Column
     if found == lists.UNCOUNTED:
         return stmt.offset(skip)
     block, skip = found
-    low, high = block * NoteBlock.BLOCK, (block + 1) * NoteBlock.BLOCK
+    low = block * NoteBlock.BLOCK
     if tag_id is None:
-        place = select(Note.id).where(seen, Note.id >= low, Note.id < high).order_by(Note.id)
+        place = select(Note.id).where(seen, Note.id >= low).order_by(Note.id)
     else:
-        place = (select(note_tags.c.note_id).join(Note, Note.id == note_tags.c.note_id)
-                 .where(note_tags.c.tag_id == tag_id, note_tags.c.note_id >= low,
-                        note_tags.c.note_id < high, seen).order_by(note_tags.c.note_id))
+        place = (lists.links_first(select(note_tags.c.note_id).join(
+            Note, Note.id == note_tags.c.note_id))
+            .where(note_tags.c.tag_id == tag_id, note_tags.c.note_id >= low, seen)
+            .order_by(note_tags.c.note_id))  # (no end: see lists.by_tag_blocks)
     first = db.session.scalar(place.offset(skip).limit(1))
     return stmt.where(false() if first is None else key >= first)
 
@@ -332,11 +333,12 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         more = len(ids) > start + size
         following = {**args, "page": query["page"] + 1}
     else:
-        stmt, key = select(Note).options(*SHOWN).where(*where), Note.id
+        stmt, key = select(Note).options(*SHOWN), Note.id
         if query.get("tag"):  # along the tag's links (``IN`` would read all of them first)
-            stmt = stmt.join(note_tags, and_(note_tags.c.note_id == Note.id,
-                                             note_tags.c.tag_id == tag_id))
+            stmt = lists.links_first(stmt.select_from(note_tags).join(
+                Note, and_(note_tags.c.note_id == Note.id, note_tags.c.tag_id == tag_id)))
             key = note_tags.c.note_id
+        stmt = stmt.where(*where)
         stmt = stmt.order_by(key)
         if "after" in query:
             stmt = stmt.where(key > query["after"])
