@@ -160,6 +160,8 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
         "/api/notes?page=<middle> (an old number)": f"/api/notes?page={max(1, n // 40)}",
         "/api/notes?tag=<tag>&page=<middle>":
             f"/api/notes?tag=tag7&page={max(1, tagged // 20 // 2)}",
+        "/api/notes?author=<author>&page=<middle>":
+            f"/api/notes?author=3&page={max(1, n // AUTHORS // 20 // 2)}",
     }
 
 

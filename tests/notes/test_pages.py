@@ -244,6 +244,6 @@ def test_mariadb_refusing_triggers_changes_nothing_and_says_what_to_set(tmp_path
             assert again.returncode == 0, again.stderr
             with root.connect() as conn:
                 assert conn.exec_driver_sql("SELECT version_num FROM notes_binlog."
-                                            "alembic_version").scalar() == "0014_tags"
+                                            "alembic_version").scalar() == "0015_authors"
         finally:
             root.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, delete, insert, select, text, true
 
 from notes import lists, trash
 from notes.extensions import db
-from notes.models import Note, NoteBlock, Tag, TagBlock, live, note_tags
+from notes.models import AuthorBlock, Note, NoteBlock, Tag, TagBlock, live, note_tags
 
 from .test_data import flask_cli, migrations_round_trip
 from .test_pages import old_notes
@@ -83,11 +83,37 @@ def check_plans(app: Any, seen: list[tuple[str, Any]]) -> None:
             assert not problems(dialect, statement, found), (statement, found)
 
 
-def check_every_page(app: Any, client: Any, writer: dict[str, str], monkeypatch: Any) -> None:
+def check_authors(app: Any, client: Any, writer: dict[str, str], writer_id: int) -> None:
+    """author_blocks (migration 0015) is a recount's, and the API's pages of an author by
+    their numbers are those its links walk to (for the writer too)."""
+    with app.app_context():
+        recounted = Counter((a, i // 1000) for a, i in db.session.execute(
+            select(Note.author_id, Note.id).where(Note.published == true(), live())))
+        authors = {(a, b): n for a, b, n in db.session.execute(
+            select(AuthorBlock.author_id, AuthorBlock.block, AuthorBlock.notes)) if n}
+    assert authors == dict(recounted)
+    for headers in ({}, writer):
+        for author in (3, writer_id):
+            walked, url = [], f"/api/notes?author={author}&per_page=3"
+            while url:
+                r = client.get(url, headers=headers)
+                walked.append([n["id"] for n in r.json["items"]])
+                url = r.json["next"]
+            for number in range(2, len(walked) + 1):
+                with statements(app) as seen:
+                    r = client.get("/api/notes", headers=headers, query_string={
+                        "author": author, "per_page": 3, "page": number})
+                assert [n["id"] for n in r.json["items"]] == walked[number - 1]
+                assert any("author_blocks" in s for s, _ in seen)
+
+
+def check_every_page(app: Any, client: Any, writer: dict[str, str], monkeypatch: Any,
+                     writer_id: int) -> None:
     """The counts are a recount's; every page by its number is the page its links walk to,
     on the site and in the API (anonymous, and a writer who sees their own notes too), with
     blocks of any size; the place is found by tag_blocks."""
     assert kept(app) == recount(app, 1000)
+    check_authors(app, client, writer, writer_id)
     web, anonymous, own = walk_web(client), walk_api(client, {}), walk_api(client, writer)
     assert len(web) > 5 and all(len(p) == SIZE for p in web[:-1]) and web[-1]
     assert own != anonymous  # (the writer sees their scheduled note, or draft)
@@ -142,7 +168,7 @@ def test_tag_page_numbers_show_what_their_links_walk_to_after_every_change(
     sql(app, f"UPDATE notes SET published = false WHERE id = {tagged[5]}",
         f"UPDATE notes SET published_at = '2999-01-01 00:00:00' WHERE id = {tagged[30]}")
     writer = token_for(app, user[0].email)
-    check_every_page(app, client, writer, monkeypatch)
+    check_every_page(app, client, writer, monkeypatch, user[0].id)
 
     with app.app_context():  # through the ORM
         tag = db.session.get(Tag, TAG)
@@ -165,7 +191,7 @@ def test_tag_page_numbers_show_what_their_links_walk_to_after_every_change(
     with app.app_context():
         assert db.session.scalar(select(Note.id).where(Note.id == tagged[24])) is None
         assert not db.session.scalar(select(TagBlock.notes).where(TagBlock.tag_id == 10))
-    check_every_page(app, client, writer, monkeypatch)
+    check_every_page(app, client, writer, monkeypatch, user[0].id)
 
     with app.app_context():  # back again
         trash.restore(db.session.get(Note, tagged[20]))
@@ -174,7 +200,7 @@ def test_tag_page_numbers_show_what_their_links_walk_to_after_every_change(
         db.session.get(Note, tagged[22]).published_at = datetime.now(UTC) - timedelta(minutes=1)
         db.session.get(Note, tagged[5]).published = True
         db.session.commit()
-    check_every_page(app, client, writer, monkeypatch)
+    check_every_page(app, client, writer, monkeypatch, user[0].id)
 
     # more notes scheduled, or drafts of the reader, than the bounds: skipped to, the same
     sql(app, f"UPDATE notes SET published = false WHERE id = {tagged[5]}")
@@ -247,3 +273,40 @@ def test_a_tag_page_by_its_number_skips_within_one_block(app, client) -> None:
     statement, _ = within[0]
     assert "note_tags.note_id < " in statement, statement
     check_plans(app, within)
+
+
+def test_upgrade_to_0015_counts_each_authors_notes_per_block(db_url: str, tmp_path: Path
+                                                            ) -> None:
+    """author_blocks: an author's notes published and not in the trash per 1,000 ids, counted
+    by the upgrade, then by triggers (a note moved to another author moves its count)."""
+    env = {"NOTES_DATABASE_URL": db_url, "NOTES_DATA_DIR": str(tmp_path)}
+    assert flask_cli(env, "db", "upgrade", "0014_tags").returncode == 0
+    engine = create_engine(db_url)
+
+    def blocks() -> dict[tuple[int, int], int]:
+        with engine.connect() as conn:
+            return {(a, b): n for a, b, n in conn.execute(text(
+                "SELECT author_id, block, notes FROM author_blocks")) if n}
+
+    try:
+        with engine.begin() as conn:
+            old_notes(conn)
+            author = conn.execute(text("SELECT id FROM users")).scalar()
+        r = flask_cli(env, "db", "upgrade")
+        assert r.returncode == 0, r.stderr
+        assert blocks() == {(author, 0): 2, (author, 1): 1}
+        with engine.begin() as conn:  # and follows what is written now
+            conn.execute(text(
+                "INSERT INTO users (email, password_hash, is_admin, active, created_at) "
+                "VALUES ('new@example.com', 'x', false, true, '2026-01-01 00:00:00')"))
+            other = conn.execute(text(
+                "SELECT id FROM users WHERE email = 'new@example.com'")).scalar()
+            conn.execute(text("UPDATE notes SET published = true WHERE id = 3"))
+            conn.execute(text("UPDATE notes SET author_id = :o WHERE id = 2"), {"o": other})
+            conn.execute(text("DELETE FROM notes WHERE id = 1"))
+            conn.execute(text("UPDATE notes SET deleted_at = NULL WHERE id = 1600"))
+        assert blocks() == {(author, 0): 1, (other, 0): 1, (author, 1): 2}
+        migrations_round_trip(env, engine, "0014_tags", notes=4)
+        assert blocks() == {(author, 0): 1, (other, 0): 1, (author, 1): 2}
+    finally:
+        engine.dispose()

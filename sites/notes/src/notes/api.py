@@ -271,14 +271,16 @@ def visible(note: Note | None, user: User | None) -> Note:
 
 
 def numbered(stmt: Select[Any], key: ColumnElement[int], skip: int, seen: ColumnElement[bool],
-             tag_id: int | None, reader: int | None) -> Select[Any]:
-    """``stmt`` (a list in id order of the notes ``seen`` shows a reader, all or a tag's) from
-    its ``skip``-th note on. The block of ids that note is in is found by the notes counted
-    per block (:func:`notes.lists.in_blocks`), the note itself by skipping within that block
-    (the tag's links of it, for a tag), and the list is read from it: the same cost at any
-    depth. When the counts cannot tell (a great many notes scheduled, or drafts), the list
-    skips along its index from its start."""
-    found = lists.in_blocks(skip, tag_id, newest_first=False, reader=reader)
+             tag_id: int | None, reader: int | None, author_id: int | None = None
+             ) -> Select[Any]:
+    """``stmt`` (a list in id order of the notes ``seen`` shows a reader: all, a tag's or an
+    author's) from its ``skip``-th note on. The block of ids that note is in is found by the
+    notes counted per block (:func:`notes.lists.in_blocks`), the note itself by skipping
+    within that block (the tag's links of it, for a tag), and the list is read from it: the
+    same cost at any depth. When the counts cannot tell (a great many notes scheduled, or
+    drafts), the list skips along its index from its start."""
+    found = lists.in_blocks(skip, tag_id, newest_first=False, reader=reader,
+                            author_id=author_id)
     if found is None:
         return stmt.where(false())  # past the last page
     if found == lists.UNCOUNTED:
@@ -344,10 +346,11 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
             stmt = stmt.where(key > query["after"])
         elif query["page"] > 1:  # an old page number
             skip = (query["page"] - 1) * size
-            counted = not query.get("author") and query.get("published") is None and (
+            counted = query.get("published") is None and not (
+                query.get("author") and query.get("tag")) and (
                 tag_id is not None or not query.get("tag"))
-            stmt = (numbered(stmt, key, skip, where[0], tag_id,
-                             None if user is None else user.id)
+            stmt = (numbered(stmt, key, skip, and_(*where), tag_id,
+                             None if user is None else user.id, query.get("author"))
                     if counted else stmt.offset(skip))
         items = list(db.session.scalars(stmt.limit(size + 1)))
         if not items and query["page"] > 1:

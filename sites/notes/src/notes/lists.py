@@ -32,6 +32,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from .extensions import db
 from .models import (
+    AuthorBlock,
     Note,
     NoteBlock,
     NoteDay,
@@ -219,13 +220,14 @@ SCHEDULED_MAX = 1000  # more notes scheduled for later, or drafts of a reader: s
 OWN_MAX = 1000
 
 
-def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | None = None
-              ) -> tuple[int, ...] | None:
+def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | None = None,
+              author_id: int | None = None) -> tuple[int, ...] | None:
     """The block of ids (:attr:`NoteBlock.BLOCK`) holding place ``at`` (0: the first) of a
     list in id order, and the place within that block: the public notes, or the reader's
-    (the public ones and their own not in the trash), all of them or a tag's (``tag_id``).
-    The blocks before it are passed by the notes counted in each (:class:`NoteBlock`, or
-    :class:`TagBlock` for a tag: published and not in the trash), less those scheduled for
+    (the public ones and their own not in the trash), all of them, a tag's (``tag_id``) or
+    an author's (``author_id``; not both). The blocks before it are passed by the notes
+    counted in each (:class:`NoteBlock`, :class:`TagBlock` for a tag, :class:`AuthorBlock`
+    for an author: published and not in the trash), less those scheduled for
     later (found along the public order's index; the reader's own stay), plus the reader's
     own notes not published (along their author index). None: past the end; more scheduled
     notes or drafts than :data:`SCHEDULED_MAX`/:data:`OWN_MAX`: :data:`UNCOUNTED` (skip
@@ -233,15 +235,20 @@ def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | Non
     later = select(Note.id).where(next_scheduled())
     if reader is not None:
         later = later.where(Note.author_id != reader)
+    if author_id is not None:
+        later = later.where(Note.author_id == author_id)
     ids = list(db.session.scalars(later.limit(SCHEDULED_MAX + 1)))
     own: list[int] = []
-    if reader is not None:
+    if reader is not None and author_id in (None, reader):
         own = list(db.session.scalars(select(Note.id).where(
             Note.author_id == reader, Note.published == false(), live()).limit(OWN_MAX + 1)))
     if len(ids) > SCHEDULED_MAX or len(own) > OWN_MAX:
         return UNCOUNTED
     size = NoteBlock.BLOCK
-    if tag_id is None:
+    if author_id is not None:
+        blocks = select(AuthorBlock.block, AuthorBlock.notes).where(
+            AuthorBlock.author_id == author_id, AuthorBlock.notes > 0)
+    elif tag_id is None:
         blocks = select(NoteBlock.block, NoteBlock.notes).where(NoteBlock.notes > 0)
     else:
         blocks = select(TagBlock.block, TagBlock.notes).where(TagBlock.tag_id == tag_id,
