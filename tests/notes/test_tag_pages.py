@@ -46,6 +46,17 @@ def kept(app: Any) -> dict[tuple[int, int], int]:
             select(TagBlock.tag_id, TagBlock.block, TagBlock.notes)) if n}
 
 
+def check_blocks_counted(app: Any) -> None:
+    """tag_blocks and author_blocks are what a recount finds (after a restore, say)."""
+    assert kept(app) == recount(app, 1000)
+    with app.app_context():
+        recounted = Counter((a, i // 1000) for a, i in db.session.execute(
+            select(Note.author_id, Note.id).where(Note.published == true(), live())))
+        authors = {(a, b): n for a, b, n in db.session.execute(
+            select(AuthorBlock.author_id, AuthorBlock.block, AuthorBlock.notes)) if n}
+    assert authors == dict(recounted)
+
+
 def refill(app: Any, block: int) -> None:
     """tag_blocks counted by ``block`` ids (the triggers count by 1,000)."""
     with app.app_context():
@@ -84,14 +95,9 @@ def check_plans(app: Any, seen: list[tuple[str, Any]]) -> None:
 
 
 def check_authors(app: Any, client: Any, writer: dict[str, str], writer_id: int) -> None:
-    """author_blocks (migration 0015) is a recount's, and the API's pages of an author by
-    their numbers are those its links walk to (for the writer too)."""
-    with app.app_context():
-        recounted = Counter((a, i // 1000) for a, i in db.session.execute(
-            select(Note.author_id, Note.id).where(Note.published == true(), live())))
-        authors = {(a, b): n for a, b, n in db.session.execute(
-            select(AuthorBlock.author_id, AuthorBlock.block, AuthorBlock.notes)) if n}
-    assert authors == dict(recounted)
+    """The counts are a recount's, and the API's pages of an author by their numbers are those
+    its links walk to (for the writer too)."""
+    check_blocks_counted(app)
     for headers in ({}, writer):
         for author in (3, writer_id):
             walked, url = [], f"/api/notes?author={author}&per_page=3"

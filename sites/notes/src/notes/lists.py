@@ -11,11 +11,12 @@ kept by triggers at every write, migration 0012) and skips only within that day;
 (newest written first, by id) by the tag's notes counted per block of 1,000 ids
 (``tag_blocks``, kept by triggers on ``note_tags`` and ``notes``, migration 0014) and skips
 only within that block (:func:`in_blocks`, :func:`by_tag_blocks`; the API's list in id order
-finds its place the same way, by ``note_blocks`` or ``tag_blocks``); an author's skips along
-its index alone (it holds every column its condition reads, so no note is read). Then the page
-is read as any other. The counts hold the notes published and not in the trash; those
-scheduled for later are taken away when a place is looked for (they are few: past
-:data:`SCHEDULED_MAX` the list is skipped along instead).
+finds its place the same way, by ``note_blocks``, ``tag_blocks`` or ``author_blocks``,
+migration 0015); an author's page skips along its index alone (it holds every column its
+condition reads, so no note is read). Then the page is read as any other. The counts hold
+the notes published and not in the trash; those scheduled for later are taken away when a
+place is looked for (they are few: past :data:`SCHEDULED_MAX` the list is skipped along
+instead).
 """
 
 from __future__ import annotations
