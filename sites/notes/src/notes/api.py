@@ -270,7 +270,7 @@ def visible(note: Note | None, user: User | None) -> Note:
     return note
 
 
-def numbered(stmt: Select[Any], key: ColumnElement[int], skip: int, seen: ColumnElement[bool],
+def numbered(stmt: Select[Any], key: Any, skip: int, seen: ColumnElement[bool],
              tag_id: int | None, reader: int | None, author_id: int | None = None
              ) -> Select[Any]:
     """``stmt`` (a list in id order of the notes ``seen`` shows a reader: all, a tag's or an
@@ -335,7 +335,8 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         more = len(ids) > start + size
         following = {**args, "page": query["page"] + 1}
     else:
-        stmt, key = select(Note).options(*SHOWN), Note.id
+        stmt = select(Note).options(*SHOWN)
+        key: Any = Note.id  # the list's order
         if query.get("tag"):  # along the tag's links (``IN`` would read all of them first)
             stmt = lists.links_first(stmt.select_from(note_tags).join(
                 Note, and_(note_tags.c.note_id == Note.id, note_tags.c.tag_id == tag_id)))
