@@ -133,8 +133,7 @@ def _dialect() -> str:
     return name if name in ('sqlite', 'postgresql') else 'mariadb'
 
 
-TRIGGERS = {'sqlite': ('link', 'unlink', 'relink', 'note', 'note_delete'),
-            'mariadb': ('link', 'unlink', 'relink', 'note', 'note_delete')}
+TRIGGERS = ('link', 'unlink', 'relink', 'note', 'note_delete')  # (SQLite and MariaDB)
 
 
 def upgrade() -> None:
@@ -167,6 +166,6 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION tag_blocks_link()")
         op.execute("DROP FUNCTION tag_blocks_note()")
     else:
-        for trigger in TRIGGERS[dialect]:
+        for trigger in TRIGGERS:
             op.execute(f"DROP TRIGGER tag_blocks_{trigger}")
     op.drop_table('tag_blocks')
