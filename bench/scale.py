@@ -133,6 +133,7 @@ def cursor(note_id: int) -> str:
 
 def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
     middle = max(1, n // per_page // 2)
+    tagged = n * 2 // TAGS  # (about: each note has 2 of the TAGS tags)
     return {
         "home /": "/",
         "/?page=2": "/?page=2",
@@ -141,6 +142,9 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
         "a note /n/<slug>": f"/n/note-{n // 2}",
         "a tag page": "/t/tag7",
         "an author page": "/a/3",
+        "a tag's middle page by its number": f"/t/tag7?page={max(1, tagged // per_page // 2)}",
+        "an author's middle page by its number":
+            f"/a/3?page={max(1, n // AUTHORS // per_page // 2)}",
         "search, a rare word": f"/?q={words['rare']}",
         "search, a word in most notes": f"/?q={words['common']}",
         "search, a word in ~2 % of notes": f"/?q={words['middling']}",
@@ -154,6 +158,10 @@ def pages(n: int, words: dict[str, str], per_page: int) -> dict[str, str]:
         "/api/notes?q=<rare word>": f"/api/notes?q={words['rare']}",
         "/api/notes?after=<middle id>": f"/api/notes?after={n // 2}",
         "/api/notes?page=<middle> (an old number)": f"/api/notes?page={max(1, n // 40)}",
+        "/api/notes?tag=<tag>&page=<middle>":
+            f"/api/notes?tag=tag7&page={max(1, tagged // 20 // 2)}",
+        "/api/notes?author=<author>&page=<middle>":
+            f"/api/notes?author=3&page={max(1, n // AUTHORS // 20 // 2)}",
     }
 
 

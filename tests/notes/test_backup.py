@@ -23,6 +23,7 @@ from notes.services import create_note, issue_token
 from tests import servers
 from tests.notes.conftest import PASSWORD, _account, csrf, make_app
 from tests.notes.test_pages import check_days_counted
+from tests.notes.test_tag_pages import check_blocks_counted
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 
@@ -105,6 +106,7 @@ def test_backup_under_writes_then_wipe_and_restore(app: Any, db_url: str, tmp_pa
     got = counts(target)
     assert got == {"notes": manifest["tables"]["notes"], "users": 2, "tokens": 1}
     check_days_counted(target)  # counted again as the notes came back (note_days: derived)
+    check_blocks_counted(target)  # (tag_blocks, author_blocks: the same)
     assert (tmp_path / "wiped" / "uploads" / image).read_bytes() == IMAGE
     assert (tmp_path / "wiped" / "secret_key").read_text().strip() == app.config["SECRET_KEY"]
 
@@ -130,6 +132,7 @@ def test_backup_under_writes_then_wipe_and_restore(app: Any, db_url: str, tmp_pa
     assert forced.exit_code == 0, forced.output
     assert counts(target) == got
     check_days_counted(target)
+    check_blocks_counted(target)
 
 
 @pytest.mark.skipif("postgresql" not in os.environ.get("NOTES_TEST_DBS", "postgresql"),

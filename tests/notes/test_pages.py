@@ -161,6 +161,22 @@ def test_upgrade_to_0012_counts_the_notes_and_downgrade_keeps_them(
         engine.dispose()
 
 
+def old_notes(conn: Any) -> None:
+    """An author and notes 1, 2 (published), 3 (a draft), 1500 (published), 1600 (in the
+    trash), written by plain SQL before an upgrade."""
+    conn.execute(text(
+        "INSERT INTO users (email, password_hash, is_admin, active, created_at) "
+        "VALUES ('old@example.com', 'x', false, true, '2026-01-01 00:00:00')"))
+    for note_id, published, deleted in ((1, True, None), (2, True, None), (3, False, None),
+                                        (1500, True, None), (1600, True, "2026-01-04 00:00:00")):
+        conn.execute(text(
+            "INSERT INTO notes (id, author_id, title, slug, body, body_text, published, "
+            "published_at, deleted_at, created_at, updated_at) SELECT :id, id, 't', :slug, "
+            "'<p>x</p>', 'x', :published, '2026-01-01 00:00:00', :deleted, "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM users"),
+            {"id": note_id, "slug": f"n{note_id}", "published": published, "deleted": deleted})
+
+
 def test_upgrade_to_0013_counts_the_notes_per_block_of_ids(db_url: str, tmp_path: Path
                                                            ) -> None:
     """note_blocks (the API's old page numbers, see notes.api.numbered): the published notes
@@ -176,19 +192,7 @@ def test_upgrade_to_0013_counts_the_notes_per_block_of_ids(db_url: str, tmp_path
 
     try:
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO users (email, password_hash, is_admin, active, created_at) "
-                "VALUES ('old@example.com', 'x', false, true, '2026-01-01 00:00:00')"))
-            for note_id, published, deleted in ((1, True, None), (2, True, None),
-                                                (3, False, None), (1500, True, None),
-                                                (1600, True, "2026-01-04 00:00:00")):
-                conn.execute(text(
-                    "INSERT INTO notes (id, author_id, title, slug, body, body_text, published, "
-                    "published_at, deleted_at, created_at, updated_at) SELECT :id, id, 't', "
-                    ":slug, '<p>x</p>', 'x', :published, '2026-01-01 00:00:00', :deleted, "
-                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM users"),
-                    {"id": note_id, "slug": f"n{note_id}", "published": published,
-                     "deleted": deleted})
+            old_notes(conn)
         r = flask_cli(env, "db", "upgrade")
         assert r.returncode == 0, r.stderr
         assert blocks() == {0: 2, 1: 1}
@@ -240,6 +244,6 @@ def test_mariadb_refusing_triggers_changes_nothing_and_says_what_to_set(tmp_path
             assert again.returncode == 0, again.stderr
             with root.connect() as conn:
                 assert conn.exec_driver_sql("SELECT version_num FROM notes_binlog."
-                                            "alembic_version").scalar() == "0013_words"
+                                            "alembic_version").scalar() == "0015_authors"
         finally:
             root.dispose()

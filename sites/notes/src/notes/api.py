@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from datetime import UTC
 from typing import Any
 
@@ -15,7 +14,7 @@ from apiflask.validators import Length, OneOf, Range, Regexp
 from flask import request, url_for
 from sqlalchemy import ColumnElement, Select, and_, false, select
 
-from . import revisions, search, trash
+from . import lists, revisions, search, trash
 from .extensions import csrf, db
 from .i18n import canonical, language_tags
 from .markdown import FORMATS
@@ -27,7 +26,6 @@ from .models import (
     Tag,
     User,
     live,
-    next_scheduled,
     note_tags,
     public,
     utcnow,
@@ -272,29 +270,32 @@ def visible(note: Note | None, user: User | None) -> Note:
     return note
 
 
-SCHEDULED_MAX = 1000  # more notes scheduled for later than this: a page number is skipped to
-
-
-def numbered(stmt: Select[Any], skip: int, counted: bool) -> Select[Any]:
-    """``stmt`` (a list in id order) from its ``skip``-th note on. The public list
-    (``counted``: no filter, nobody signed in) finds the block of ids that note is in by the
-    notes counted per block (:class:`~notes.models.NoteBlock`), less those scheduled for
-    later (found along the public order's index), and skips at most one block's notes: the
-    same cost at any depth. Any other list skips along its index from its start."""
-    if counted:
-        later = list(db.session.scalars(select(Note.id).where(next_scheduled())
-                                        .limit(SCHEDULED_MAX + 1)))
-        if len(later) <= SCHEDULED_MAX:
-            scheduled = Counter(i // NoteBlock.BLOCK for i in later)
-            for block, notes in db.session.execute(
-                    select(NoteBlock.block, NoteBlock.notes).where(NoteBlock.notes > 0)
-                    .order_by(NoteBlock.block)):
-                notes -= scheduled[block]
-                if skip < notes:
-                    return stmt.where(Note.id >= block * NoteBlock.BLOCK).offset(skip)
-                skip -= notes
-            return stmt.where(false())  # past the last page
-    return stmt.offset(skip)
+def numbered(stmt: Select[Any], key: Any, skip: int, seen: ColumnElement[bool],
+             tag_id: int | None, reader: int | None, author_id: int | None = None
+             ) -> Select[Any]:
+    """``stmt`` (a list in id order of the notes ``seen`` shows a reader: all, a tag's or an
+    author's) from its ``skip``-th note on. The block of ids that note is in is found by the
+    notes counted per block (:func:`notes.lists.in_blocks`), the note itself by skipping
+    within that block (the tag's links of it, for a tag), and the list is read from it: the
+    same cost at any depth. When the counts cannot tell (a great many notes scheduled, or
+    drafts), the list skips along its index from its start."""
+    found = lists.in_blocks(skip, tag_id, newest_first=False, reader=reader,
+                            author_id=author_id)
+    if found is None:
+        return stmt.where(false())  # past the last page
+    if found == lists.UNCOUNTED:
+        return stmt.offset(skip)
+    block, skip = found
+    low = block * NoteBlock.BLOCK
+    if tag_id is None:
+        place = select(Note.id).where(seen, Note.id >= low).order_by(Note.id)
+    else:
+        place = (lists.links_first(select(note_tags.c.note_id).join(
+            Note, Note.id == note_tags.c.note_id))
+            .where(note_tags.c.tag_id == tag_id, note_tags.c.note_id >= low, seen)
+            .order_by(note_tags.c.note_id))  # (no end: see lists.by_tag_blocks)
+    first = db.session.scalar(place.offset(skip).limit(1))
+    return stmt.where(false() if first is None else key >= first)
 
 
 @bp.get("/notes")
@@ -315,11 +316,14 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         where.append(Note.author_id == query["author"])
     if query.get("published") is not None:
         where.append(Note.published == query["published"])
+    tag_id = None
     if query.get("tag"):
-        found = db.session.scalar(select(Tag.id).where(Tag.name == query["tag"].strip().lower()))
-        where.append(Note.id.in_(select(note_tags.c.note_id).where(note_tags.c.tag_id == found)))
+        tag_id = db.session.scalar(select(Tag.id).where(Tag.name == query["tag"].strip().lower()))
     args = {k: v for k, v in query.items() if k not in ("page", "after")}
     if query.get("q"):  # ranked, not in id order: `after` means nothing here (ignored)
+        if query.get("tag"):
+            where.append(Note.id.in_(select(note_tags.c.note_id).where(
+                note_tags.c.tag_id == tag_id)))
         ids = search.ranked(query["q"], and_(*where))
         start = (query["page"] - 1) * size
         if start and start >= len(ids):
@@ -331,11 +335,24 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
         more = len(ids) > start + size
         following = {**args, "page": query["page"] + 1}
     else:
-        stmt = select(Note).options(*SHOWN).where(*where).order_by(Note.id)
+        stmt = select(Note).options(*SHOWN)
+        key: Any = Note.id  # the list's order
+        if query.get("tag"):  # along the tag's links (``IN`` would read all of them first)
+            stmt = lists.links_first(stmt.select_from(note_tags).join(
+                Note, and_(note_tags.c.note_id == Note.id, note_tags.c.tag_id == tag_id)))
+            key = note_tags.c.note_id
+        stmt = stmt.where(*where)
+        stmt = stmt.order_by(key)
         if "after" in query:
-            stmt = stmt.where(Note.id > query["after"])
+            stmt = stmt.where(key > query["after"])
         elif query["page"] > 1:  # an old page number
-            stmt = numbered(stmt, (query["page"] - 1) * size, user is None and len(where) == 1)
+            skip = (query["page"] - 1) * size
+            counted = query.get("published") is None and not (
+                query.get("author") and query.get("tag")) and (
+                tag_id is not None or not query.get("tag"))
+            stmt = (numbered(stmt, key, skip, and_(*where), tag_id,
+                             None if user is None else user.id, query.get("author"))
+                    if counted else stmt.offset(skip))
         items = list(db.session.scalars(stmt.limit(size + 1)))
         if not items and query["page"] > 1:
             abort(404, "No such page.")

@@ -158,9 +158,10 @@ def snapshot_database(engine: Engine, target: Path) -> str:
 
 def derived(name: str) -> bool:
     """A table the database keeps from others (SQLite's full-text index and its shadow tables,
-    the notes counted per day and per block of ids: filled by triggers): never copied, never
-    counted as data; rebuilt from the notes."""
-    return name.startswith("notes_fts") or name in ("note_days", "note_blocks")
+    the notes counted per day and per block of ids, all of them, a tag's and an author's:
+    filled by triggers): never copied, never counted as data; rebuilt from the notes."""
+    return name.startswith("notes_fts") or name in ("note_days", "note_blocks", "tag_blocks",
+                                                    "author_blocks")
 
 
 def _copied(table: Table) -> list[Column[Any]]:

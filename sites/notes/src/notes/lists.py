@@ -7,24 +7,44 @@ than K) or ``?after=K`` (newer) — so page 5,000 costs what page 2 costs. No pa
 list: a page knows whether there is a next one by asking for one note more than it shows.
 The old ``?page=N`` addresses keep answering, with what ``OFFSET`` would show: the home page's
 N-th page finds its place by the public notes counted per day of publication (``note_days``,
-kept by triggers at every write, migration 0012) and skips only within that day; other lists
-skip along their index alone (it holds every column their condition reads, so no note is
-read). Then the page is read as any other.
+kept by triggers at every write, migration 0012) and skips only within that day; a tag's page
+(newest written first, by id) by the tag's notes counted per block of 1,000 ids
+(``tag_blocks``, kept by triggers on ``note_tags`` and ``notes``, migration 0014) and skips
+only within that block (:func:`in_blocks`, :func:`by_tag_blocks`; the API's list in id order
+finds its place the same way, by ``note_blocks``, ``tag_blocks`` or ``author_blocks``,
+migration 0015); an author's page skips along its index alone (it holds every column its
+condition reads, so no note is read). Then the page is read as any other. The counts hold
+the notes published and not in the trash; those scheduled for later are taken away when a
+place is looked for (they are few: past :data:`SCHEDULED_MAX` the list is skipped along
+instead).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from flask import abort, current_app, request
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from .extensions import db
-from .models import Note, NoteDay, counted, utcnow
+from .models import (
+    AuthorBlock,
+    Note,
+    NoteBlock,
+    NoteDay,
+    TagBlock,
+    counted,
+    live,
+    next_scheduled,
+    note_tags,
+    public,
+    utcnow,
+)
 from .services import SHOWN
 
 PAGE = re.compile(r"[1-9][0-9]{0,8}")
@@ -105,7 +125,8 @@ class Listing:
     key: Key
     join: tuple[Any, Any] | None = None  # (table, on)
     # the key of the note at a place in the list (0: the newest), found without skipping
-    # along the list; None: skip along the index to it
+    # along the list (None: there is none; UNCOUNTED: skip along the index to it after all);
+    # no place: skip along the index to it
     place: Callable[[int], tuple[Any, ...] | None] | None = None
     index: str | None = None  # the index of its order (MariaDB is told: see along())
 
@@ -145,9 +166,8 @@ def window(listing: Listing, size: int | None = None) -> Window:
             abort(404)
         if page != "1":  # the place of the note before page N's first
             at = (int(page) - 1) * size - 1
-            if listing.place is not None:
-                found = listing.place(at)
-            else:
+            found = UNCOUNTED if listing.place is None else listing.place(at)
+            if found == UNCOUNTED:
                 row = db.session.execute(
                     listing.keys().order_by(*key.newest()).offset(at).limit(1)).first()
                 found = None if row is None else tuple(row)
@@ -194,6 +214,86 @@ def by_days(at: int) -> tuple[Any, ...] | None:
             return None if found is None else tuple(found)
         passed += notes
     return None
+
+
+UNCOUNTED: tuple[Any, ...] = ()  # a place the counts cannot tell (see Listing.place)
+SCHEDULED_MAX = 1000  # more notes scheduled for later, or drafts of a reader: skip to a place
+OWN_MAX = 1000
+
+
+def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | None = None,
+              author_id: int | None = None) -> tuple[int, ...] | None:
+    """The block of ids (:attr:`NoteBlock.BLOCK`) holding place ``at`` (0: the first) of a
+    list in id order, and the place within that block: the public notes, or the reader's
+    (the public ones and their own not in the trash), all of them, a tag's (``tag_id``) or
+    an author's (``author_id``; not both). The blocks before it are passed by the notes
+    counted in each (:class:`NoteBlock`, :class:`TagBlock` for a tag, :class:`AuthorBlock`
+    for an author: published and not in the trash), less those scheduled for
+    later (found along the public order's index; the reader's own stay), plus the reader's
+    own notes not published (along their author index). None: past the end; more scheduled
+    notes or drafts than :data:`SCHEDULED_MAX`/:data:`OWN_MAX`: :data:`UNCOUNTED` (skip
+    along the list)."""
+    later = select(Note.id).where(next_scheduled())
+    if reader is not None:
+        later = later.where(Note.author_id != reader)
+    if author_id is not None:
+        later = later.where(Note.author_id == author_id)
+    ids = list(db.session.scalars(later.limit(SCHEDULED_MAX + 1)))
+    own: list[int] = []
+    if reader is not None and author_id in (None, reader):
+        own = list(db.session.scalars(select(Note.id).where(
+            Note.author_id == reader, Note.published == false(), live()).limit(OWN_MAX + 1)))
+    if len(ids) > SCHEDULED_MAX or len(own) > OWN_MAX:
+        return UNCOUNTED
+    size = NoteBlock.BLOCK
+    if author_id is not None:
+        blocks = select(AuthorBlock.block, AuthorBlock.notes).where(
+            AuthorBlock.author_id == author_id, AuthorBlock.notes > 0)
+    elif tag_id is None:
+        blocks = select(NoteBlock.block, NoteBlock.notes).where(NoteBlock.notes > 0)
+    else:
+        blocks = select(TagBlock.block, TagBlock.notes).where(TagBlock.tag_id == tag_id,
+                                                              TagBlock.notes > 0)
+        if ids or own:  # only those of the tag
+            tagged = set(db.session.scalars(select(note_tags.c.note_id).where(
+                note_tags.c.tag_id == tag_id, note_tags.c.note_id.in_(ids + own))))
+            ids, own = [i for i in ids if i in tagged], [i for i in own if i in tagged]
+    notes = Counter(dict(db.session.execute(blocks).all()))
+    notes.subtract(i // size for i in ids)
+    notes.update(i // size for i in own)
+    for block in sorted(notes, reverse=newest_first):
+        if at < notes[block]:
+            return block, at
+        at -= max(notes[block], 0)
+    return None
+
+
+def links_first(stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` (a tag's links joined to their notes) read in the order written on
+    MariaDB/MySQL: given a range of ids on the links, its optimizer may carry it over to the
+    notes, read those first and sort the links (``filesort``)."""
+    return (stmt.prefix_with("STRAIGHT_JOIN", dialect="mysql")
+            .prefix_with("STRAIGHT_JOIN", dialect="mariadb"))
+
+
+def by_tag_blocks(tag_id: int) -> Callable[[int], tuple[Any, ...] | None]:
+    """:attr:`Listing.place` of a tag's page (newest written first): the block holding the
+    place by :func:`in_blocks`, then the tag's notes skipped along its links' index from that
+    block's end (fewer than the block holds). (The block's start is no bound in the statement:
+    given both, MariaDB reads the notes of the range first and sorts.)"""
+    def place(at: int) -> tuple[Any, ...] | None:
+        found = in_blocks(at, tag_id, newest_first=True)
+        if found is None or found == UNCOUNTED:
+            return found
+        block, skip = found
+        size = NoteBlock.BLOCK
+        row = db.session.execute(links_first(
+            select(note_tags.c.note_id).join(Note, Note.id == note_tags.c.note_id)).where(
+                note_tags.c.tag_id == tag_id, note_tags.c.note_id < (block + 1) * size,
+                public(by_time_index=False))
+            .order_by(note_tags.c.note_id.desc()).offset(skip).limit(1)).first()
+        return None if row is None else tuple(row)
+    return place
 
 
 def _older(stmt: Select[Any], key: Key, at: tuple[Any, ...], size: int) -> Window:

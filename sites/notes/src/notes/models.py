@@ -335,6 +335,35 @@ class NoteBlock(db.Model):  # type: ignore[name-defined,misc]
     notes: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
+class TagBlock(db.Model):  # type: ignore[name-defined,misc]
+    """How many notes carrying a tag are published and not in the trash in each block of
+    :attr:`NoteBlock.BLOCK` ids: written by triggers on ``note_tags`` and ``notes``
+    (migration 0014), whoever writes them; an old ``?page=N`` of a tag's page, and of the
+    API's list with ``tag=``, finds its place by them (notes.lists). Scheduled notes count
+    too (the readers take them away)."""
+
+    __tablename__ = "tag_blocks"
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"),
+                                        primary_key=True, autoincrement=False)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    notes: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class AuthorBlock(db.Model):  # type: ignore[name-defined,misc]
+    """How many of an author's notes are published and not in the trash in each block of
+    :attr:`NoteBlock.BLOCK` ids: written by triggers on notes (migration 0015); an old
+    ``?page=N`` of the API's list with ``author=`` finds its place by them (notes.lists).
+    Scheduled notes count too (the readers take them away)."""
+
+    __tablename__ = "author_blocks"
+
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                           primary_key=True, autoincrement=False)
+    block: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    notes: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class OldSlug(db.Model):  # type: ignore[name-defined,misc]
     """A slug a note had before it was retitled: its address answers a permanent redirect,
     and no other note can take it (a link, once published, keeps meaning the same note)."""

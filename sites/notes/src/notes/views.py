@@ -264,10 +264,12 @@ def _tag(name: str) -> Tag:
 
 def _tag_listing(found: Tag) -> lists.Listing:
     """Newest written first, along the tag's links (ix_note_tags_tag_note): a page reads only
-    the notes it shows, however few of all notes carry the tag."""
+    the notes it shows, however few of all notes carry the tag; a page by its number finds
+    its place by the tag's notes counted per block of ids (lists.by_tag_blocks)."""
     return lists.Listing((note_tags.c.tag_id == found.id, public(by_time_index=False)),
                          lists.Key((note_tags.c.note_id,), lambda n: (n.id,), (False,)),
-                         join=(note_tags, note_tags.c.note_id == Note.id))
+                         join=(note_tags, note_tags.c.note_id == Note.id),
+                         place=lists.by_tag_blocks(found.id))
 
 
 @bp.route("/t/<name>")
