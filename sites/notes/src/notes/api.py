@@ -271,8 +271,8 @@ def visible(note: Note | None, user: User | None) -> Note:
 
 
 def numbered(stmt: Select[Any], key: Any, skip: int, seen: ColumnElement[bool],
-             tag_id: int | None, reader: int | None, author_id: int | None = None
-             ) -> Select[Any]:
+             tag_id: int | None, reader: int | None, author_id: int | None = None,
+             drafts: bool = True) -> Select[Any]:
     """``stmt`` (a list in id order of the notes ``seen`` shows a reader: all, a tag's or an
     author's) from its ``skip``-th note on. The block of ids that note is in is found by the
     notes counted per block (:func:`notes.lists.in_blocks`), the note itself by skipping
@@ -280,7 +280,7 @@ def numbered(stmt: Select[Any], key: Any, skip: int, seen: ColumnElement[bool],
     same cost at any depth. When the counts cannot tell (a great many notes scheduled, or
     drafts), the list skips along its index from its start."""
     found = lists.in_blocks(skip, tag_id, newest_first=False, reader=reader,
-                            author_id=author_id)
+                            author_id=author_id, drafts=drafts)
     if found is None:
         return stmt.where(false())  # past the last page
     if found == lists.UNCOUNTED:
@@ -288,7 +288,9 @@ def numbered(stmt: Select[Any], key: Any, skip: int, seen: ColumnElement[bool],
     block, skip = found
     low = block * NoteBlock.BLOCK
     if tag_id is None:
-        place = select(Note.id).where(seen, Note.id >= low).order_by(Note.id)
+        # (MariaDB: along the primary key, not a list index read by ``published`` and sorted)
+        place = lists.along(select(Note.id).where(seen, Note.id >= low).order_by(Note.id),
+                            "PRIMARY")
     else:
         place = (lists.links_first(select(note_tags.c.note_id).join(
             Note, Note.id == note_tags.c.note_id))
@@ -347,11 +349,14 @@ def list_notes(query: dict[str, Any]) -> dict[str, Any]:
             stmt = stmt.where(key > query["after"])
         elif query["page"] > 1:  # an old page number
             skip = (query["page"] - 1) * size
-            counted = query.get("published") is None and not (
+            # (published=false: a reader's own drafts, or nothing; author= and tag= together:
+            # fewer than either alone) skipped along their index
+            counted = query.get("published") is not False and not (
                 query.get("author") and query.get("tag")) and (
                 tag_id is not None or not query.get("tag"))
             stmt = (numbered(stmt, key, skip, and_(*where), tag_id,
-                             None if user is None else user.id, query.get("author"))
+                             None if user is None else user.id, query.get("author"),
+                             drafts=query.get("published") is None)
                     if counted else stmt.offset(skip))
         items = list(db.session.scalars(stmt.limit(size + 1)))
         if not items and query["page"] > 1:

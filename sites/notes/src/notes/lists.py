@@ -222,7 +222,7 @@ OWN_MAX = 1000
 
 
 def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | None = None,
-              author_id: int | None = None) -> tuple[int, ...] | None:
+              author_id: int | None = None, drafts: bool = True) -> tuple[int, ...] | None:
     """The block of ids (:attr:`NoteBlock.BLOCK`) holding place ``at`` (0: the first) of a
     list in id order, and the place within that block: the public notes, or the reader's
     (the public ones and their own not in the trash), all of them, a tag's (``tag_id``) or
@@ -230,7 +230,8 @@ def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | Non
     counted in each (:class:`NoteBlock`, :class:`TagBlock` for a tag, :class:`AuthorBlock`
     for an author: published and not in the trash), less those scheduled for
     later (found along the public order's index; the reader's own stay), plus the reader's
-    own notes not published (along their author index). None: past the end; more scheduled
+    own notes not published (along their author index; not with ``drafts`` false: a list of
+    the published ones only). None: past the end; more scheduled
     notes or drafts than :data:`SCHEDULED_MAX`/:data:`OWN_MAX`: :data:`UNCOUNTED` (skip
     along the list)."""
     later = select(Note.id).where(next_scheduled())
@@ -240,7 +241,7 @@ def in_blocks(at: int, tag_id: int | None, newest_first: bool, reader: int | Non
         later = later.where(Note.author_id == author_id)
     ids = list(db.session.scalars(later.limit(SCHEDULED_MAX + 1)))
     own: list[int] = []
-    if reader is not None and author_id in (None, reader):
+    if drafts and reader is not None and author_id in (None, reader):
         own = list(db.session.scalars(select(Note.id).where(
             Note.author_id == reader, Note.published == false(), live()).limit(OWN_MAX + 1)))
     if len(ids) > SCHEDULED_MAX or len(own) > OWN_MAX:
