@@ -11,8 +11,9 @@ key, each matched by its tokens (``LIKE``, the same tokens the index holds), sto
 read: the notes still to read to find ``limit`` matches at the rate seen so far, against the
 notes the index would hand back (the rarest term's rate in the notes read, times the notes
 written). The index is asked when it is the cheaper (a rare word), or when :data:`CAP` notes
-are read; and then for the rarest term only, each of its notes checked for the other terms:
-a query that adds a rare word to a word in every note costs what the rare word costs.
+are read; and then for the rarest term only, each of its notes checked for the other terms
+(not for its own: the index holds the same tokens): a query that adds a rare word to a word in
+every note costs what the rare word costs.
 
 Reading on costs ``limit / rate`` notes, the index ``rate * notes``: the cheaper of the two
 never exceeds ``sqrt(limit * notes)`` notes' worth (14,000 at a million notes and a
@@ -31,7 +32,7 @@ from ..models import Note
 from .query import Query, Term
 from .rows import details
 
-FIRST = 1000  # the newest notes read first, one by one
+FIRST = 300  # the newest notes read first, one by one (a rare word reads no more)
 STEP = 4  # each further window of notes read is this many times wider than all read before
 CAP = 50_000  # the most notes read one by one before the full-text index is asked
 
@@ -94,8 +95,10 @@ class MariaDB:
             read = wider
         else:
             return found  # the newest matches, or every match (every note was read)
-        # the index, for the rarest term only; its notes checked for every term
+        # the index, for the rarest term only; its notes checked for the other terms (the
+        # index holds the same tokens: its own term needs no check)
         asked = match(Note.__table__.c.search_text, against=against([rarest]),
                       in_boolean_mode=True)
-        return list(db.session.scalars(select(Note.id).where(asked > 0, holds, where)
+        others = [has(t) for t in query.terms if t is not rarest]
+        return list(db.session.scalars(select(Note.id).where(asked > 0, *others, where)
                                        .order_by(Note.id.desc()).limit(limit)))
