@@ -154,7 +154,8 @@ def test_postgresql_asks_the_newest_ids_or_the_index_by_its_statistics(app, clie
     """On PostgreSQL, a word among the column's common elements (pg_stats) is asked within
     a window of the newest ids, found by bitmap scans (the GIN index's notes, intersected with
     the window's); a rare word, of the GIN index alone; a word in most notes, along the
-    primary key within its window. The same notes as asking the whole index."""
+    primary key within its window; a word in most notes beside a rare one: the index for the
+    rare one only. The same notes as asking the whole index."""
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             pytest.skip("PostgreSQL's statistics")
@@ -171,7 +172,8 @@ def test_postgresql_asks_the_newest_ids_or_the_index_by_its_statistics(app, clie
         every = {w: list(db.session.scalars(
             select(Note.id).where(postgresql_search.PostgreSQL().condition(parse(w)))
             .order_by(Note.id.desc()).limit(search.CANDIDATES)))
-            for w in (words["middling"], words["rare"], words["common"])}
+            for w in (words["middling"], words["rare"], words["common"],
+                      f"{words['common']} {words['rare']}")}
     for word, ids in every.items():
         with statements(app) as seen:
             r = client.get("/api/notes", query_string={"q": word, "per_page": 100})
@@ -182,6 +184,10 @@ def test_postgresql_asks_the_newest_ids_or_the_index_by_its_statistics(app, clie
         if word == words["rare"]:  # the index alone, its notes sorted
             assert len(asked) == 1 and "notes.id >" not in asked[0][0]
             assert "Bitmap Index Scan on ix_notes_search_vector" in found[0], found[0]
+        elif " " in word:  # the index for the rare word alone, its notes checked for both
+            assert len(asked) == 1 and "ts_match_vq" in asked[0][0]
+            index = found[0].split("Bitmap Index Scan on ix_notes_search_vector")
+            assert len(index) == 2 and words["common"] not in index[1].split("\n")[1], found[0]
         elif word == words["middling"]:  # a window of the newest ids, found by bitmaps (at
             # 3,000 notes the planner checks the window's notes; at 20,000 and more it
             # intersects them with the GIN index's: BitmapAnd)

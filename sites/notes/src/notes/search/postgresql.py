@@ -22,7 +22,9 @@ planner does (the terms' shares multiplied):
   window's matches are read from the table) unless reading it along the primary key costs less
   (a word in most notes: :data:`WALK`);
 * rarer than the least common element (or a window as wide as the table): the GIN index's
-  notes, sorted (at most ``least share * notes`` of them).
+  notes, sorted (at most ``least share * notes`` of them). A word in :data:`COMMON` of the
+  notes or more beside a rarer one is not asked of the index (its start's bitmap would be
+  most notes'): the rarer words' notes are, each checked for the whole query.
 
 Statements that must use bitmaps run with ``enable_seqscan`` and ``enable_indexscan`` off for
 that statement (``SET LOCAL``, restored after it); the query and the bounds are written into
@@ -38,7 +40,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, literal_column, select, text
+from sqlalchemy import ColumnElement, and_, func, literal, literal_column, select, text
 
 from ..extensions import db
 from ..models import Note
@@ -55,6 +57,8 @@ WALK = 8
 BITMAPS = "/* bitmap scans */"  # marks a statement run with enable_seqscan/indexscan off
 SCANS = ("enable_seqscan", "enable_indexscan")  # off for such a statement
 STATS_SECONDS = 300  # how long the statistics read from pg_stats are used before read again
+# a word in this share of the notes or more is not asked of the index beside a rarer one
+COMMON = 0.1
 _AFTER = "{"  # after every character of a token ([0-9a-z]): the end of a token's range
 
 
@@ -63,8 +67,9 @@ def fixed(value: int) -> ColumnElement[int]:
     return literal(value, literal_execute=True)
 
 
-def tsquery(query: Query) -> str:
-    return " & ".join(t.token + (":*" if t.prefix else "") for t in query.terms)
+def tsquery(query: Query | list[Term]) -> str:
+    terms = query if isinstance(query, list) else query.terms
+    return " & ".join(t.token + (":*" if t.prefix else "") for t in terms)
 
 
 class Shares:
@@ -130,7 +135,7 @@ def forget() -> None:
 
 
 class PostgreSQL:
-    def _query(self, query: Query) -> ColumnElement[object]:
+    def _query(self, query: Query | list[Term]) -> ColumnElement[object]:
         # written into the statement, not a parameter: psycopg prepares a statement run five
         # times, and PostgreSQL may then plan it once for any query (a generic plan)
         return func.to_tsquery(literal_column("'simple'::regconfig"),
@@ -163,6 +168,12 @@ class PostgreSQL:
             return newest(count=limit, bitmaps=False)
         share = stats.share(query)
         if share is None:  # a rare word: the index's notes, sorted
+            rare = [t for t in query.terms if (stats.term(t) or 0) < COMMON]
+            if len(rare) < len(query.terms):
+                # the index asked for the rarer words only (a common word's start is the
+                # bitmap of most notes), each of their notes checked for the whole query
+                matching = and_(vector.op("@@")(self._query(rare)),
+                                func.ts_match_vq(vector, self._query(query)))
             return newest(count=limit, bitmaps=True)
         top = db.session.scalar(select(func.max(Note.id))) or 0
         width = math.ceil(limit / share * SPARE)
