@@ -6,13 +6,10 @@ written."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 
 from notes.extensions import db
 from notes.models import Note
@@ -20,24 +17,8 @@ from notes.models import Note
 from .conftest import csrf, import_sheet
 from .test_data import flask_cli
 from .test_publishing import edit
+from .test_scale import statements
 from .test_site import write
-
-
-@contextmanager
-def statements(app: Any) -> Iterator[list[str]]:
-    """The SQL statements the app runs meanwhile."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def tags_shown(page: str) -> list[str]:
@@ -56,7 +37,7 @@ def test_pages_run_the_same_few_statements_whatever_they_show(app, client, user,
                  tags=f"common, own {i}, {account[0].email.split('@')[0]}")
     slug = "alice-example-com-1"
     assert client.get(f"/n/{slug}").status_code == 200  # connections made, dialect known
-    with statements(app) as seen:
+    with statements(app, every=True) as seen:
         page = client.get(f"/n/{slug}").get_data(as_text=True)
     assert len(seen) == 1, seen  # the note with its author and its tags
     assert tags_shown(page) == ["alice", "common", "own 1"]
@@ -67,7 +48,7 @@ def test_pages_run_the_same_few_statements_whatever_they_show(app, client, user,
     # (notes.caching: no list is kept past it)
     for path, count in (("/", 2), ("/?page=2", 5), ("/t/common", 3), (f"/a/{user[0].id}", 3),
                         ("/feed.xml", 2)):
-        with statements(app) as seen:
+        with statements(app, every=True) as seen:
             page = client.get(path).get_data(as_text=True)
         assert len(seen) == count, (path, seen)
         assert "own " in page and ("Alice" in page or "Bob" in page)  # tags and bylines

@@ -26,12 +26,13 @@ from .test_site import write
 
 
 @contextmanager
-def statements(app: Any) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECT statements the app runs meanwhile, with their parameters."""
+def statements(app: Any, every: bool = False) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECT statements the app runs meanwhile (``every``: all statements), with their
+    parameters."""
     seen: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if every or statement.lstrip().upper().startswith("SELECT"):
             seen.append((statement, parameters))
 
     with app.app_context():
