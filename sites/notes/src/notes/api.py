@@ -292,10 +292,8 @@ def numbered(stmt: Select[Any], key: Any, skip: int, seen: ColumnElement[bool],
         place = lists.along(select(Note.id).where(seen, Note.id >= low).order_by(Note.id),
                             "PRIMARY")
     else:
-        place = (lists.links_first(select(note_tags.c.note_id).join(
-            Note, Note.id == note_tags.c.note_id))
-            .where(note_tags.c.tag_id == tag_id, note_tags.c.note_id >= low, seen)
-            .order_by(note_tags.c.note_id))  # (no end: see lists.by_tag_blocks)
+        place = lists.tag_links(tag_id, note_tags.c.note_id >= low, seen).order_by(
+            note_tags.c.note_id)  # (no end: see lists.by_tag_blocks)
     first = db.session.scalar(place.offset(skip).limit(1))
     return stmt.where(false() if first is None else key >= first)
 

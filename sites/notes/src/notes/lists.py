@@ -277,6 +277,13 @@ def links_first(stmt: Select[Any]) -> Select[Any]:
             .prefix_with("STRAIGHT_JOIN", dialect="mariadb"))
 
 
+def tag_links(tag_id: int, *where: ColumnElement[bool]) -> Select[Any]:
+    """The ids of a tag's notes (``where``), read along its links (``ix_note_tags_tag_note``)
+    and only then their notes (:func:`links_first`)."""
+    return (links_first(select(note_tags.c.note_id).join(Note, Note.id == note_tags.c.note_id))
+            .where(note_tags.c.tag_id == tag_id, *where))
+
+
 def by_tag_blocks(tag_id: int) -> Callable[[int], tuple[Any, ...] | None]:
     """:attr:`Listing.place` of a tag's page (newest written first): the block holding the
     place by :func:`in_blocks`, then the tag's notes skipped along its links' index from that
@@ -288,10 +295,8 @@ def by_tag_blocks(tag_id: int) -> Callable[[int], tuple[Any, ...] | None]:
             return found
         block, skip = found
         size = NoteBlock.BLOCK
-        row = db.session.execute(links_first(
-            select(note_tags.c.note_id).join(Note, Note.id == note_tags.c.note_id)).where(
-                note_tags.c.tag_id == tag_id, note_tags.c.note_id < (block + 1) * size,
-                public(by_time_index=False))
+        row = db.session.execute(tag_links(
+            tag_id, note_tags.c.note_id < (block + 1) * size, public(by_time_index=False))
             .order_by(note_tags.c.note_id.desc()).offset(skip).limit(1)).first()
         return None if row is None else tuple(row)
     return place
