@@ -1,21 +1,26 @@
 """Memory and CPU per request: flaskstack beside the configuration it replaces, same app.
 
-    .venv/bin/python -m bench.memory_cpu [--rounds 3] [--duration 5]
+    .venv/bin/python -m bench.memory_cpu [--rounds 3] [--windows 5] [--duration 2]
 
 For the one-route hello app and the notes site, each round (interleaved) starts flaskstack
 (hello: with its defaults; notes: ``--workers 2``) and the original configuration (uWSGI
-master loading the app once + 2 workers, Nginx with 1 worker) on the same venv, app and data;
-warms each up the same way, and sums PSS over each process tree after 1.5 s idle, then again
-after 1,000 more requests. For hello it also measures the CPU time of the whole process tree
-per request under ``wrk -t1 -c32``, split by process (supervisor, Nginx, uWSGI master and
-workers), so that a ratio can be explained. Figures are medians of the rounds; the last table
-shows where the kit's hello stack's memory goes, process by process.
+master loading the app once + 2 workers, Nginx with 1 worker) on the same venv, app and data,
+one at a time; warms each up the same way, and sums PSS over each process tree after 1.5 s
+idle, then again after 1,000 more requests.
+
+Then, for hello, the round measures the CPU time of each whole process tree per request under
+``wrk -t1 -c32``, split by process (supervisor, Nginx, uWSGI master and workers) so that a
+ratio can be explained: the three hello stacks run at once and take turns, ``--windows``
+windows of ``--duration`` seconds each (in reverse order every other window), so that a busy
+moment of this shared machine falls on all of them alike. Figures are medians of the rounds;
+the last table shows where the kit's hello stack's memory goes, process by process.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import shutil
 import statistics
@@ -116,13 +121,39 @@ def cpu_split(roots: list[int]) -> dict[str, float]:
     return {k: v / os.sysconf("SC_CLK_TCK") for k, v in found.items()}
 
 
+def take_turns(stacks: dict[str, Running], windows: int, duration: int
+               ) -> dict[str, tuple[float, float, dict[str, float]]]:
+    """Each running stack's req/s, CPU per request (µs) and CPU per request by process, over
+    ``windows`` turns of ``duration`` seconds of ``wrk -c32`` (after 2 s of warm-up each)."""
+    for running in stacks.values():
+        wrk(running.url, 32, 2, {})
+    requests_ = dict.fromkeys(stacks, 0)
+    used: dict[str, dict[str, float]] = {key: {} for key in stacks}
+    order = list(stacks)
+    for turn in range(windows):
+        for key in order if turn % 2 == 0 else order[::-1]:
+            running = stacks[key]
+            before = cpu_split(running.pids)
+            point = wrk(running.url, 32, duration, {}, running.pids)
+            after = cpu_split(running.pids)
+            requests_[key] += point.requests
+            for name, seconds in after.items():
+                used[key][name] = used[key].get(name, 0.0) + seconds - before.get(name, 0.0)
+    return {key: (requests_[key] / (windows * duration),
+                  sum(used[key].values()) / requests_[key] * 1e6,
+                  {name: s / requests_[key] * 1e6 for name, s in used[key].items()})
+            for key in stacks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=positive(int), default=3)
-    parser.add_argument("--duration", type=positive(int), default=5,
-                        help="seconds of wrk per CPU point (after a 2 s warm-up)")
+    parser.add_argument("--windows", type=positive(int), default=5,
+                        help="turns of wrk per stack and round, the stacks running at once")
+    parser.add_argument("--duration", type=positive(int), default=2,
+                        help="seconds of wrk per turn (after a 2 s warm-up)")
     args = parser.parse_args()
-    rounds, duration = int(args.rounds), int(args.duration)
+    rounds, windows, duration = int(args.rounds), int(args.windows), int(args.duration)
     memory: dict[str, list[tuple[float, float]]] = {}
     cpu: dict[str, list[float]] = {}
     rps: dict[str, list[float]] = {}
@@ -131,13 +162,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flaskstack-memory-") as name:
         tmp = Path(name)
         site, data, notes_env = prepare(tmp)
-        port = free_port()  # the kit with its defaults: no --workers or --nginx-workers
-        hello = Stack("hello", [str(BIN / "flaskstack"), "serve", "--run-dir",
-                                str(tmp / "run-hello"), "--host", "127.0.0.1", "--port",
-                                str(port), "--app", "hello:app", "--app-dir", str(site)],
-                      dict(os.environ), port)
-        two = Stack("hello2", [*hello.argv, "--run-dir", str(tmp / "run-hello2"),
-                               "--nginx-workers", "2"], dict(os.environ), port)
+        def hello_stack(name: str, *flags: str) -> Stack:  # the kit's defaults, and flags
+            port = free_port()
+            return Stack(name, [str(BIN / "flaskstack"), "serve", "--run-dir",
+                                str(tmp / f"run-{name}"), "--host", "127.0.0.1", "--port",
+                                str(port), "--app", "hello:app", "--app-dir", str(site), *flags],
+                         dict(os.environ), port)
+
+        hello, two = hello_stack("hello"), hello_stack("hello2", "--nginx-workers", "2")
         notes = serve("notes", tmp, "--app-dir", str(tmp), env=notes_env)
         with kit(notes):  # migrates the database once, as a restart finds it
             pass
@@ -145,32 +177,31 @@ def main() -> None:
             shutil.chown(data, "www-data", "www-data")
             for path in data.rglob("*"):
                 shutil.chown(path, "www-data", "www-data")
+        starts = itertools.count()
         for n in range(rounds):
+            hellos = {  # (each start of the original configuration in a folder of its own)
+                "hello, flaskstack": lambda: kit(hello),
+                "hello, original": lambda: original(tmp / f"oh{next(starts)}", site),
+                "hello, flaskstack --nginx-workers 2": lambda: kit(two),
+            }
             configurations = [
-                ("hello", "flaskstack", lambda: kit(hello), ("/",)),
-                ("hello", "original", lambda n=n: original(tmp / f"oh{n}", site), ("/",)),
-                ("hello", "flaskstack --nginx-workers 2", lambda: kit(two), ("/",)),
-                ("notes", "flaskstack", lambda: kit(notes), WARM_UP),
-                ("notes", "original", lambda n=n: original(
+                *((key, start, ("/",)) for key, start in hellos.items()),
+                ("notes, flaskstack", lambda: kit(notes), WARM_UP),
+                ("notes, original", lambda n=n: original(
                     tmp / f"on{n}", tmp, "notes:create_app()", notes_env), WARM_UP),
             ]
-            for app, config, start, paths in configurations:
+            for key, start, paths in configurations:  # memory: one stack at a time
                 with start() as running:
-                    key = f"{app}, {config}"
                     memory.setdefault(key, []).append(measure(running.url, running.pids, paths))
-                    if app == "hello":
-                        wrk(running.url, 32, 2, {})
-                        before = cpu_split(running.pids)
-                        point = wrk(running.url, 32, duration, {}, running.pids)
-                        after = cpu_split(running.pids)
-                        split.setdefault(key, []).append(
-                            {k: (v - before.get(k, 0.0)) / point.requests * 1e6
-                             for k, v in after.items()})
-                        cpu.setdefault(key, []).append(point.cpu_us)
-                        rps.setdefault(key, []).append(point.rps)
-                        if config == "flaskstack" and n == rounds - 1:
-                            time.sleep(1.5)
-                            where = breakdown(running.pids[0])
+                    if key == "hello, flaskstack" and n == rounds - 1:
+                        where = breakdown(running.pids[0])
+            with contextlib.ExitStack() as stacks:  # CPU: the hello stacks at once
+                started = {key: stacks.enter_context(start()) for key, start in hellos.items()}
+                for key, (rate, per_request, by_process) in take_turns(
+                        started, windows, duration).items():
+                    rps.setdefault(key, []).append(rate)
+                    cpu.setdefault(key, []).append(per_request)
+                    split.setdefault(key, []).append(by_process)
     print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC · {machine()} · median of {rounds} "
           "interleaved rounds")
     print("| app, configuration | PSS idle | PSS after 1,000 requests | ratio (idle / after) |")
@@ -183,7 +214,8 @@ def main() -> None:
                  f"{after / statistics.median(v[1] for v in base):.2f}")
         print(f"| {key} | {idle:.1f} MB | {after:.1f} MB | {ratio} |")
     print()
-    print(f"| hello app (wrk -t1 -c32 -d{duration}s) | req/s | CPU per request | ratio "
+    print(f"| hello app (wrk -t1 -c32, {windows} turns of {duration} s) | req/s "
+          "| CPU per request | ratio "
           "| each round's own ratio (min-max) |")
     print("| --- | ---: | ---: | ---: | --- |")
     base = cpu["hello, original"]
@@ -202,7 +234,7 @@ def main() -> None:
                  for name in roles]
         print(f"| {key} | " + " | ".join(cells) + " |")
     print()
-    print("| process (flaskstack hello, after the CPU run) | PSS |")
+    print("| process (flaskstack hello, after 1,000 requests) | PSS |")
     print("| --- | ---: |")
     for title, mb in where:
         print(f"| {title} | {mb:.1f} MB |")
