@@ -29,6 +29,11 @@ SMALLEST_HEADER_LINE = 4  # "a:\r\n"
 UWSGI_PACKET_MAX = 65535
 YEAR = 31536000  # seconds: the longest max-age HTTP caches honour
 PIPE_BUF = 4096  # Linux: writes up to this size to a pipe are atomic
+# The access log's FIFO: room for 1 MiB (F_SETPIPE_SZ), and one worker's buffer of 64 KiB: Linux
+# copies a larger write whole too while the pipe has room for it (an old worker flushing at a
+# reload beside the new one). Several workers: PIPE_BUF, atomic whatever the pipe holds.
+LOG_FIFO_SIZE = 1 << 20
+LONE_LOG_BUFFER = 65536
 LOADER = str(Path(__file__).with_name("loader.py"))
 
 
@@ -119,7 +124,7 @@ class NginxPlan:
     request_id: str
     access_log: bool
     access_log_static: bool  # False: static files answered without an error go unlogged
-    access_log_buffer: int  # bytes; at most PIPE_BUF, so a write to the FIFO is atomic
+    access_log_buffer: int  # bytes: each write to the FIFO is atomic (LONE_LOG_BUFFER)
     cache: CachePlan | None  # None: no response cache
     brotli_static: str | None  # the module to load: static files' .br copies are sent
     static_cache_control: str  # a static file's URL without a query string
@@ -328,7 +333,7 @@ def make(
             request_id=f"{facts.instance}-$pid-$connection-$connection_requests",
             access_log=s.access_log,
             access_log_static=s.access_log_static,
-            access_log_buffer=PIPE_BUF,
+            access_log_buffer=LONE_LOG_BUFFER if s.nginx_workers == 1 else PIPE_BUF,
             cache=cache_plan(s, run),
             brotli_static=facts.brotli_static if s.gzip else None,
             static_cache_control=f"public, max-age={s.static_max_age}, must-revalidate",

@@ -12,6 +12,7 @@ decision, not the supervisor's. See docs/design.md and docs/operating/reload.md.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -168,6 +169,8 @@ class Supervisor:
         runtime.chown(fifo, self.plan.account)
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         os.open(fifo, os.O_WRONLY)  # kept open: the reader never sees end-of-file
+        with contextlib.suppress(OSError):  # (above /proc/sys/fs/pipe-max-size: the default)
+            fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, planning.LOG_FIFO_SIZE)
         os.set_blocking(reader, True)
 
         def copy() -> None:
