@@ -96,6 +96,7 @@ def test_server_names_hold_for_absolute_form_requests_on_https_http_and_the_redi
     tls = ssl.create_default_context(cafile=str(ca.path))
     ok = raw(stack.port, get("/headers", SITE), tls)
     assert ok[0] == 200 and b'"HTTP_HOST": "notes.test"' in ok[2]
+    assert b'"wsgi.url_scheme": "https"' in ok[2]  # (from HTTPS: the app's only word of it)
     assert raw(stack.port, get(f"https://{SITE}/headers", SITE), tls)[0] == 200
     # before: the app's 200, and it saw Host evil.example
     for target, host in ((f"https://{SITE}/headers", "evil.example"),
@@ -149,6 +150,7 @@ def test_one_hsts_header_from_the_setting_whatever_the_app_sends(make_stack, ca,
                          timeout=10)
         # before: the app's max-age=31536000 came first (browsers take it), then the kit's
         assert r.raw.headers.getlist("Strict-Transport-Security") == expected, path
+        assert r.raw.headers.getlist("X-Content-Type-Options") == ["nosniff"], path  # once
 
 
 # -- 12: a negotiated answer is never served to the other kind of client ----------------------

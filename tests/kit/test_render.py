@@ -110,10 +110,11 @@ def test_host_limits_cap_backlog_and_connections_and_are_reported() -> None:
     assert "listen = 128" in files["uwsgi.ini"]
 
 
-def test_forwarded_host_keeps_the_port_the_client_used() -> None:
+def test_the_app_is_told_the_request_id_and_no_client_claims() -> None:
     nginx = render.render(make())["nginx.conf"]
-    assert "uwsgi_param HTTP_X_FORWARDED_HOST $http_host;" in nginx
-    assert "uwsgi_param HTTP_X_FORWARDED_PORT $flaskstack_forwarded_port;" in nginx
+    for header in ("FOR", "PROTO", "HOST", "PORT"):
+        assert f'uwsgi_param HTTP_X_FORWARDED_{header} "" if_not_empty;' in nginx
+    assert 'uwsgi_param HTTP_PROXY "" if_not_empty;' in nginx
     # a new id per request, or a trusted proxy's X-Request-ID (trusted_proxies)
     assert "uwsgi_param HTTP_X_REQUEST_ID $flaskstack_request_id;" in nginx
     assert 'default "0-$pid-$connection-$connection_requests";' in nginx

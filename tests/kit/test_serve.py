@@ -59,14 +59,32 @@ def test_upload_over_the_limit_gets_a_413_page(make_stack) -> None:
     assert as_json.json()["status"] == 413
 
 
-def test_forwarded_headers_and_gzip(make_stack) -> None:
+CLAIMS = {"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Proto": "https",
+          "X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "1", "X-Real-IP": "10.9.9.9",
+          "Proxy": "http://evil.example:3128"}
+
+
+def test_the_app_is_told_the_client_once_and_never_what_it_claims(make_stack) -> None:
+    """The CGI variables say where the request came from; a client's own X-Forwarded-*,
+    X-Real-IP and Proxy (httpoxy) headers never reach the app, so ProxyFix believes nothing."""
     stack = make_stack("--app", "probe:application").start()
+    port = stack.url.rsplit(":", 1)[1]
     r = requests.get(f"{stack.url}/headers", timeout=10,
-                     headers={"Accept-Encoding": "gzip", "X-Forwarded-For": "10.9.9.9"})
+                     headers={"Accept-Encoding": "gzip", **CLAIMS})
     seen = r.json()
-    assert seen["HTTP_X_REAL_IP"] == "127.0.0.1"
-    assert seen["HTTP_X_FORWARDED_FOR"] == "10.9.9.9, 127.0.0.1"
-    assert seen["HTTP_X_FORWARDED_PROTO"] == "http"
+    assert seen["REMOTE_ADDR"] == "127.0.0.1" and seen["wsgi.url_scheme"] == "http"
+    assert seen["HTTP_HOST"] == f"127.0.0.1:{port}"  # with the port the client used
+    assert seen["HTTP_X_REQUEST_ID"] == r.headers["X-Request-ID"]
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
+                "HTTP_X_FORWARDED_PORT", "HTTP_X_REAL_IP", "HTTP_PROXY"} & set(seen)
+    # a GET has no CONTENT_TYPE or CONTENT_LENGTH (PEP 3333: absent when empty); a body has
+    # them once, not again as HTTP_ variables
+    assert "CONTENT_TYPE" not in seen and "CONTENT_LENGTH" not in seen
+    assert "DOCUMENT_ROOT" not in seen and "REQUEST_SCHEME" not in seen  # said by wsgi.url_scheme
+    posted = requests.post(f"{stack.url}/headers", data={"a": "1"}, timeout=10).json()
+    assert posted["CONTENT_LENGTH"] == "3"
+    assert posted["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+    assert "HTTP_CONTENT_LENGTH" not in posted and "HTTP_CONTENT_TYPE" not in posted
     big = requests.get(f"{stack.url}/" + "x" * 2000, timeout=10,
                        headers={"Accept-Encoding": "gzip"}, stream=True)
     assert big.headers.get("Content-Encoding") == "gzip"

@@ -1,4 +1,4 @@
-"""A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers, answers
+"""A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers (and the CGI variables), answers
 /status?CODE with that status, sends its own Strict-Transport-Security on /hsts."""
 
 import json
@@ -7,6 +7,8 @@ import time
 
 SEEN = os.environ.get("PROBE_SEEN", "")
 VERSION = "v1"
+CGI = {"REMOTE_ADDR", "REMOTE_PORT", "SERVER_NAME", "SERVER_PORT", "CONTENT_TYPE",
+       "CONTENT_LENGTH", "HTTPS", "REQUEST_SCHEME", "DOCUMENT_ROOT"}
 
 
 def application(environ, start_response):
@@ -17,16 +19,18 @@ def application(environ, start_response):
     if path == "/slow":
         time.sleep(float(environ.get("QUERY_STRING") or 2))
     if path == "/headers":
-        body = json.dumps({k: v for k, v in environ.items() if k.startswith("HTTP_")})
+        body = json.dumps({k: v for k, v in environ.items()
+                           if k.startswith("HTTP_") or k in CGI or k == "wsgi.url_scheme"})
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body.encode()]
     if path == "/status":  # an application error: /status?503
         code = int(environ.get("QUERY_STRING") or 500)
         start_response(f"{code} Probe", [("Content-Type", "text/plain")])
         return [f"{code} from the app".encode()]
-    if path == "/hsts":  # an app with its own opinion of HSTS (a year)
+    if path == "/hsts":  # an app with its own opinion of HSTS (a year), and of nosniff
         start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Strict-Transport-Security", "max-age=31536000")])
+                                  ("Strict-Transport-Security", "max-age=31536000"),
+                                  ("X-Content-Type-Options", "nosniff")])
         return [b"hsts"]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])

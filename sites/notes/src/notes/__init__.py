@@ -98,8 +98,9 @@ def create_app(config: dict[str, Any] | None = None) -> APIFlask:
 
 
 class SecureCookiesOverHTTPS:
-    """Mark cookies Secure on responses to HTTPS requests (Nginx with TLS sends
-    X-Forwarded-Proto: https). Per request: the same process may also serve plain HTTP."""
+    """Mark cookies Secure on responses to HTTPS requests (``wsgi.url_scheme``: from HTTPS
+    behind the kit's Nginx with TLS, from X-Forwarded-Proto through ProxyFix behind another
+    proxy). Per request: the same process may also serve plain HTTP."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
