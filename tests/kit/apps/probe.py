@@ -1,5 +1,6 @@
-"""A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers (and the CGI variables), answers
-/status?CODE with that status, sends its own Strict-Transport-Security on /hsts."""
+"""A fixture WSGI app: records every path it sees, sleeps on /slow, echoes headers (and the CGI
+variables), answers /status?CODE with that status, sends its own Strict-Transport-Security and
+nosniff on /hsts."""
 
 import json
 import os
