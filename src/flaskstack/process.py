@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import signal
 import subprocess
@@ -15,6 +16,15 @@ from .logs import log
 
 _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
+
+
+def give_back_memory() -> None:
+    """Hand back what starting or reloading the stack left unused: the collector's garbage,
+    then the C heap's free pages (glibc keeps them for reuse otherwise: about 0.7 MB of the
+    supervisor's 10 MB after a start, docs/benchmarks/memory-and-cpu.md)."""
+    gc.collect()
+    with contextlib.suppress(AttributeError):  # a C library without malloc_trim
+        _libc.malloc_trim(0)
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec

@@ -30,7 +30,7 @@ from .generation import Generations, Outcome, refused
 from .host import HostFacts
 from .logs import log
 from .plan import Plan
-from .process import HANDLED, Child, Processes, Stopping
+from .process import HANDLED, Child, Processes, Stopping, give_back_memory
 from .settings import SettingError
 
 RESOLVE_EVERY = 5.0  # seconds between two looks at the proxy's upstream names
@@ -283,6 +283,7 @@ class Supervisor:
                     self.stop()
                     return code
             print(f"ready: {self.plan.probe.url}", flush=True)
+            give_back_memory()
             try:
                 return self.loop()
             except Stopping:
@@ -367,6 +368,7 @@ class Supervisor:
         for line in outcome.error.splitlines():
             log(f"  {line}")
         outcome.write(self.run)
+        give_back_memory()
 
     def reload_nginx(self) -> None:
         if self.nginx is not None:
