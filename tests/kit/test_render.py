@@ -255,3 +255,12 @@ def test_tls_server_names_and_redirect_render_one_tls_policy_and_host_checks() -
     assert "uwsgi_hide_header Strict-Transport-Security;" in nginx
     assert directive(nginx, "uwsgi_cache_key") == [
         '"$scheme://$http_host$request_uri $flaskstack_gzip $flaskstack_error_ext"']
+
+
+def test_access_log_buffers_are_atomic_writes_to_the_fifo() -> None:
+    """One Nginx worker writes 64k buffers (the relay wakes less often); several write at most
+    PIPE_BUF at a time, so that their lines never interleave in the FIFO."""
+    one = render.render(make())["nginx.conf"]
+    two = render.render(make(nginx_workers="2"))["nginx.conf"]
+    assert "flaskstack_combined buffer=65536 flush=1s;" in one
+    assert f"flaskstack_combined buffer={planning.PIPE_BUF} flush=1s;" in two
