@@ -134,7 +134,7 @@ def take_turns(stacks: dict[str, Running], windows: int, duration: int
         for key in order if turn % 2 == 0 else order[::-1]:
             running = stacks[key]
             before = cpu_split(running.pids)
-            point = wrk(running.url, 32, duration, {}, running.pids)
+            point = wrk(running.url, 32, duration, {})  # (its CPU: cpu_split, around it)
             after = cpu_split(running.pids)
             requests_[key] += point.requests
             for name, seconds in after.items():
