@@ -1,4 +1,5 @@
-"""Exit codes of every ``flaskstack`` command, declared once.
+"""Exit codes of every ``flaskstack`` command, declared once; and the error that means a bad
+setting (:class:`SettingError`).
 
 ``--help`` epilogs, the README and docs/design.md show :func:`describe`'s text.
 """
@@ -7,7 +8,16 @@ from __future__ import annotations
 
 import sys
 from enum import IntEnum
-from typing import NoReturn
+
+# The supervisor's process imports this module: it never loads typing (1.5 MB for its whole
+# life, docs/benchmarks/memory-and-cpu.md), which type checkers read all the same.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+
+class SettingError(ValueError):
+    """A setting has a bad value; the message is one line naming it and its source."""
 
 
 class Exit(IntEnum):

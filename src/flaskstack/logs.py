@@ -8,13 +8,15 @@ relay, and uWSGI writes its lines as JSON itself; only servers' messages pass th
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import re
 import sys
 import threading
-from typing import IO
+
+TYPE_CHECKING = False  # (the supervisor's process never loads typing: see exits.py)
+if TYPE_CHECKING:
+    from typing import IO
 
 _json = False
 
@@ -34,6 +36,8 @@ def json_lines() -> bool:
 
 
 def now() -> str:
+    import datetime  # (JSON lines only: plain ones never load it)
+
     return datetime.datetime.now(datetime.UTC).astimezone().isoformat(timespec="seconds")
 
 
@@ -54,6 +58,8 @@ def as_json(source: str, text: str) -> str:
         return text
     found = _NGINX.match(text)
     if found:
+        import datetime
+
         year, month, day, clock, level, message = found.groups()
         stamp = datetime.datetime.fromisoformat(f"{year}-{month}-{day}T{clock}")
         return line(source, LEVELS.get(level, "info"), message,

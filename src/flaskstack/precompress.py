@@ -10,7 +10,6 @@ age, so a copy carries its original's modification time, and :func:`drop_stale` 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,14 +20,20 @@ SUFFIXES = frozenset({".css", ".js", ".mjs", ".json", ".map", ".svg", ".html", "
 MIN_SIZE = 256  # smaller files gain nothing (Nginx's gzip_min_length)
 
 
+def _gzip(data: bytes) -> bytes:
+    import gzip  # here, as brotli: the supervisor, which only drops stale copies, never loads it
+
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
 def _brotli(data: bytes) -> bytes:
-    import brotli  # here: the supervisor, which only drops stale copies, never loads it
+    import brotli
 
     return brotli.compress(data, quality=11)
 
 
 ENCODERS: dict[str, Callable[[bytes], bytes]] = {
-    ".gz": lambda data: gzip.compress(data, compresslevel=9, mtime=0),
+    ".gz": _gzip,
     ".br": _brotli,
 }
 COPIES = tuple(ENCODERS)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # (the supervisor's process never loads typing: see exits.py)
 if TYPE_CHECKING:
     import http.client
 

@@ -34,8 +34,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
+
+TYPE_CHECKING = False  # (the supervisor's process never loads typing: see exits.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 ENV = "FLASKSTACK_CACHE_PURGE_TO"
 KEY_LINE = b"\nKEY: "

@@ -11,12 +11,16 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from . import purge
-from .host import Account
-from .plan import Plan
-from .settings import SettingError
+from .exits import SettingError
+
+TYPE_CHECKING = False  # (the supervisor's process never loads typing: see exits.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .host import Account
+    from .plan import Plan
 
 
 def binary(name: str) -> str:

@@ -16,11 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .exits import SettingError as SettingError  # (declared with the exit codes)
+
 ENV_PREFIX = "FLASKSTACK_"
-
-
-class SettingError(ValueError):
-    """A setting has a bad value; the message is one line naming it and its source."""
 
 
 class Parser:
