@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import tls, upstreams
 from .host import Account, HostFacts
-from .rundir import RunDir
+from .rundir import LONE_LOG_BUFFER, PIPE_BUF, RunDir
 from .settings import BY_NAME, SettingError, Settings
 from .site import SiteDeclaration
 
@@ -28,12 +28,6 @@ HEADER_LINE = 8192
 SMALLEST_HEADER_LINE = 4  # "a:\r\n"
 UWSGI_PACKET_MAX = 65535
 YEAR = 31536000  # seconds: the longest max-age HTTP caches honour
-PIPE_BUF = 4096  # Linux: writes up to this size to a pipe are atomic
-# The access log's FIFO: room for 1 MiB (F_SETPIPE_SZ), and one worker's buffer of 64 KiB: Linux
-# copies a larger write whole too while the pipe has room for it (an old worker flushing at a
-# reload beside the new one). Several workers: PIPE_BUF, atomic whatever the pipe holds.
-LOG_FIFO_SIZE = 1 << 20
-LONE_LOG_BUFFER = 65536
 LOADER = str(Path(__file__).with_name("loader.py"))
 
 

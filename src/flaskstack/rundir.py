@@ -8,18 +8,48 @@ import errno
 import fcntl
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # (the supervisor's process never loads typing: see exits.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 NGINX_TEMP = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+PIPE_BUF = 4096  # Linux: writes up to this size to a pipe are atomic
+# The access log's FIFO: room for 1 MiB (F_SETPIPE_SZ), and one worker's buffer of 64 KiB: Linux
+# copies a larger write whole too while the pipe has room for it (an old worker flushing at a
+# reload beside the new one). Several workers: PIPE_BUF, atomic whatever the pipe holds.
+LOG_FIFO_SIZE = 1 << 20
+LONE_LOG_BUFFER = 65536
 
 
-@dataclass(frozen=True)
 class RunDir:
-    """Paths in the run directory; templates, supervisor and CLI all use these."""
+    """Paths in the run directory; templates, supervisor and CLI all use these.
 
+    A plain class rather than a dataclass: the supervisor's process holds one and never loads
+    :mod:`dataclasses` (1.4 MB with :mod:`inspect`, docs/benchmarks/memory-and-cpu.md).
+    """
+
+    __slots__ = ("path",)
     path: Path
+
+    def __init__(self, path: Path | str) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RunDir is read-only: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.path!r})"
+
+    def __reduce__(self) -> tuple[type[RunDir], tuple[Path]]:
+        return RunDir, (self.path,)
 
     def __str__(self) -> str:
         return str(self.path)
