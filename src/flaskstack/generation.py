@@ -24,13 +24,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import probe, runtime
-from .plan import Plan
 from .process import Child, Processes
 from .rundir import RunDir
+
+TYPE_CHECKING = False  # (the supervisor's process never loads typing: see exits.py)
+if TYPE_CHECKING:
+    from .plan import Plan
 
 ERROR_LINES = 6  # of the app's traceback, in a refused reload's message
 LOAD_TIMEOUT = 300.0  # seconds a new generation may take to load the app at a reload
@@ -195,7 +197,7 @@ class Generations:
         argv = generation.argv()
         output = self.output()
         generation.child = self.processes.spawn(
-            "uwsgi", argv, cwd=self.plan.settings.app_dir, stdout=output or sys.stderr,
+            "uwsgi", argv, cwd=self.plan.settings.app_dir, stdout=output or sys.stderr.fileno(),
             stderr=output, stdin=self.listener,
         )
         if output is not None:
@@ -296,21 +298,32 @@ def changed(watched: dict[str, int]) -> bool:
     return False
 
 
-@dataclass
 class Outcome:
-    """How a reload ended: written to the run dir for ``flaskstack reload``, and logged."""
+    """How a reload ended: written to the run dir for ``flaskstack reload``, and logged.
 
-    started: float  # time.monotonic() when the supervisor began it (the same clock system-wide)
-    ok: bool
-    message: str  # one line: what now serves, or why the reload was refused
-    error: str = ""  # the app's own error (the last lines of its traceback), if any
-    generation: int = 0  # the generation serving now (0: this role runs none)
-    seconds: float = 0.0
+    (A plain class: the supervisor's process does not load :mod:`dataclasses`.)
+    """
+
+    def __init__(self, started: float, ok: bool, message: str, error: str = "",
+                 generation: int = 0, seconds: float = 0.0) -> None:
+        # time.monotonic() when the supervisor began it (the same clock system-wide)
+        self.started = started
+        self.ok = ok
+        self.message = message  # one line: what now serves, or why the reload was refused
+        self.error = error  # the app's own error (the last lines of its traceback), if any
+        self.generation = generation  # the generation serving now (0: this role runs none)
+        self.seconds = seconds
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Outcome) and vars(other) == vars(self)
+
+    def __repr__(self) -> str:
+        return f"Outcome({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def write(self, run: RunDir) -> None:
         path = run.reload_status
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self)) + "\n")
+        tmp.write_text(json.dumps(vars(self)) + "\n")
         tmp.chmod(0o644)
         tmp.replace(path)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import process
 from .plan import Plan
 from .rundir import NGINX_TEMP, RunDir
 
@@ -102,29 +102,16 @@ def write(files: dict[str, str], run: RunDir) -> None:
         (run.tmp / sub).mkdir(parents=True, exist_ok=True)
 
 
+def write_plan(plan: Plan) -> None:
+    """Render the plan's files and write them; :class:`OSError` naming the failure."""
+    try:
+        write(render(plan), plan.run)
+    except BaseException as e:
+        raise OSError(f"rendering the configuration failed: {e}") from None
+
+
 def in_child(plan: Plan) -> None:
     """Render and write the plan's files in a forked child, so that a long-lived process (the
     supervisor) never loads Jinja2 and the templates: about 6 MB it would keep for its whole
     life. Raises :class:`OSError` with the child's reason when that fails."""
-    read, write_end = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read)
-        os.close(write_end)
-        raise
-    if pid == 0:  # the child: never returns
-        os.close(read)
-        code = 0
-        try:
-            write(render(plan), plan.run)
-        except BaseException as e:  # any failure is reported, then _exit
-            os.write(write_end, f"rendering the configuration failed: {e}".encode()[:4000])
-            code = 1
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read, "rb") as pipe:
-        reason = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise OSError(reason or f"rendering the configuration failed (status {status})")
+    process.in_child(lambda: write_plan(plan))

@@ -4,9 +4,10 @@
 with the whole command line loaded (click and the other commands' modules); then it replaces
 itself with this module (``exec``: the same pid, so still PID 1 in a container), which imports
 only what the supervisor uses. What the command line imported would otherwise stay in memory
-for the stack's whole life: about 2 MB, measured in docs/benchmarks/memory-and-cpu.md. The
-plan comes pickled in an anonymous file; the lock's descriptor is inherited, so the run
-directory is never unlocked in between. Signals stay blocked across the ``exec``: one that
+for the stack's whole life: about 2 MB, measured in docs/benchmarks/memory-and-cpu.md. Nor
+does it load the plan's classes: the plan comes as a :mod:`.snapshot` (and pickled whole, for
+the children that render it), in an anonymous file. The lock's descriptor is inherited, so the
+run directory is never unlocked in between. Signals stay blocked across the ``exec``: one that
 arrives meanwhile waits for the supervisor, which takes them all with ``sigtimedwait``.
 """
 
@@ -18,15 +19,18 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
 
-from . import rundir
-from .exits import Exit, fail
-from .host import HostFacts
-from .plan import Plan
+from . import rundir, snapshot
+from .exits import Exit, SettingError, fail
 from .process import HANDLED
-from .settings import SettingError
 from .supervisor import Supervisor
+
+TYPE_CHECKING = False  # (this process never loads typing: see exits.py)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from .host import HostFacts
+    from .plan import Plan
 
 
 @contextmanager
@@ -50,7 +54,7 @@ def replace_process(plan: Plan, facts: HostFacts, lock: int) -> NoReturn:
     directory's lock. The original command line follows ``--``, for ``ps`` to show."""
     data = os.memfd_create("flaskstack-plan", 0)  # inherited, unlike the default CLOEXEC
     with open(data, "wb", closefd=False) as f:
-        pickle.dump((plan, facts), f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.write(snapshot.pack(plan, facts))
     os.lseek(data, 0, os.SEEK_SET)
     os.set_inheritable(lock, True)
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
@@ -64,10 +68,10 @@ def replace_process(plan: Plan, facts: HostFacts, lock: int) -> NoReturn:
 def main() -> NoReturn:
     data, lock = int(sys.argv[1]), int(sys.argv[2])
     with open(data, "rb") as f:
-        plan, facts = pickle.load(f)
+        plan, whole = pickle.load(f)
     os.set_inheritable(lock, False)  # uWSGI and Nginx must not hold the run directory
     with holding(plan.run, lock):
-        code = Supervisor(plan, facts).serve()
+        code = Supervisor(plan, whole).serve()
     sys.exit(code)
 
 

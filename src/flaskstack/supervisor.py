@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -23,23 +24,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import logs, precompress, preflight, render, runtime, upstreams
-from . import plan as planning
-from .exits import Exit
+from . import logs, precompress, runtime, upstreams
+from .exits import Exit, SettingError
 from .generation import Generations, Outcome, refused
-from .host import HostFacts
 from .logs import log
-from .plan import Plan
-from .process import HANDLED, Child, Processes, Stopping, give_back_memory
-from .settings import SettingError
+from .process import HANDLED, Child, Processes, Stopping, give_back_memory, in_child
+from .rundir import LOG_FIFO_SIZE
+
+TYPE_CHECKING = False  # (this process never loads typing, the plan's classes or the settings')
+if TYPE_CHECKING:
+    from .plan import Plan
 
 RESOLVE_EVERY = 5.0  # seconds between two looks at the proxy's upstream names
 
 
 class Supervisor:
-    def __init__(self, plan: Plan, facts: HostFacts) -> None:
+    """Runs ``plan``: a :class:`~.snapshot.Snapshot` of it, read like the plan; ``whole`` is the
+    whole plan pickled, for the children that check and render it (see :mod:`.snapshot`)."""
+
+    def __init__(self, plan: Plan, whole: bytes) -> None:
         self.plan = plan
-        self.facts = facts
+        self.whole = whole
         self.run = plan.run
         self.processes = Processes(runtime.child_env(plan.account, plan.venv, plan.purge_to),
                                    plan.settings.grace)
@@ -92,7 +97,8 @@ class Supervisor:
 
     def write_configs(self) -> None:
         if self.written is not self.plan:
-            render.in_child(self.plan)
+            whole = self.whole
+            in_child(lambda: configure(whole))
             self.written = self.plan
 
     def start_prestart(self) -> Exit | None:
@@ -158,7 +164,8 @@ class Supervisor:
         if not servers or servers == self.servers:
             return False
         self.servers = servers
-        self.plan = planning.make(self.plan.settings, self.plan.site, self.facts, servers)
+        whole = self.whole
+        self.plan, self.whole = pickle.loads(in_child(lambda: replan(whole, servers)))
         return True
 
     def relay_access_log(self) -> None:
@@ -170,7 +177,7 @@ class Supervisor:
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         os.open(fifo, os.O_WRONLY)  # kept open: the reader never sees end-of-file
         with contextlib.suppress(OSError):  # (above /proc/sys/fs/pipe-max-size: the default)
-            fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, planning.LOG_FIFO_SIZE)
+            fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, LOG_FIFO_SIZE)
         os.set_blocking(reader, True)
 
         def copy() -> None:
@@ -347,12 +354,10 @@ class Supervisor:
         if self.plan.watch_upstreams:
             self.resolve()  # a reload also picks up replicas that came, went or were drained
         current = self.app.current if self.app is not None else None
+        whole, servers = self.whole, self.servers
         try:
-            preflight.check_files(self.plan)  # e.g. a renewed certificate and key
-            if self.plan.nginx is not None and (self.plan.nginx.snippet_server
-                                                or self.plan.nginx.snippet_http):
-                preflight.nginx_test(self.plan, self.facts, self.servers)
-            render.in_child(self.plan)
+            in_child(lambda: configure(whole, servers))
+            self.written = self.plan
         except (SettingError, OSError) as e:  # OSError: e.g. the run dir is full or read-only
             outcome = refused(started, current, str(e))
         else:
@@ -404,3 +409,27 @@ def empty_folder(folder: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+
+
+def configure(whole: bytes, servers: list[str] | None = None) -> None:
+    """In a forked child (:func:`.process.in_child`), with the whole plan: at a reload
+    (``servers``: the upstreams in rotation), check what may have changed since the start; then
+    render and write the configuration files."""
+    from . import preflight, render, snapshot
+
+    plan, facts = snapshot.unpack(whole)
+    if servers is not None:
+        preflight.check_files(plan)  # e.g. a renewed certificate and key
+        if plan.nginx is not None and (plan.nginx.snippet_server or plan.nginx.snippet_http):
+            preflight.nginx_test(plan, facts, servers)
+    render.write_plan(plan)
+
+
+def replan(whole: bytes, servers: list[str]) -> bytes:
+    """In a forked child: the plan made again with the upstreams' addresses ``servers``, packed
+    as the supervisor holds it (:func:`.snapshot.pack`)."""
+    from . import plan as planning
+    from . import snapshot
+
+    plan, facts = snapshot.unpack(whole)
+    return snapshot.pack(planning.make(plan.settings, plan.site, facts, servers), facts)
