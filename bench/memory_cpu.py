@@ -14,11 +14,16 @@ ratio can be explained: the three hello stacks run at once and take turns, ``--w
 windows of ``--duration`` seconds each (in reverse order every other window), so that a busy
 moment of this shared machine falls on all of them alike. Figures are medians of the rounds;
 the last table shows where the kit's hello stack's memory goes, process by process.
+
+The kit's modules are compiled first (``compileall``), as installing a wheel leaves them: a
+supervisor that compiles them from source at every start (``PYTHONDONTWRITEBYTECODE``, an
+editable install never imported yet) keeps about 0.5 MB more.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import itertools
 import os
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import requests
 
+import flaskstack
 from bench.run import (
     BIN,
     Running,
@@ -154,6 +160,7 @@ def main() -> None:
                         help="seconds of wrk per turn (after a 2 s warm-up)")
     args = parser.parse_args()
     rounds, windows, duration = int(args.rounds), int(args.windows), int(args.duration)
+    compileall.compile_dir(Path(flaskstack.__file__).parent, quiet=1)
     memory: dict[str, list[tuple[float, float]]] = {}
     cpu: dict[str, list[float]] = {}
     rps: dict[str, list[float]] = {}
