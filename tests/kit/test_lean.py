@@ -78,7 +78,7 @@ def test_a_child_starts_alone_with_its_signals_at_their_defaults(tmp_path: Path)
             try:
                 pid = process.start(
                     ["sh", "-c", "ls /proc/self/fd; grep -E '^Sig(Blk|Ign)' /proc/self/status;"
-                     " ps -o sid= -p $$"], dict(os.environ), stdout=f.fileno(), cwd="/")
+                     " cut -d' ' -f6 /proc/$$/stat"], dict(os.environ), stdout=f.fileno(), cwd="/")
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
         finally:
