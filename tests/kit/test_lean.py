@@ -1,5 +1,6 @@
-"""What the supervisor's process holds: a snapshot of the plan and nothing of the command line,
-the settings' declarations, typing, dataclasses or subprocess (docs/benchmarks/memory-and-cpu.md)."""
+"""What the supervisor's process holds: a snapshot of the plan, and nothing of the command
+line, the settings' declarations, typing, dataclasses or subprocess
+(docs/benchmarks/memory-and-cpu.md)."""
 
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def test_a_command_that_cannot_run_is_an_error_naming_it(tmp_path: Path) -> None
         process.start(["no-such-cmd"], dict(os.environ))
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "gone")):
         process.start(["true"], dict(os.environ), cwd=str(tmp_path / "gone"))
-    with pytest.raises(OSError, match="^nothing to see$"):
+    with pytest.raises(OSError, match=r"^nothing to see$"):
         process.in_child(lambda: (_ for _ in ()).throw(ValueError("nothing to see")))
     assert process.in_child(lambda: b"made in a child") == b"made in a child"
 
