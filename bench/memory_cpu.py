@@ -5,8 +5,9 @@
 For the one-route hello app and the notes site, each round (interleaved) starts flaskstack
 (hello: with its defaults; notes: ``--workers 2``) and the original configuration (uWSGI
 master loading the app once + 2 workers, Nginx with 1 worker) on the same venv, app and data,
-one at a time; warms each up the same way, and sums PSS over each process tree after 1.5 s
-idle, then again after 1,000 more requests.
+one at a time; warms each up the same way (three rounds of its paths, then until every uWSGI
+worker has answered), and sums PSS over each process tree after 1.5 s idle, then again after
+1,000 more requests.
 
 Then, for hello, the round measures the CPU time of each whole process tree per request under
 ``wrk -t1 -c32``, split by process (supervisor, Nginx, uWSGI master and workers) so that a
@@ -24,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import concurrent.futures
 import contextlib
 import itertools
+import json
 import os
 import shutil
+import socket
 import statistics
 import tempfile
 import time
@@ -66,10 +70,35 @@ def pss(pids: list[int]) -> float:
     return sum(pss_mb(pid) for pid in pids)
 
 
-def measure(url: str, pids: list[int], paths: tuple[str, ...]) -> tuple[float, float]:
-    """PSS after the warm-up (three rounds of ``paths``) and 1.5 s idle; then after 1,000
-    more requests."""
+def workers_answered(stats: Path) -> list[int]:
+    """How many requests each uWSGI worker has answered, from its stats socket."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(stats))
+        data = b"".join(iter(lambda: sock.recv(65536), b""))
+    return [int(w["requests"]) for w in json.loads(data)["workers"]]
+
+
+def warm_every_worker(url: str, stats: Path | None, paths: tuple[str, ...]) -> None:
+    """Ask ``paths`` from 4 clients at once until every uWSGI worker has answered: which
+    worker takes a request is the kernel's choice, and a worker that never answered has not
+    yet copied the pages an answer writes to (about 3.5 MB on hello, in both configurations)."""
+    if stats is None:
+        return
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(100):
+            if min(workers_answered(stats)) > 0:
+                return
+            list(pool.map(lambda _: get_all(url, paths, len(paths)), range(4)))
+    raise RuntimeError(f"{url}: a uWSGI worker never answered")
+
+
+def measure(running: Running, paths: tuple[str, ...]) -> tuple[float, float]:
+    """PSS after the warm-up (three rounds of ``paths``, and until every worker has answered)
+    and 1.5 s idle; then after 1,000 more requests."""
+    url, pids = running.url, running.pids
     get_all(url, paths, 3 * len(paths))
+    warm_every_worker(url, running.stats, paths)
     time.sleep(1.5)
     idle = pss(pids)
     get_all(url, paths, 1000)
@@ -82,7 +111,7 @@ def kit(stack: Stack) -> Iterator[Running]:
     stack.start()
     try:
         assert stack.proc is not None
-        yield Running(stack.url + "/", [stack.proc.pid])
+        yield Running(stack.url + "/", [stack.proc.pid], stack.run.uwsgi_stats)
     finally:
         stack.stop()
 
@@ -199,7 +228,7 @@ def main() -> None:
             ]
             for key, start, paths in configurations:  # memory: one stack at a time
                 with start() as running:
-                    memory.setdefault(key, []).append(measure(running.url, running.pids, paths))
+                    memory.setdefault(key, []).append(measure(running, paths))
                     if key == "hello, flaskstack" and n == rounds - 1:
                         where = breakdown(running.pids[0])
             with contextlib.ExitStack() as stacks:  # CPU: the hello stacks at once

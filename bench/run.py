@@ -33,6 +33,8 @@ from pathlib import Path
 
 import requests
 
+from flaskstack.rundir import RunDir
+
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 BIN = Path(sys.executable).parent
@@ -194,6 +196,10 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.argv[self.argv.index("--run-dir") + 1])
+
     def start(self, log: Path | None = None, timeout: float = 60) -> float:
         self.proc = spawn(self.argv, log, env=self.env)
         return first_200(self.url + "/", self.proc, timeout)
@@ -265,6 +271,7 @@ class Running:
 
     url: str
     pids: list[int]
+    stats: Path | None = None  # its uWSGI's stats socket, if it runs one
 
 
 @contextlib.contextmanager
@@ -306,7 +313,7 @@ def original(tmp: Path, site: Path, module: str = "hello:app",
         ngx = spawn(["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr",
                      "-g", "daemon off;"])
         first_200(f"http://127.0.0.1:{port}/", ngx)
-        yield Running(f"http://127.0.0.1:{port}/", [uw.pid, ngx.pid])
+        yield Running(f"http://127.0.0.1:{port}/", [uw.pid, ngx.pid], tmp / "stats.sock")
     finally:
         if ngx is not None:
             stop(ngx, signal.SIGQUIT)
