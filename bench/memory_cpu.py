@@ -28,10 +28,8 @@ import compileall
 import concurrent.futures
 import contextlib
 import itertools
-import json
 import os
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -55,6 +53,7 @@ from bench.run import (
     tree,
     wrk,
 )
+from flaskstack.status import uwsgi_stats_at
 
 WARM_UP = ("/", "/?page=1", "/feed.xml", "/api/docs", "/openapi.json", "/no-such-page",
            "/login", "/sitemap.xml")
@@ -70,15 +69,6 @@ def pss(pids: list[int]) -> float:
     return sum(pss_mb(pid) for pid in pids)
 
 
-def workers_answered(stats: Path) -> list[int]:
-    """How many requests each uWSGI worker has answered, from its stats socket."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(5)
-        sock.connect(str(stats))
-        data = b"".join(iter(lambda: sock.recv(65536), b""))
-    return [int(w["requests"]) for w in json.loads(data)["workers"]]
-
-
 def warm_every_worker(url: str, stats: Path | None, paths: tuple[str, ...]) -> None:
     """Ask ``paths`` from 4 clients at once until every uWSGI worker has answered: which
     worker takes a request is the kernel's choice, and a worker that never answered has not
@@ -87,7 +77,7 @@ def warm_every_worker(url: str, stats: Path | None, paths: tuple[str, ...]) -> N
         return
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         for _ in range(100):
-            if min(workers_answered(stats)) > 0:
+            if min(w["requests"] for w in uwsgi_stats_at(stats)["workers"]) > 0:
                 return
             list(pool.map(lambda _: get_all(url, paths, len(paths)), range(4)))
     raise RuntimeError(f"{url}: a uWSGI worker never answered")

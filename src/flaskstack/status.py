@@ -36,7 +36,12 @@ def rss(pid: int) -> int | None:
 
 
 def uwsgi_stats(run: RunDir) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(_read_unix(run.uwsgi_stats))
+    return uwsgi_stats_at(run.uwsgi_stats)
+
+
+def uwsgi_stats_at(path: Path) -> dict[str, Any]:
+    """What a uWSGI's stats socket at ``path`` says (the stack's, or any other uWSGI's)."""
+    data: dict[str, Any] = json.loads(_read_unix(path))
     return data
 
 
