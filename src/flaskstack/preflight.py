@@ -166,7 +166,7 @@ def nginx_test(plan: Plan, facts: HostFacts, servers: Sequence[str] = ()) -> Non
     with tempfile.TemporaryDirectory(prefix="flaskstack-check-") as tmp:
         settings = Settings({**plan.settings.values, "run_dir": tmp}, plan.settings.sources)
         scratch = planning.make(settings, plan.site, facts, servers)
-        render.in_child(scratch)
+        render.write_plan(scratch)  # (called in processes that end soon: no child needed)
         result = subprocess.run(
             [runtime.binary("nginx"), "-t", "-q", "-p", tmp, "-c", str(scratch.run.nginx_conf),
              "-e", "stderr"],

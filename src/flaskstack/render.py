@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import process
 from .plan import Plan
 from .rundir import NGINX_TEMP, RunDir
 
@@ -32,7 +31,7 @@ ERRORS = {
 
 @functools.cache
 def _env() -> Environment:
-    from jinja2 import Environment, PackageLoader, StrictUndefined  # (see in_child)
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # (never in the supervisor)
 
     return Environment(
         loader=PackageLoader("flaskstack", "templates"),
@@ -108,10 +107,3 @@ def write_plan(plan: Plan) -> None:
         write(render(plan), plan.run)
     except BaseException as e:
         raise OSError(f"rendering the configuration failed: {e}") from None
-
-
-def in_child(plan: Plan) -> None:
-    """Render and write the plan's files in a forked child, so that a long-lived process (the
-    supervisor) never loads Jinja2 and the templates: about 6 MB it would keep for its whole
-    life. Raises :class:`OSError` with the child's reason when that fails."""
-    process.in_child(lambda: write_plan(plan))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flaskstack import plan as planning
-from flaskstack import render
+from flaskstack import process, render
 from flaskstack.host import Account, HostFacts
 from flaskstack.settings import SettingError, load
 from flaskstack.site import SiteDeclaration
@@ -211,24 +211,25 @@ def test_brotli_copies_are_sent_only_when_nginx_has_the_module() -> None:
 def test_files_are_rendered_in_a_child_that_reports_its_failure(tmp_path: Path) -> None:
     """The supervisor renders in a forked child (it never loads Jinja2 itself)."""
     plan = make(run_dir=str(tmp_path / "run"))
-    render.in_child(plan)
+    process.in_child(lambda: render.write_plan(plan))
     assert (tmp_path / "run" / "nginx.conf").read_text() == render.render(plan)["nginx.conf"]
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     with pytest.raises(OSError, match=r"^rendering the configuration failed: .*Not a directory"):
-        render.in_child(make(run_dir=str(blocked / "run")))
+        process.in_child(lambda: render.write_plan(make(run_dir=str(blocked / "run"))))
 
 
 def test_the_supervisor_does_not_load_jinja2(tmp_path: Path) -> None:
     code = f"""
 import sys
-from flaskstack import cli, plan, render, settings, supervisor
+from flaskstack import cli, plan, process, render, settings, supervisor
 from flaskstack.host import HostFacts
 from flaskstack.site import SiteDeclaration
 env = {{"FLASKSTACK_RUN_DIR": {str(tmp_path)!r}, "FLASKSTACK_APP_DIR": {str(tmp_path)!r},
        "FLASKSTACK_APP": "mysite:app"}}
 facts = HostFacts(somaxconn=128, nofile_hard=1024, root=False, account=None)
-render.in_child(plan.make(settings.load(env=env), SiteDeclaration(), facts))
+made = plan.make(settings.load(env=env), SiteDeclaration(), facts)
+process.in_child(lambda: render.write_plan(made))
 assert "jinja2" not in sys.modules, "jinja2 loaded"
 assert "brotli" not in sys.modules, "brotli loaded"  # only `flaskstack precompress` needs it
 """
