@@ -7,7 +7,8 @@ flaskstack, so it works whichever venv runs the site.
 
 The generation's folder (``FLASKSTACK_GENERATION``) gets ``error.txt`` (the traceback) when
 the app cannot be loaded, and ``sources.txt`` (every loaded module's file, for autoreload)
-when it can; the supervisor reads both. See docs/operating/reload.md.
+when it can; the supervisor reads both. In role app it then has the shared socket listen (see
+:meth:`flaskstack.supervisor.Supervisor.listen`). See docs/operating/reload.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gc
 import importlib
 import os
 import signal
+import socket
 import sys
 import traceback
 from typing import Any
@@ -73,3 +75,11 @@ if str(os.getppid()) != os.environ.get("FLASKSTACK_SUPERVISOR", str(os.getppid()
     os.kill(os.getpid(), signal.SIGTERM)  # it was already gone
 gc.freeze()
 write("sources.txt", sources())
+if backlog := os.environ.get("FLASKSTACK_LISTEN_BACKLOG"):
+    # Role app: fd 0 is the supervisor's socket, bound but refusing connections until the first
+    # generation gets here (then listening again only sets its backlog): see supervisor.listen
+    listener = socket.socket(fileno=0)
+    try:
+        listener.listen(int(backlog))
+    finally:
+        listener.detach()  # fd 0 stays open: it is the generation's socket

@@ -137,16 +137,25 @@ class Supervisor:
         return None
 
     def listen(self, host: str, port: int) -> socket.socket | None:
-        """Role app: open the app's address here and hand it to uWSGI as fd 0 (see
-        :meth:`stop`)."""
-        assert self.plan.uwsgi is not None
+        """Role app: bind the app's address here and hand it to uWSGI as fd 0 (see
+        :meth:`stop`).
+
+        It is bound, not listening: a connection is refused until the first generation has
+        loaded the app and its loader calls ``listen()`` (:mod:`.loader`). A proxy, or any
+        load balancer that checks the port, thus sends nothing to a replica still starting.
+        """
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
         try:
-            return socket.create_server((host, port), family=family,
-                                        backlog=self.plan.uwsgi.backlog)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as socket.create_server: IPv6 only
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind((host, port))
         except OSError as e:
+            listener.close()
             log(f"cannot listen on {host}:{port}: {e.strerror or e}")
             return None
+        return listener
 
     def start_upstreams(self) -> Exit | None:
         """Role proxy: wait until at least one upstream name resolves (apps start later)."""

@@ -6,13 +6,17 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import threading
+import time
 
 import pytest
 import requests
 from bench.run import wrk_failures
 
+from flaskstack import upstreams
+from flaskstack.supervisor import RESOLVE_EVERY
 from tests.conftest import free_port
 from tests.load import Load, wait_for
 
@@ -107,6 +111,31 @@ def test_an_app_replica_stopping_finishes_its_requests_and_the_proxy_loses_none(
     assert "a" in {r.headers["X-Replica"] for r in slow}  # the one in flight on a
     gone = apps[0].cli("health", *apps[0].args)
     assert gone.returncode == 1 and gone.stderr.startswith("flaskstack: error: unhealthy:")
+
+
+def test_an_app_replica_refuses_connections_until_its_app_is_loaded(make_stack) -> None:
+    """A replica still loading its app gets no request: the proxy (as any load balancer that
+    checks the port) sees its address refuse until the app can answer."""
+    a, b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    make_stack("--role", "app", "--app", "probe:application", "--app-listen", a).start()
+    proxy = make_stack("--role", "proxy", "--upstreams", f"{a},{b}").start()
+    loading = make_stack("--role", "app", "--app", "gated:application", "--app-listen", b)
+    gate = loading.root / "gate"  # (the app runs as the workers' user: www-data under root)
+    gate.mkdir(mode=0o777)
+    gate.chmod(0o777)
+    loading.env["GATE"] = str(gate / "open")
+    loading.start(wait=False)
+    with Load(proxy.url, threads=4) as load:
+        assert wait_for((gate / "open.loading").exists)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(upstreams.split_host_port(b), timeout=5).close()
+        time.sleep(RESOLVE_EVERY + 1)  # the proxy looks at its upstreams again meanwhile
+        opened = time.monotonic()
+        (gate / "open").touch()
+        assert loading.wait_ready()
+        assert wait_for(lambda: "gated" in load.sent_after(opened))
+    assert load.failures == []
+    assert {body for sent, body in load.answers if sent < opened} == {"v1 /"}
 
 
 def test_drain_takes_a_replica_out_of_rotation_before_it_stops(make_stack) -> None:
