@@ -77,6 +77,16 @@ class Project:
                 for s in ("proxy", "app") for n in self.containers(s)}
         raise AssertionError(f"the stack never served from 2 replicas: {logs}")
 
+    def log_lines(self, service: str, *words: str, count: int = 40) -> list[str]:
+        """The last ``count`` lines of the service's containers' logs holding one of ``words``
+        (what a failed test shows of what the servers saw)."""
+        lines = []
+        for name in self.containers(service):
+            logs = podman(self.env, "logs", "-t", name, check=False)
+            lines += [f"{name} {line}" for line in (logs.stdout + logs.stderr).splitlines()
+                      if any(word in line for word in words)]
+        return lines[-count:]
+
     def remove(self) -> None:
         subprocess.run([*self.compose_command, "down", "-v", "-t", "5"], env=self.env,
                        capture_output=True, timeout=300, check=False)
@@ -205,7 +215,10 @@ def test_rolling_update_under_load_fails_no_request(project) -> None:
     record("rolling update under load: POST /api/notes", writes)
     assert rolled.returncode == 0, rolled.stderr
     assert "2 app replicas replaced and healthy" in rolled.stdout
-    assert reads.failures == [] and writes.failures == []
+    assert reads.failures == [] and writes.failures == [], (
+        reads.failures, writes.failures,
+        project.log_lines("proxy", "[error]", "[warn]", "flaskstack:"),
+        project.log_lines("app", "ready:", "flaskstack:"))
     after = project.wait_serving()
     assert not after & before  # both replicas are new containers
     written, following = 0, "/api/notes?per_page=100"  # the list pages by its `next` links
