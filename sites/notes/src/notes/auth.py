@@ -289,7 +289,11 @@ def _reserve(limits: list[tuple[str, int]]) -> list[int] | None:
 
     if over(1):  # already at the limit: refused without writing (a flood costs reads only)
         return None
+    # failures past the window go first, in a transaction of their own: one that deleted a
+    # range and then inserted into it deadlocked with another doing the same (MariaDB's gap
+    # locks), and its attempt was answered 503
     db.session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
+    db.session.commit()
     rows = [LoginFailure(key=key) for key, _ in limits]
     db.session.add_all(rows)
     db.session.commit()
